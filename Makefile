@@ -1,0 +1,158 @@
+# sessionwire - plain Makefile.
+#
+#   make deps     install the Debian packages below (root or sudo)
+#   make          build everything into build/
+#   make test     build and run every test (runs deps first)
+#   make run      build and run the main job (see README)
+#   make bench    build and run the benchmarks
+#   make install  PREFIX=/usr/local DESTDIR=...
+#
+# Switches: SANITIZE=address,undefined   COVERAGE=1   O=builddir
+
+# ==== Dependencies: the one place they are listed ====
+DEB_PACKAGES := build-essential pkg-config protobuf-c-compiler \
+	libprotobuf-c-dev protobuf-compiler libcjson-dev libcunit1-dev \
+	libdouble-conversion-dev libmicrohttpd-dev libcurl4-openssl-dev \
+	nodejs valgrind
+
+# ==== Toolchain and flags ====
+CC ?= cc
+CXX ?= c++
+O ?= build
+PREFIX ?= /usr/local
+VECTORS ?= ../shared/vectors
+
+CFLAGS ?= -O2 -g
+CXXFLAGS ?= -O2 -g
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	-Wformat=2 -Wcast-qual -Wno-missing-braces -Werror
+# -ffp-contract=off: the compact number forms rely on plain IEEE double
+# products and quotients, never fused multiply-adds.
+BASEFLAGS := -std=gnu11 -ffp-contract=off -fno-strict-aliasing -pthread
+CPPFLAGS += -Icodec/include -I$(O)/gen -MMD -MP
+LDFLAGS ?=
+LDLIBS := $(shell pkg-config --libs libprotobuf-c libcjson 2>/dev/null || echo -lprotobuf-c -lcjson) \
+	-ldouble-conversion -lstdc++ -lm -pthread
+
+ifneq ($(SANITIZE),)
+SANFLAGS := -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
+CFLAGS += $(SANFLAGS)
+CXXFLAGS += $(SANFLAGS)
+LDFLAGS += $(SANFLAGS)
+endif
+ifeq ($(COVERAGE),1)
+CFLAGS += --coverage
+CXXFLAGS += --coverage
+LDFLAGS += --coverage
+endif
+
+ALL_CFLAGS = $(BASEFLAGS) $(WARN) $(CFLAGS)
+ALL_CXXFLAGS = -std=c++17 -Wall -Wextra -Werror -ffp-contract=off $(CXXFLAGS)
+
+# ==== Sources ====
+PROTO := proto/sessionwire.proto
+PB_C := $(O)/gen/sessionwire.pb-c.c
+PB_H := $(O)/gen/sessionwire.pb-c.h
+
+CODEC_C := $(wildcard codec/*.c)
+CODEC_CC := $(wildcard codec/*.cc)
+CODEC_OBJ := $(CODEC_C:%.c=$(O)/%.o) $(CODEC_CC:%.cc=$(O)/%.o) $(O)/gen/sessionwire.pb-c.o
+LIB := $(O)/libsessioncodec.a
+
+CLI := $(O)/session-codec
+CLI_C := $(wildcard codec/cli/*.c)
+CLI_OBJ := $(CLI_C:%.c=$(O)/%.o)
+
+TEST_C := $(wildcard tests/test_*.c)
+TEST_SUPPORT_C := $(filter-out $(TEST_C) tests/run_tests.c,$(wildcard tests/*.c))
+TEST_OBJ := $(TEST_C:%.c=$(O)/%.o) $(TEST_SUPPORT_C:%.c=$(O)/%.o) $(O)/tests/run_tests.o
+TEST_BIN := $(O)/run-tests
+TEST_NAMES := $(patsubst tests/test_%.c,%,$(TEST_C))
+
+BENCH_C := $(wildcard bench/*.c)
+BENCH_BIN := $(BENCH_C:bench/%.c=$(O)/bench-%)
+
+.PHONY: all deps test run bench clean install check-deps test-valgrind
+all: $(LIB) $(if $(CLI_C),$(CLI)) $(TEST_BIN) $(BENCH_BIN)
+
+# ==== Generated protobuf-c code ====
+$(PB_C) $(PB_H): $(PROTO)
+	@mkdir -p $(O)/gen
+	protoc-c --proto_path=proto --c_out=$(O)/gen $(PROTO)
+
+$(O)/gen/sessionwire.pb-c.o: $(PB_C) $(PB_H)
+	$(CC) $(BASEFLAGS) -Wall -Wno-missing-braces -Werror $(CFLAGS) $(CPPFLAGS) -c -o $@ $<
+
+# ==== Objects ====
+$(O)/%.o: %.c | $(PB_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(CPPFLAGS) -c -o $@ $<
+
+$(O)/%.o: %.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(ALL_CXXFLAGS) $(CPPFLAGS) -c -o $@ $<
+
+$(LIB): $(CODEC_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(CLI): $(CLI_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The test runner registers init_<name>_tests() of every tests/test_<name>.c.
+$(O)/gen/test_list.h: $(TEST_C)
+	@mkdir -p $(O)/gen
+	@printf '%s\n' $(foreach t,$(TEST_NAMES),'SW_TEST_SUITE($(t))') > $@.tmp
+	@cmp -s $@.tmp $@ || mv $@.tmp $@; rm -f $@.tmp
+
+$(TEST_OBJ): $(O)/gen/test_list.h
+
+$(TEST_BIN): $(TEST_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcunit
+
+$(O)/bench-%: $(O)/bench/%.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# ==== Set-up ====
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# ==== Running ====
+test: deps
+	$(MAKE) all
+	$(TEST_BIN) --vectors $(VECTORS) --data tests/data --cli $(CLI)
+
+test-valgrind: deps
+	$(MAKE) all
+	valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+		$(TEST_BIN) --vectors $(VECTORS) --data tests/data --cli $(CLI) --quick
+
+run: deps
+	$(MAKE) all
+	@tests/demo.sh $(O) $(VECTORS)
+
+bench: deps
+	$(MAKE) all CFLAGS="-O2 -g -DNDEBUG"
+	$(O)/bench-codec --vectors $(VECTORS)
+
+clean:
+	rm -rf $(O)
+
+install: $(LIB) $(CLI)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+		$(DESTDIR)$(PREFIX)/include/sessionwire $(DESTDIR)$(PREFIX)/share/sessionwire
+	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 codec/include/sessionwire/*.h $(DESTDIR)$(PREFIX)/include/sessionwire/
+	install -m 644 $(PROTO) proto/sessionwire.options $(DESTDIR)$(PREFIX)/share/sessionwire/
+	sed -e 's|@PREFIX@|$(PREFIX)|' codec/sessioncodec.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/sessioncodec.pc
+
+-include $(shell find $(O) -name '*.d' 2>/dev/null)

@@ -1,0 +1,67 @@
+/* run_tests.c - the one CUnit runner; registers every tests/test_<name>.c
+ * through its init_<name>_tests(). */
+#include <CUnit/Basic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+static void usage(void)
+{
+	puts("usage: run-tests [--vectors DIR] [--data DIR] [--cli PATH] "
+	     "[--quick] [--suite NAME]\n"
+	     "Runs every CUnit suite of sessionwire.\n"
+	     "  --vectors DIR  the shared SDK vectors (../shared/vectors)\n"
+	     "  --data DIR     test data (tests/data)\n"
+	     "  --cli PATH     the session-codec binary, for CLI tests\n"
+	     "  --quick        smaller exhaustive loops (for valgrind)\n"
+	     "  --suite NAME   run only suites whose name contains NAME");
+}
+
+int main(int argc, char **argv)
+{
+	const char *only = NULL;
+	unsigned failed;
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--vectors") && i + 1 < argc)
+			tu_vectors_dir = argv[++i];
+		else if (!strcmp(argv[i], "--data") && i + 1 < argc)
+			tu_data_dir = argv[++i];
+		else if (!strcmp(argv[i], "--cli") && i + 1 < argc)
+			tu_cli_path = argv[++i];
+		else if (!strcmp(argv[i], "--suite") && i + 1 < argc)
+			only = argv[++i];
+		else if (!strcmp(argv[i], "--quick"))
+			tu_quick = 1;
+		else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			usage();
+			return 0;
+		} else {
+			usage();
+			return 2;
+		}
+	}
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 2;
+#define SW_TEST_SUITE(name)                                                   \
+	if ((only == NULL || strstr(#name, only)) &&                          \
+	    init_##name##_tests() != 0) {                                    \
+		fprintf(stderr, "cannot register suite %s\n", #name);         \
+		CU_cleanup_registry();                                        \
+		return 2;                                                     \
+	}
+#include "test_list.h"
+#undef SW_TEST_SUITE
+	CU_basic_set_mode(CU_BRM_NORMAL);
+	CU_basic_run_tests();
+	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+	if (CU_get_number_of_tests_run() == 0) {
+		fprintf(stderr, "no test ran\n");
+		failed = 1;
+	}
+	CU_cleanup_registry();
+	return failed ? 1 : 0;
+}
