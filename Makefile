@@ -13,7 +13,7 @@
 DEB_PACKAGES := build-essential pkg-config protobuf-c-compiler \
 	libprotobuf-c-dev protobuf-compiler libcjson-dev libcunit1-dev \
 	libdouble-conversion-dev libmicrohttpd-dev libcurl4-openssl-dev \
-	nodejs valgrind
+	valgrind
 
 # ==== Toolchain and flags ====
 CC ?= cc
