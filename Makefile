@@ -73,7 +73,7 @@ BENCH_C := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_C:bench/%.c=$(O)/bench-%)
 
 .PHONY: all deps test run bench clean install check-deps test-valgrind
-all: $(LIB) $(if $(CLI_C),$(CLI)) $(TEST_BIN) $(BENCH_BIN)
+all: $(LIB) $(TEST_BIN) $(BENCH_BIN) $(CLI)
 
 # ==== Generated protobuf-c code ====
 $(PB_C) $(PB_H): $(PROTO)
