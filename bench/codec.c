@@ -1,0 +1,1136 @@
+/* codec.c - benchmark of the sessionwire codec: sizes and speed.
+ *
+ * A separate program, never a test (libuv's benchmark-*.c). Over every
+ * line of VECTORS/typical.jsonl (realistic device updates) it measures:
+ *
+ *  - sizes: canonical JSON bytes against our compact protobuf bytes, and
+ *    what each compact trick (SW_PB_PLAIN_* in sw_pb.h) buys;
+ *  - speed: encode, decode, protobuf -> canonical JSON, JSON -> protobuf,
+ *    and the same protobuf -> JSON done the plain way (protobuf-c unpack,
+ *    a cJSON tree, cJSON_PrintUnformatted) as the baseline;
+ *  - number formatting: sw_num_format against snprintf("%.17g").
+ *
+ * Every timing is the median of RUNS runs of N passes over the corpus,
+ * after a warm-up, with clock_gettime(CLOCK_MONOTONIC). Every call's status
+ * is checked; the first failure aborts the program with a message.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "sessionwire/sessionwire.h"
+#include "sessionwire.pb-c.h"
+
+#define RUNS 5
+#define DEFAULT_ITERATIONS 200UL
+#define MAX_ITERATIONS 100000000UL
+#define N_RANDOM 1000
+/* Stack buffer of the encoders: far more than any typical update needs;
+ * a message that does not fit aborts the run with SW_EBUFSZ. */
+#define PB_STACK 4096
+
+typedef Sessionwire__V1__Session pb_session;
+
+/* One line of typical.jsonl, prepared before any timing. */
+typedef struct msg {
+	char *json;      /* the "wire" string: canonical JSON */
+	size_t json_len;
+	sw_update *u;    /* sw_json_parse of json */
+	uint8_t *pb;     /* sw_pb_encode of u */
+	size_t pb_len;
+	int line;
+} msg;
+
+static msg *msgs;
+static size_t n_msgs;
+
+/* The number sets of the formatting benchmark and the one being timed. */
+static double *nums_corpus;
+static size_t n_nums_corpus;
+static double nums_random[N_RANDOM];
+static const double *num_set;
+static size_t num_n;
+
+/* Reused output buffer of the pb -> JSON benchmark. */
+static sw_buf jbuf;
+
+/* Everything measured ends up here, so nothing is optimised away. */
+static volatile uint64_t sink;
+
+/* ==== Failing loudly ==== */
+
+/* Prints a message and exits: a benchmark must never measure errors. */
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("bench-codec: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+/* Exits with the codec's error for message m. */
+static void die_sw(const char *what, const msg *m, sw_status st,
+		   const sw_error *err) __attribute__((noreturn));
+static void die_sw(const char *what, const msg *m, sw_status st,
+		   const sw_error *err)
+{
+	die("%s failed on typical.jsonl line %d: %s (%s) at '%s': %s", what,
+	    m ? m->line : 0, sw_errname(st), sw_strerror(st),
+	    err ? err->path : "", err ? err->message : "");
+}
+
+/* ==== Small helpers ==== */
+
+/* Nanoseconds of CLOCK_MONOTONIC. */
+static double now_ns(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+		die("clock_gettime: %s", strerror(errno));
+	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+/* qsort comparators. */
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static int cmp_size(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Mean of n sizes. */
+static double size_mean(const size_t *v, size_t n)
+{
+	double s = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		s += (double)v[i];
+	return n ? s / (double)n : 0;
+}
+
+/* Median of n sizes (sorts a copy; mean of the middle two when even). */
+static double size_median(const size_t *v, size_t n)
+{
+	size_t *c;
+	double r;
+
+	if (n == 0)
+		return 0;
+	c = malloc(n * sizeof(*c));
+	if (c == NULL)
+		die("out of memory");
+	memcpy(c, v, n * sizeof(*c));
+	qsort(c, n, sizeof(*c), cmp_size);
+	r = n % 2 ? (double)c[n / 2] : ((double)c[n / 2 - 1] + (double)c[n / 2]) / 2;
+	free(c);
+	return r;
+}
+
+/* Parses a decimal count in 1..max; false if s is anything else. */
+static bool parse_count(const char *s, unsigned long max, unsigned long *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < 1 || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* Reads a whole file, NUL-terminated; dies on error. */
+static char *read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL, *nb;
+	size_t cap = 0, n = 0, r;
+
+	if (f == NULL)
+		die("cannot open %s: %s", path, strerror(errno));
+	for (;;) {
+		if (cap - n < 4096 + 1) {
+			cap = cap ? cap * 2 : 65536;
+			nb = realloc(buf, cap);
+			if (nb == NULL)
+				die("out of memory reading %s", path);
+			buf = nb;
+		}
+		r = fread(buf + n, 1, cap - n - 1, f);
+		n += r;
+		if (r == 0)
+			break;
+	}
+	if (ferror(f))
+		die("cannot read %s", path);
+	fclose(f);
+	buf[n] = '\0';
+	*len = n;
+	return buf;
+}
+
+/* ==== The corpus ==== */
+
+/* Loads DIR/typical.jsonl, keeps each "wire" string, parses it and
+ * encodes it once (the inputs of the benchmarks below). */
+static void load_corpus(const char *dir)
+{
+	char path[4096];
+	size_t len, cap = 0;
+	char *text, *line, *next;
+	int lineno = 0;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/typical.jsonl", dir) >=
+	    sizeof(path))
+		die("vectors path too long");
+	text = read_file(path, &len);
+	for (line = text; line && *line; line = next) {
+		uint8_t buf[PB_STACK];
+		cJSON *root, *wire;
+		msg *m;
+		sw_error err;
+		sw_status st;
+
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		lineno++;
+		if (*line == '\0')
+			continue;
+		/* cJSON stops a string at U+0000; typical.jsonl has none. */
+		if (strstr(line, "\\u0000"))
+			die("%s line %d has U+0000, which cJSON cannot load",
+			    path, lineno);
+		root = cJSON_ParseWithLength(line, strlen(line));
+		wire = cJSON_GetObjectItemCaseSensitive(root, "wire");
+		if (!cJSON_IsString(wire) || wire->valuestring == NULL)
+			die("%s line %d: no \"wire\" string", path, lineno);
+		if (n_msgs == cap) {
+			msg *nm;
+
+			cap = cap ? cap * 2 : 256;
+			nm = realloc(msgs, cap * sizeof(*msgs));
+			if (nm == NULL)
+				die("out of memory");
+			msgs = nm;
+		}
+		m = &msgs[n_msgs++];
+		memset(m, 0, sizeof(*m));
+		m->line = lineno;
+		m->json_len = strlen(wire->valuestring);
+		m->json = malloc(m->json_len + 1);
+		if (m->json == NULL)
+			die("out of memory");
+		memcpy(m->json, wire->valuestring, m->json_len + 1);
+		cJSON_Delete(root);
+
+		sw_error_clear(&err);
+		st = sw_json_parse(m->json, m->json_len, NULL, &m->u, &err);
+		if (st != SW_OK)
+			die_sw("sw_json_parse", m, st, &err);
+		st = sw_pb_encode(m->u, buf, sizeof(buf), &m->pb_len, &err);
+		if (st != SW_OK)
+			die_sw("sw_pb_encode", m, st, &err);
+		m->pb = malloc(m->pb_len ? m->pb_len : 1);
+		if (m->pb == NULL)
+			die("out of memory");
+		memcpy(m->pb, buf, m->pb_len);
+	}
+	free(text);
+	if (n_msgs == 0)
+		die("%s has no messages", path);
+}
+
+/* Frees the corpus. */
+static void free_corpus(void)
+{
+	size_t i;
+
+	for (i = 0; i < n_msgs; i++) {
+		free(msgs[i].json);
+		free(msgs[i].pb);
+		sw_update_free(msgs[i].u);
+	}
+	free(msgs);
+	msgs = NULL;
+	n_msgs = 0;
+}
+
+/* ==== Baseline: protobuf-c + cJSON ====
+ * What one would write without this codec: unpack with protobuf-c, turn
+ * the compact forms back into values (proto/sessionwire.proto, header
+ * comment), build a cJSON tree with the wire names, print it. */
+
+/* 10^s, exact as doubles for s <= 22, and the doubles nearest 10^-s. */
+static const double pow10_pos[23] = {
+	1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
+};
+static const double pow10_neg[23] = {
+	1e-0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10,
+	1e-11, 1e-12, 1e-13, 1e-14, 1e-15, 1e-16, 1e-17, 1e-18, 1e-19, 1e-20,
+	1e-21, 1e-22
+};
+
+/* The value of a *_dec field: (zigzag(m) << 6) | (mode << 5) | s. */
+static double dec_value(uint64_t v)
+{
+	uint64_t z = v >> 6;
+	int64_t m = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+	unsigned mode = (unsigned)(v >> 5) & 1, s = (unsigned)v & 31;
+
+	if (s < 1 || s > 22)
+		die("baseline: decimal scale %u outside 1..22", s);
+	if (m > ((int64_t)1 << 53) || m < -((int64_t)1 << 53))
+		die("baseline: decimal mantissa over 2^53");
+	return mode ? (double)m * pow10_neg[s] : (double)m / pow10_pos[s];
+}
+
+/* The value of a number oneof: which = 0 (not set: dies), 1 int, 2 dec,
+ * 3 double. */
+static double num_value(int which, int64_t i, uint64_t d, double x)
+{
+	switch (which) {
+	case 1: return (double)i;
+	case 2: return dec_value(d);
+	case 3: return x;
+	default: die("baseline: number not set");
+	}
+}
+
+/* The text of an id oneof (ULID bytes, UUID bytes or text); ULIDs of 10
+ * bytes take their timestamp from started_at. out holds 37 bytes. */
+static const char *id_text(int which, const ProtobufCBinaryData *bin,
+			   const char *text, const pb_session *s, char *out)
+{
+	uint8_t raw[16];
+	uint64_t t;
+	int i;
+
+	switch (which) {
+	case 1: /* ULID */
+		if (bin->len == 16) {
+			memcpy(raw, bin->data, 16);
+		} else if (bin->len == 10) {
+			if (!s->has_started_at || s->started_at < 0 ||
+			    s->started_at >= ((int64_t)1 << 48))
+				die("baseline: 10-byte ULID without started_at");
+			t = (uint64_t)s->started_at;
+			for (i = 5; i >= 0; i--, t >>= 8)
+				raw[i] = (uint8_t)t;
+			memcpy(raw + 6, bin->data, 10);
+		} else {
+			die("baseline: ULID of %zu bytes", bin->len);
+		}
+		sw_ulid_format(raw, out);
+		out[SW_ULID_LEN] = '\0';
+		return out;
+	case 2: /* UUID */
+		if (bin->len != 16)
+			die("baseline: UUID of %zu bytes", bin->len);
+		sw_uuid_format(bin->data, out);
+		out[SW_UUID_LEN] = '\0';
+		return out;
+	case 3:
+		return text;
+	default:
+		die("baseline: id not set");
+	}
+}
+
+/* Adds a string member; dies when cJSON cannot allocate. */
+static void add_str(cJSON *o, const char *k, const char *v)
+{
+	if (cJSON_AddStringToObject(o, k, v) == NULL)
+		die("baseline: cJSON out of memory");
+}
+
+/* Adds a number member. */
+static void add_num(cJSON *o, const char *k, double v)
+{
+	if (cJSON_AddNumberToObject(o, k, v) == NULL)
+		die("baseline: cJSON out of memory");
+}
+
+/* Adds a date member as toISOString. */
+static void add_date(cJSON *o, const char *k, int64_t ms)
+{
+	char d[SW_DATE_LEN + 1];
+
+	if (sw_date_format(ms, d) != SW_DATE_LEN)
+		die("baseline: %s out of range", k);
+	add_str(o, k, d);
+}
+
+/* Adds an array member and returns it. */
+static cJSON *add_array(cJSON *o, const char *k)
+{
+	cJSON *a = cJSON_AddArrayToObject(o, k);
+
+	if (a == NULL)
+		die("baseline: cJSON out of memory");
+	return a;
+}
+
+/* Appends a string to an array. */
+static void push_str(cJSON *a, const char *v)
+{
+	cJSON *it = cJSON_CreateString(v);
+
+	if (it == NULL || !cJSON_AddItemToArray(a, it))
+		die("baseline: cJSON out of memory");
+}
+
+/* Maps the generated oneof case of an id to 1 ULID, 2 UUID, 3 text. */
+#define ID_KIND(c, ulid, uuid, text)                                          \
+	((c) == (ulid) ? 1 : (c) == (uuid) ? 2 : (c) == (text) ? 3 : 0)
+/* Maps the generated oneof case of a number to 1 int, 2 dec, 3 double. */
+#define NUM_KIND(c, i, d, x) ((c) == (i) ? 1 : (c) == (d) ? 2 : (c) == (x) ? 3 : 0)
+
+/* Fills o with the members of s, in wire order. */
+static void baseline_build(cJSON *o, const pb_session *s)
+{
+	uint32_t flags = s->has_flags ? s->flags : 0;
+	char idbuf[SW_UUID_LEN + 1];
+	double duration = 0;
+	int k;
+	size_t i;
+	cJSON *a, *sub;
+
+	k = ID_KIND(s->id_case, SESSIONWIRE__V1__SESSION__ID_ID_ULID,
+		    SESSIONWIRE__V1__SESSION__ID_ID_UUID,
+		    SESSIONWIRE__V1__SESSION__ID_ID_TEXT);
+	if (k)
+		add_str(o, "_id", id_text(k, &s->id_ulid, s->id_text, s, idbuf));
+	k = ID_KIND(s->external_id_case,
+		    SESSIONWIRE__V1__SESSION__EXTERNAL_ID_EXTERNAL_ID_ULID,
+		    SESSIONWIRE__V1__SESSION__EXTERNAL_ID_EXTERNAL_ID_UUID,
+		    SESSIONWIRE__V1__SESSION__EXTERNAL_ID_EXTERNAL_ID_TEXT);
+	if (k)
+		add_str(o, "external_id",
+			id_text(k, &s->external_id_ulid, s->external_id_text,
+				s, idbuf));
+	k = NUM_KIND(s->duration_case,
+		     SESSIONWIRE__V1__SESSION__DURATION_DURATION_INT,
+		     SESSIONWIRE__V1__SESSION__DURATION_DURATION_DEC,
+		     SESSIONWIRE__V1__SESSION__DURATION_DURATION_DOUBLE);
+	if (k) {
+		duration = num_value(k, s->duration_int, s->duration_dec,
+				     s->duration_double);
+		add_num(o, "duration", duration);
+	}
+	if (flags & SESSIONWIRE__V1__FLAG__FLAG_CONTACT_IDS_EMPTY) {
+		add_array(o, "contact_ids");
+	} else if (s->n_contact_ids_ulid || s->n_contact_ids_text ||
+		   s->n_contact_ids_uuid) {
+		a = add_array(o, "contact_ids");
+		for (i = 0; i < s->n_contact_ids_ulid; i++)
+			push_str(a, id_text(1, &s->contact_ids_ulid[i], NULL,
+					    s, idbuf));
+		for (i = 0; i < s->n_contact_ids_text; i++)
+			push_str(a, s->contact_ids_text[i]);
+		for (i = 0; i < s->n_contact_ids_uuid; i++)
+			push_str(a, id_text(2, &s->contact_ids_uuid[i], NULL,
+					    s, idbuf));
+	}
+	if (s->billing) {
+		const Sessionwire__V1__Billing *b = s->billing;
+		double in, out, total;
+
+		in = num_value(NUM_KIND(b->input_cost_case,
+					SESSIONWIRE__V1__BILLING__INPUT_COST_INPUT_COST_INT,
+					SESSIONWIRE__V1__BILLING__INPUT_COST_INPUT_COST_DEC,
+					SESSIONWIRE__V1__BILLING__INPUT_COST_INPUT_COST_DOUBLE),
+			       b->input_cost_int, b->input_cost_dec,
+			       b->input_cost_double);
+		out = num_value(NUM_KIND(b->output_cost_case,
+					 SESSIONWIRE__V1__BILLING__OUTPUT_COST_OUTPUT_COST_INT,
+					 SESSIONWIRE__V1__BILLING__OUTPUT_COST_OUTPUT_COST_DEC,
+					 SESSIONWIRE__V1__BILLING__OUTPUT_COST_OUTPUT_COST_DOUBLE),
+				b->output_cost_int, b->output_cost_dec,
+				b->output_cost_double);
+		if (b->total_cost_case == SESSIONWIRE__V1__BILLING__TOTAL_COST__NOT_SET)
+			total = in + out;
+		else
+			total = num_value(NUM_KIND(b->total_cost_case,
+						   SESSIONWIRE__V1__BILLING__TOTAL_COST_TOTAL_COST_INT,
+						   SESSIONWIRE__V1__BILLING__TOTAL_COST_TOTAL_COST_DEC,
+						   SESSIONWIRE__V1__BILLING__TOTAL_COST_TOTAL_COST_DOUBLE),
+					  b->total_cost_int, b->total_cost_dec,
+					  b->total_cost_double);
+		sub = cJSON_AddObjectToObject(o, "billing");
+		if (sub == NULL)
+			die("baseline: cJSON out of memory");
+		add_num(sub, "input_cost", in);
+		add_num(sub, "output_cost", out);
+		add_num(sub, "total_cost", total);
+	}
+	if (s->usage) {
+		const Sessionwire__V1__Usage *u = s->usage;
+		double p, c, total;
+
+		p = num_value(NUM_KIND(u->prompt_tokens_case,
+				       SESSIONWIRE__V1__USAGE__PROMPT_TOKENS_PROMPT_TOKENS_INT,
+				       SESSIONWIRE__V1__USAGE__PROMPT_TOKENS_PROMPT_TOKENS_DEC,
+				       SESSIONWIRE__V1__USAGE__PROMPT_TOKENS_PROMPT_TOKENS_DOUBLE),
+			      u->prompt_tokens_int, u->prompt_tokens_dec,
+			      u->prompt_tokens_double);
+		c = num_value(NUM_KIND(u->completion_tokens_case,
+				       SESSIONWIRE__V1__USAGE__COMPLETION_TOKENS_COMPLETION_TOKENS_INT,
+				       SESSIONWIRE__V1__USAGE__COMPLETION_TOKENS_COMPLETION_TOKENS_DEC,
+				       SESSIONWIRE__V1__USAGE__COMPLETION_TOKENS_COMPLETION_TOKENS_DOUBLE),
+			      u->completion_tokens_int, u->completion_tokens_dec,
+			      u->completion_tokens_double);
+		if (u->total_tokens_case == SESSIONWIRE__V1__USAGE__TOTAL_TOKENS__NOT_SET)
+			total = p + c;
+		else
+			total = num_value(NUM_KIND(u->total_tokens_case,
+						   SESSIONWIRE__V1__USAGE__TOTAL_TOKENS_TOTAL_TOKENS_INT,
+						   SESSIONWIRE__V1__USAGE__TOTAL_TOKENS_TOTAL_TOKENS_DEC,
+						   SESSIONWIRE__V1__USAGE__TOTAL_TOKENS_TOTAL_TOKENS_DOUBLE),
+					  u->total_tokens_int, u->total_tokens_dec,
+					  u->total_tokens_double);
+		sub = cJSON_AddObjectToObject(o, "usage");
+		if (sub == NULL)
+			die("baseline: cJSON out of memory");
+		add_num(sub, "prompt_tokens", p);
+		add_num(sub, "completion_tokens", c);
+		add_num(sub, "total_tokens", total);
+	}
+	k = NUM_KIND(s->traces_count_case,
+		     SESSIONWIRE__V1__SESSION__TRACES_COUNT_TRACES_COUNT_INT,
+		     SESSIONWIRE__V1__SESSION__TRACES_COUNT_TRACES_COUNT_DEC,
+		     SESSIONWIRE__V1__SESSION__TRACES_COUNT_TRACES_COUNT_DOUBLE);
+	if (k)
+		add_num(o, "traces_count",
+			num_value(k, s->traces_count_int, s->traces_count_dec,
+				  s->traces_count_double));
+	if (flags & SESSIONWIRE__V1__FLAG__FLAG_TAGS_EMPTY) {
+		add_array(o, "tags");
+	} else if (s->n_tags) {
+		a = add_array(o, "tags");
+		for (i = 0; i < s->n_tags; i++)
+			push_str(a, s->tags[i]);
+	}
+	k = ID_KIND(s->workspace_id_case,
+		    SESSIONWIRE__V1__SESSION__WORKSPACE_ID_WORKSPACE_ID_ULID,
+		    SESSIONWIRE__V1__SESSION__WORKSPACE_ID_WORKSPACE_ID_UUID,
+		    SESSIONWIRE__V1__SESSION__WORKSPACE_ID_WORKSPACE_ID_TEXT);
+	if (k)
+		add_str(o, "workspace_id",
+			id_text(k, &s->workspace_id_ulid, s->workspace_id_text,
+				s, idbuf));
+	k = ID_KIND(s->project_id_case,
+		    SESSIONWIRE__V1__SESSION__PROJECT_ID_PROJECT_ID_ULID,
+		    SESSIONWIRE__V1__SESSION__PROJECT_ID_PROJECT_ID_UUID,
+		    SESSIONWIRE__V1__SESSION__PROJECT_ID_PROJECT_ID_TEXT);
+	if (flags & SESSIONWIRE__V1__FLAG__FLAG_PROJECT_ID_NULL) {
+		if (cJSON_AddNullToObject(o, "project_id") == NULL)
+			die("baseline: cJSON out of memory");
+	} else if (k) {
+		add_str(o, "project_id",
+			id_text(k, &s->project_id_ulid, s->project_id_text, s,
+				idbuf));
+	}
+	if (s->has_started_at)
+		add_date(o, "started_at", s->started_at);
+	if (s->updated_at_case == SESSIONWIRE__V1__SESSION__UPDATED_AT_UPDATED_AT_MS) {
+		add_date(o, "updated_at", s->updated_at_ms);
+	} else if (s->updated_at_case ==
+		   SESSIONWIRE__V1__SESSION__UPDATED_AT_UPDATED_AT_DELTA) {
+		if (!s->has_started_at)
+			die("baseline: updated_at delta without started_at");
+		add_date(o, "updated_at", s->started_at + s->updated_at_delta);
+	} else if (flags & SESSIONWIRE__V1__FLAG__FLAG_UPDATED_AT_IS_END) {
+		if (!s->has_started_at || s->duration_case ==
+		    SESSIONWIRE__V1__SESSION__DURATION__NOT_SET ||
+		    duration != floor(duration) || fabs(duration) > 1e15)
+			die("baseline: updated_at = end without an integral duration");
+		add_date(o, "updated_at", s->started_at + (int64_t)duration);
+	}
+}
+
+/* Protobuf bytes -> JSON text the plain way; free the result with
+ * cJSON_free. */
+static char *baseline_pb_to_json(const uint8_t *pb, size_t len)
+{
+	pb_session *s = sessionwire__v1__session__unpack(NULL, len, pb);
+	cJSON *o;
+	char *out;
+
+	if (s == NULL)
+		die("baseline: protobuf-c could not unpack a message");
+	o = cJSON_CreateObject();
+	if (o == NULL)
+		die("baseline: cJSON out of memory");
+	baseline_build(o, s);
+	out = cJSON_PrintUnformatted(o);
+	if (out == NULL)
+		die("baseline: cJSON_PrintUnformatted failed");
+	cJSON_Delete(o);
+	sessionwire__v1__session__free_unpacked(s, NULL);
+	return out;
+}
+
+/* ==== One pass over the corpus per benchmark ==== */
+
+/* sw_pb_encode: update -> bytes, into a stack buffer. */
+static void pass_encode(void)
+{
+	uint8_t buf[PB_STACK];
+	sw_error err;
+	sw_status st;
+	size_t i, len;
+
+	for (i = 0; i < n_msgs; i++) {
+		st = sw_pb_encode(msgs[i].u, buf, sizeof(buf), &len, &err);
+		if (st != SW_OK)
+			die_sw("sw_pb_encode", &msgs[i], st, &err);
+		sink += len + (len ? buf[len - 1] : 0);
+	}
+}
+
+/* sw_pb_decode + sw_update_free. */
+static void pass_decode(void)
+{
+	sw_update *u;
+	sw_error err;
+	sw_status st;
+	size_t i;
+
+	for (i = 0; i < n_msgs; i++) {
+		st = sw_pb_decode(msgs[i].pb, msgs[i].pb_len, NULL, &u, &err);
+		if (st != SW_OK)
+			die_sw("sw_pb_decode", &msgs[i], st, &err);
+		sink += u->has;
+		sw_update_free(u);
+	}
+}
+
+/* Protobuf -> canonical JSON: decode + sw_json_write into a reused
+ * buffer + free. */
+static void pass_pb_to_json(void)
+{
+	sw_update *u;
+	sw_error err;
+	sw_status st;
+	size_t i;
+
+	for (i = 0; i < n_msgs; i++) {
+		st = sw_pb_decode(msgs[i].pb, msgs[i].pb_len, NULL, &u, &err);
+		if (st != SW_OK)
+			die_sw("sw_pb_decode", &msgs[i], st, &err);
+		sw_buf_reset(&jbuf);
+		st = sw_json_write(u, NULL, &jbuf, &err);
+		if (st != SW_OK)
+			die_sw("sw_json_write", &msgs[i], st, &err);
+		sink += jbuf.len + (unsigned char)jbuf.data[jbuf.len / 2];
+		sw_update_free(u);
+	}
+}
+
+/* JSON -> protobuf: sw_json_parse + sw_pb_encode + free. */
+static void pass_json_to_pb(void)
+{
+	uint8_t buf[PB_STACK];
+	sw_update *u;
+	sw_error err;
+	sw_status st;
+	size_t i, len;
+
+	for (i = 0; i < n_msgs; i++) {
+		st = sw_json_parse(msgs[i].json, msgs[i].json_len, NULL, &u,
+				   &err);
+		if (st != SW_OK)
+			die_sw("sw_json_parse", &msgs[i], st, &err);
+		st = sw_pb_encode(u, buf, sizeof(buf), &len, &err);
+		if (st != SW_OK)
+			die_sw("sw_pb_encode", &msgs[i], st, &err);
+		sink += len + (len ? buf[len - 1] : 0);
+		sw_update_free(u);
+	}
+}
+
+/* The baseline: protobuf-c unpack -> cJSON tree -> print -> free. */
+static void pass_cjson(void)
+{
+	size_t i;
+	char *s;
+
+	for (i = 0; i < n_msgs; i++) {
+		s = baseline_pb_to_json(msgs[i].pb, msgs[i].pb_len);
+		sink += (unsigned char)s[0] + strlen(s);
+		cJSON_free(s);
+	}
+}
+
+/* sw_num_format over num_set. */
+static void pass_num_format(void)
+{
+	char out[SW_NUM_MAX];
+	size_t i, n;
+
+	for (i = 0; i < num_n; i++) {
+		n = sw_num_format(num_set[i], out);
+		if (n == 0)
+			die("sw_num_format(%.17g) failed", num_set[i]);
+		sink += n + (unsigned char)out[n - 1];
+	}
+}
+
+/* snprintf("%.17g") over num_set, for comparison. */
+static void pass_snprintf(void)
+{
+	char out[SW_NUM_MAX];
+	size_t i;
+	int n;
+
+	for (i = 0; i < num_n; i++) {
+		n = snprintf(out, sizeof(out), "%.17g", num_set[i]);
+		if (n <= 0 || (size_t)n >= sizeof(out))
+			die("snprintf(%%.17g) failed");
+		sink += (unsigned)n + (unsigned char)out[n - 1];
+	}
+}
+
+/* ==== Timing ==== */
+
+/* ns per item of fn (one pass = items items): a warm-up of a tenth of the
+ * passes, then the median of RUNS runs of iters passes. */
+static double time_ns(void (*fn)(void), unsigned long iters, size_t items)
+{
+	double t[RUNS], t0;
+	unsigned long i;
+	int r;
+
+	if (items == 0)
+		return 0;
+	for (i = 0; i < iters / 10 + 1; i++)
+		fn();
+	for (r = 0; r < RUNS; r++) {
+		t0 = now_ns();
+		for (i = 0; i < iters; i++)
+			fn();
+		t[r] = (now_ns() - t0) / ((double)iters * (double)items);
+	}
+	qsort(t, RUNS, sizeof(t[0]), cmp_double);
+	return t[RUNS / 2];
+}
+
+/* ==== Number sets ==== */
+
+/* Adds x to the corpus set when it is not integral. */
+static void collect_num(double x, size_t *cap)
+{
+	double *nn;
+
+	if (x == floor(x))
+		return;
+	if (n_nums_corpus == *cap) {
+		*cap = *cap ? *cap * 2 : 256;
+		nn = realloc(nums_corpus, *cap * sizeof(*nn));
+		if (nn == NULL)
+			die("out of memory");
+		nums_corpus = nn;
+	}
+	nums_corpus[n_nums_corpus++] = x;
+}
+
+/* The non-integral numbers of the corpus (mostly billing costs), and
+ * N_RANDOM finite doubles of uniformly random bits (fixed seed). */
+static void make_num_sets(void)
+{
+	uint64_t x = 0x9E3779B97F4A7C15ULL, bits;
+	size_t cap = 0, i;
+	int j, n = 0;
+	double d;
+
+	for (i = 0; i < n_msgs; i++) {
+		const sw_update *u = msgs[i].u;
+
+		if (u->has & SW_F_DURATION)
+			collect_num(u->duration, &cap);
+		if (u->has & SW_F_TRACES_COUNT)
+			collect_num(u->traces_count, &cap);
+		for (j = 0; j < 3; j++) {
+			if (u->has & SW_F_BILLING)
+				collect_num(u->billing[j], &cap);
+			if (u->has & SW_F_USAGE)
+				collect_num(u->usage[j], &cap);
+		}
+	}
+	while (n < N_RANDOM) {
+		x ^= x << 13; /* xorshift64 */
+		x ^= x >> 7;
+		x ^= x << 17;
+		bits = x;
+		memcpy(&d, &bits, sizeof(d));
+		if (isfinite(d))
+			nums_random[n++] = d;
+	}
+}
+
+/* ==== Checks before timing ==== */
+
+/* Counts messages whose protobuf trip (decode + sw_json_write) gives the
+ * wire string back byte for byte, and messages whose baseline output,
+ * parsed and written canonically, does too (the baseline computes the
+ * right values even where cJSON formats numbers differently); *base_same
+ * counts baseline outputs identical to the wire as printed. */
+static void check_corpus(size_t *ours_ok, size_t *base_ok, size_t *base_same)
+{
+	sw_buf b;
+	sw_update *u;
+	sw_error err;
+	sw_status st;
+	size_t i;
+	char *s;
+
+	*ours_ok = *base_ok = *base_same = 0;
+	sw_buf_init(&b, 0, NULL);
+	for (i = 0; i < n_msgs; i++) {
+		const msg *m = &msgs[i];
+
+		st = sw_pb_decode(m->pb, m->pb_len, NULL, &u, &err);
+		if (st != SW_OK)
+			die_sw("sw_pb_decode", m, st, &err);
+		sw_buf_reset(&b);
+		st = sw_json_write(u, NULL, &b, &err);
+		if (st != SW_OK)
+			die_sw("sw_json_write", m, st, &err);
+		sw_update_free(u);
+		if (b.len == m->json_len && memcmp(b.data, m->json, b.len) == 0)
+			(*ours_ok)++;
+		else
+			fprintf(stderr, "bench-codec: WARNING: line %d: protobuf "
+				"trip gives\n  %s\nnot\n  %s\n", m->line, b.data,
+				m->json);
+
+		s = baseline_pb_to_json(m->pb, m->pb_len);
+		if (strcmp(s, m->json) == 0)
+			(*base_same)++;
+		st = sw_json_parse(s, strlen(s), NULL, &u, &err);
+		if (st != SW_OK)
+			die_sw("sw_json_parse of the baseline's output", m, st,
+			       &err);
+		sw_buf_reset(&b);
+		st = sw_json_write(u, NULL, &b, &err);
+		if (st != SW_OK)
+			die_sw("sw_json_write", m, st, &err);
+		sw_update_free(u);
+		if (b.len == m->json_len && memcmp(b.data, m->json, b.len) == 0)
+			(*base_ok)++;
+		else
+			fprintf(stderr, "bench-codec: WARNING: line %d: baseline "
+				"gives\n  %s\nnot\n  %s\n", m->line, s, m->json);
+		cJSON_free(s);
+	}
+	sw_buf_free(&b);
+}
+
+/* ==== Sizes ==== */
+
+/* The compact tricks of sw_pb.h, to turn off one at a time. */
+static const struct plain_trick {
+	unsigned bit;
+	const char *key;  /* in --json: size.plain_<key>_mean */
+	const char *what; /* what the trick does */
+} tricks[] = {
+	{ SW_PB_PLAIN_ULID, "ulid", "ULIDs as 16 raw bytes" },
+	{ SW_PB_PLAIN_UUID, "uuid", "UUIDs as 16 raw bytes" },
+	{ SW_PB_PLAIN_ULID_TIME, "ulid_time", "10-byte ULIDs (time = started_at)" },
+	{ SW_PB_PLAIN_INT, "int", "integral numbers as varints" },
+	{ SW_PB_PLAIN_DEC, "dec", "decimals as m/10^s" },
+	{ SW_PB_PLAIN_TOTAL, "total", "totals left out when in + out" },
+	{ SW_PB_PLAIN_DATE_DELTA, "date_delta", "updated_at as a delta" },
+};
+#define N_TRICKS (sizeof(tricks) / sizeof(tricks[0]))
+
+typedef struct results {
+	double json_mean, json_median, pb_mean, pb_median, ratio;
+	double plain_mean[N_TRICKS], all_plain_mean;
+	double encode, decode, pb_to_json, json_to_pb, cjson, speedup;
+	double fmt_corpus, fmt_random, snp_corpus, snp_random;
+	size_t ours_ok, base_ok, base_same;
+	unsigned long iters;
+	double seconds;
+} results;
+
+/* Mean encoded size over the corpus with the given tricks turned off. */
+static double mean_size_plain(unsigned plain)
+{
+	uint8_t buf[PB_STACK];
+	double sum = 0;
+	sw_error err;
+	sw_status st;
+	size_t i, len;
+
+	for (i = 0; i < n_msgs; i++) {
+		st = sw_pb_encode_ex(msgs[i].u, plain, buf, sizeof(buf), &len,
+				     &err);
+		if (st != SW_OK)
+			die_sw("sw_pb_encode_ex", &msgs[i], st, &err);
+		sum += (double)len;
+	}
+	return sum / (double)n_msgs;
+}
+
+/* Fills the size part of r. */
+static void measure_sizes(results *r)
+{
+	size_t *js = malloc(n_msgs * sizeof(*js));
+	size_t *ps = malloc(n_msgs * sizeof(*ps));
+	unsigned all = 0;
+	size_t i;
+
+	if (js == NULL || ps == NULL)
+		die("out of memory");
+	for (i = 0; i < n_msgs; i++) {
+		js[i] = msgs[i].json_len;
+		ps[i] = msgs[i].pb_len;
+	}
+	r->json_mean = size_mean(js, n_msgs);
+	r->json_median = size_median(js, n_msgs);
+	r->pb_mean = size_mean(ps, n_msgs);
+	r->pb_median = size_median(ps, n_msgs);
+	r->ratio = r->pb_mean / r->json_mean;
+	for (i = 0; i < N_TRICKS; i++) {
+		r->plain_mean[i] = mean_size_plain(tricks[i].bit);
+		all |= tricks[i].bit;
+	}
+	r->all_plain_mean = mean_size_plain(all);
+	free(js);
+	free(ps);
+}
+
+/* ==== Output ==== */
+
+/* The readable table. */
+static void print_table(const results *r, const char *vectors)
+{
+	size_t i;
+
+	printf("sessionwire codec benchmark: %zu messages of %s/typical.jsonl, "
+	       "%lu iterations, median of %d runs\n\n", n_msgs, vectors,
+	       r->iters, RUNS);
+	printf("size  json mean %.1f B  median %.1f B  protobuf mean %.1f B  "
+	       "median %.1f B  ratio %.3f\n", r->json_mean, r->json_median,
+	       r->pb_mean, r->pb_median, r->ratio);
+	printf("  with one compact trick turned off      pb mean    costs\n");
+	for (i = 0; i < N_TRICKS; i++)
+		printf("    %-36s %7.1f B  %+6.1f B (%+5.1f%%)\n", tricks[i].what,
+		       r->plain_mean[i], r->plain_mean[i] - r->pb_mean,
+		       100 * (r->plain_mean[i] - r->pb_mean) / r->pb_mean);
+	printf("    %-36s %7.1f B  %+6.1f B (%+5.1f%%)  ratio %.3f\n",
+	       "all of them", r->all_plain_mean, r->all_plain_mean - r->pb_mean,
+	       100 * (r->all_plain_mean - r->pb_mean) / r->pb_mean,
+	       r->all_plain_mean / r->json_mean);
+	printf("\nspeed (ns per message)\n");
+	printf("  sw_pb_encode (update -> pb, stack buffer)      %9.1f\n", r->encode);
+	printf("  sw_pb_decode + sw_update_free                  %9.1f\n", r->decode);
+	printf("  pb -> canonical JSON (decode + sw_json_write)  %9.1f\n", r->pb_to_json);
+	printf("  pb -> JSON baseline (protobuf-c + cJSON)       %9.1f   "
+	       "speedup %.2fx\n", r->cjson, r->speedup);
+	printf("  JSON -> pb (sw_json_parse + sw_pb_encode)      %9.1f\n", r->json_to_pb);
+	printf("\nnumber formatting (ns per call)            sw_num_format  "
+	       "snprintf %%.17g\n");
+	printf("  non-integral numbers of the corpus (%4zu)  %13.1f  %14.1f\n",
+	       n_nums_corpus, r->fmt_corpus, r->snp_corpus);
+	printf("  random finite doubles (%4d)               %13.1f  %14.1f\n",
+	       N_RANDOM, r->fmt_random, r->snp_random);
+	printf("\nchecks: protobuf trip byte-identical to wire %zu/%zu; baseline "
+	       "values right %zu/%zu (its cJSON text identical to wire %zu/%zu)\n",
+	       r->ours_ok, n_msgs, r->base_ok, n_msgs, r->base_same, n_msgs);
+	printf("run time %.1f s\n", r->seconds);
+}
+
+/* The same as a markdown table, to paste into the README. */
+static void print_markdown(const results *r)
+{
+	size_t i;
+
+	printf("\n```markdown\n");
+	printf("| typical.jsonl, %zu messages | value |\n| --- | ---: |\n", n_msgs);
+	printf("| canonical JSON, mean (median) | %.1f B (%.1f B) |\n",
+	       r->json_mean, r->json_median);
+	printf("| protobuf, mean (median) | %.1f B (%.1f B) |\n", r->pb_mean,
+	       r->pb_median);
+	printf("| ratio protobuf / JSON (means) | %.3f |\n", r->ratio);
+	for (i = 0; i < N_TRICKS; i++)
+		printf("| without %s | %.1f B (%+.1f B) |\n", tricks[i].what,
+		       r->plain_mean[i], r->plain_mean[i] - r->pb_mean);
+	printf("| without any compact trick | %.1f B (ratio %.3f) |\n",
+	       r->all_plain_mean, r->all_plain_mean / r->json_mean);
+	printf("| encode update -> protobuf | %.0f ns |\n", r->encode);
+	printf("| decode protobuf -> update | %.0f ns |\n", r->decode);
+	printf("| protobuf -> canonical JSON | %.0f ns |\n", r->pb_to_json);
+	printf("| same with protobuf-c + cJSON | %.0f ns (ours %.2fx faster) |\n",
+	       r->cjson, r->speedup);
+	printf("| canonical JSON -> protobuf | %.0f ns |\n", r->json_to_pb);
+	printf("| sw_num_format, corpus non-integral | %.1f ns (snprintf %%.17g %.1f ns) |\n",
+	       r->fmt_corpus, r->snp_corpus);
+	printf("| sw_num_format, random doubles | %.1f ns (snprintf %%.17g %.1f ns) |\n",
+	       r->fmt_random, r->snp_random);
+	printf("```\n");
+}
+
+/* Writes the results as one flat JSON object (keys with dots). */
+static void write_json(const results *r, const char *path)
+{
+	FILE *f = fopen(path, "w");
+	size_t i;
+
+	if (f == NULL)
+		die("cannot create %s: %s", path, strerror(errno));
+	fprintf(f, "{\n  \"messages\": %zu,\n  \"iterations\": %lu,\n"
+		"  \"runs\": %d,\n", n_msgs, r->iters, RUNS);
+	fprintf(f, "  \"size.json_mean\": %.2f,\n  \"size.json_median\": %.1f,\n",
+		r->json_mean, r->json_median);
+	fprintf(f, "  \"size.protobuf_mean\": %.2f,\n"
+		"  \"size.protobuf_median\": %.1f,\n  \"size.ratio\": %.4f,\n",
+		r->pb_mean, r->pb_median, r->ratio);
+	for (i = 0; i < N_TRICKS; i++)
+		fprintf(f, "  \"size.plain_%s_mean\": %.2f,\n", tricks[i].key,
+			r->plain_mean[i]);
+	fprintf(f, "  \"size.plain_all_mean\": %.2f,\n", r->all_plain_mean);
+	fprintf(f, "  \"speed.encode_ns\": %.1f,\n  \"speed.decode_ns\": %.1f,\n",
+		r->encode, r->decode);
+	fprintf(f, "  \"speed.pb_to_json_ns\": %.1f,\n"
+		"  \"speed.cjson_pb_to_json_ns\": %.1f,\n"
+		"  \"speed.pb_to_json_speedup_vs_cjson\": %.3f,\n",
+		r->pb_to_json, r->cjson, r->speedup);
+	fprintf(f, "  \"speed.json_to_pb_ns\": %.1f,\n", r->json_to_pb);
+	fprintf(f, "  \"speed.double_format_ns\": %.2f,\n"
+		"  \"speed.double_format_random_ns\": %.2f,\n"
+		"  \"speed.snprintf_17g_ns\": %.2f,\n"
+		"  \"speed.snprintf_17g_random_ns\": %.2f,\n",
+		r->fmt_corpus, r->fmt_random, r->snp_corpus, r->snp_random);
+	fprintf(f, "  \"check.pb_trip_identical\": %zu,\n"
+		"  \"check.cjson_values_right\": %zu,\n"
+		"  \"check.cjson_text_identical\": %zu\n}\n",
+		r->ours_ok, r->base_ok, r->base_same);
+	if (ferror(f) || fclose(f) != 0)
+		die("cannot write %s", path);
+}
+
+/* ==== main ==== */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: bench-codec [--vectors DIR] [--iterations N] [--json FILE]\n"
+		"\n"
+		"Benchmarks the sessionwire codec over DIR/typical.jsonl:\n"
+		"sizes (canonical JSON vs compact protobuf, and what each\n"
+		"compact trick buys), speed of encode, decode, pb -> JSON\n"
+		"(against protobuf-c + cJSON), JSON -> pb, and number formatting.\n"
+		"\n"
+		"  --vectors DIR    directory of typical.jsonl (default ../shared/vectors)\n"
+		"  --iterations N   passes over the corpus per run (default %lu);\n"
+		"                   each timing is the median of %d runs\n"
+		"  --json FILE      also write the results as a flat JSON object\n"
+		"  --help           this text\n", DEFAULT_ITERATIONS, RUNS);
+}
+
+int main(int argc, char **argv)
+{
+	const char *vectors = "../shared/vectors", *json_out = NULL;
+	unsigned long iters = DEFAULT_ITERATIONS;
+	size_t ours_ok, base_ok, base_same;
+	results r;
+	double t0;
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return 0;
+		} else if (strcmp(argv[i], "--vectors") == 0 && i + 1 < argc) {
+			vectors = argv[++i];
+		} else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
+			json_out = argv[++i];
+		} else if (strcmp(argv[i], "--iterations") == 0 && i + 1 < argc) {
+			if (!parse_count(argv[++i], MAX_ITERATIONS, &iters)) {
+				fprintf(stderr, "bench-codec: --iterations wants "
+					"a count from 1 to %lu, not '%s'\n",
+					MAX_ITERATIONS, argv[i]);
+				return 2;
+			}
+		} else {
+			fprintf(stderr, "bench-codec: unknown or incomplete "
+				"argument '%s'\n", argv[i]);
+			usage(stderr);
+			return 2;
+		}
+	}
+
+	t0 = now_ns();
+	memset(&r, 0, sizeof(r));
+	r.iters = iters;
+	load_corpus(vectors);
+	make_num_sets();
+	sw_buf_init(&jbuf, 0, NULL);
+
+	check_corpus(&ours_ok, &base_ok, &base_same);
+	r.ours_ok = ours_ok;
+	r.base_ok = base_ok;
+	r.base_same = base_same;
+	if (ours_ok != n_msgs || base_ok != n_msgs)
+		fprintf(stderr, "bench-codec: WARNING: some round trips differ "
+			"(see above); the timings below still ran on them\n");
+
+	measure_sizes(&r);
+
+	r.encode = time_ns(pass_encode, iters, n_msgs);
+	r.decode = time_ns(pass_decode, iters, n_msgs);
+	r.pb_to_json = time_ns(pass_pb_to_json, iters, n_msgs);
+	r.cjson = time_ns(pass_cjson, iters, n_msgs);
+	r.json_to_pb = time_ns(pass_json_to_pb, iters, n_msgs);
+	r.speedup = r.pb_to_json > 0 ? r.cjson / r.pb_to_json : 0;
+
+	num_set = nums_corpus;
+	num_n = n_nums_corpus;
+	r.fmt_corpus = time_ns(pass_num_format, iters, num_n);
+	r.snp_corpus = time_ns(pass_snprintf, iters, num_n);
+	num_set = nums_random;
+	num_n = N_RANDOM;
+	r.fmt_random = time_ns(pass_num_format, iters, num_n);
+	r.snp_random = time_ns(pass_snprintf, iters, num_n);
+	r.seconds = (now_ns() - t0) / 1e9;
+
+	print_table(&r, vectors);
+	print_markdown(&r);
+	if (json_out)
+		write_json(&r, json_out);
+
+	sw_buf_free(&jbuf);
+	free(nums_corpus);
+	free_corpus();
+	return 0;
+}
