@@ -8,8 +8,9 @@
 #include "sessionwire/sw_num.h"
 #include "testutil.h"
 
-/* The double-conversion path without the integer fast path (num_format.cc). */
-size_t sw__num_format_slow(double x, char out[SW_NUM_MAX]);
+/* Reference: double-conversion's own EcmaScriptConverter().ToShortest,
+ * without our integer fast path and digit layout (num_format.cc). */
+size_t sw__num_format_ref(double x, char out[SW_NUM_MAX]);
 
 /* splitmix64, seeded per test so every run checks the same doubles. */
 static uint64_t rng_next(uint64_t *s)
@@ -198,7 +199,7 @@ static void format_rejects_nan_and_infinity(void)
 		memset(out, 'X', sizeof(out));
 		CU_ASSERT_EQUAL(sw_num_format(t[i], out), 0);
 		CU_ASSERT_EQUAL(out[0], 'X'); /* nothing written */
-		CU_ASSERT_EQUAL(sw__num_format_slow(t[i], out), 0);
+		CU_ASSERT_EQUAL(sw__num_format_ref(t[i], out), 0);
 		CU_ASSERT_EQUAL(out[0], 'X');
 	}
 	/* Also the NaNs with payloads. */
@@ -211,8 +212,9 @@ static void format_rejects_nan_and_infinity(void)
 	}
 }
 
-/* Integers below 2^53 take the fast path: same text as double-conversion. */
-static void integer_fast_path_agrees_with_slow_path(void)
+/* Integers below 2^53 take the fast path, everything else our layout of
+ * the shortest digits: both must give the library converter's text. */
+static void format_agrees_with_library_converter(void)
 {
 	static const double edge[] = {
 		0.0, -0.0, 1, -1, 9, 10, 99, 100, 2147483647.0, 2147483648.0,
@@ -220,16 +222,16 @@ static void integer_fast_path_agrees_with_slow_path(void)
 		9007199254740991.0, -9007199254740991.0, 9007199254740992.0,
 		-9007199254740992.0, 9007199254740994.0, 0.5, -0.5,
 		9007199254740991.5 /* not representable: rounds to an integer */,
-		4503599627370495.5,
+		4503599627370495.5, 1e21, 1e-7, 1e-6, 9.99e-7, 123456.789e300,
 	};
 	uint64_t s = 0x66617374ULL;
-	long i, bad = 0, count = tu_quick ? 20000 : 200000;
+	long i, bad_int = 0, bad_any = 0, count = tu_quick ? 20000 : 200000;
 	size_t k;
 
 	for (k = 0; k < sizeof(edge) / sizeof(edge[0]); k++) {
 		char a[SW_NUM_MAX], b[SW_NUM_MAX];
 		size_t na = sw_num_format(edge[k], a);
-		size_t nb = sw__num_format_slow(edge[k], b);
+		size_t nb = sw__num_format_ref(edge[k], b);
 
 		CU_ASSERT_EQUAL(na, nb);
 		CU_ASSERT_STRING_EQUAL(a, b);
@@ -240,12 +242,20 @@ static void integer_fast_path_agrees_with_slow_path(void)
 		double x = (r & 64) ? -(double)v : (double)v;
 		char a[SW_NUM_MAX], b[SW_NUM_MAX];
 		size_t na = sw_num_format(x, a);
-		size_t nb = sw__num_format_slow(x, b);
+		size_t nb = sw__num_format_ref(x, b);
 
 		if (na != nb || strcmp(a, b) != 0)
-			bad++;
+			bad_int++;
+		x = from_bits(rng_next(&s));
+		if (!isfinite(x))
+			continue;
+		na = sw_num_format(x, a);
+		nb = sw__num_format_ref(x, b);
+		if (na != nb || strcmp(a, b) != 0)
+			bad_any++;
 	}
-	CU_ASSERT_EQUAL(bad, 0);
+	CU_ASSERT_EQUAL(bad_int, 0);
+	CU_ASSERT_EQUAL(bad_any, 0);
 }
 
 int init_num_tests(void)
@@ -258,6 +268,6 @@ int init_num_tests(void)
 	CU_add_test(s, "format_matches_javascript_table", format_matches_javascript_table);
 	CU_add_test(s, "format_round_trips_random_doubles", format_round_trips_random_doubles);
 	CU_add_test(s, "format_rejects_nan_and_infinity", format_rejects_nan_and_infinity);
-	CU_add_test(s, "integer_fast_path_agrees_with_slow_path", integer_fast_path_agrees_with_slow_path);
+	CU_add_test(s, "format_agrees_with_library_converter", format_agrees_with_library_converter);
 	return 0;
 }
