@@ -1,0 +1,589 @@
+/* json_scan.c - the strict lexical pass that runs before cJSON.
+ *
+ * cJSON 1.7.15 is lax where JSON is strict and has a few traps: it turns an
+ * invalid \uZZZZ into U+0000, truncates strings at U+0000, accepts raw
+ * control characters in strings, numbers like 01, 1., .5 and +1, trailing
+ * garbage, any byte <= 0x20 as whitespace, and copies at most 63 characters
+ * of a number. This file checks the whole input against RFC 8259 (and the
+ * depth the schema can use) first, and makes a sanitised copy for cJSON
+ * when the input has U+0000 escapes or long number tokens.
+ */
+#define _GNU_SOURCE /* strtod_l */
+#include <locale.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sw_internal.h"
+
+/* ==== Field names ==== */
+
+const char *const sw__json_inner_names[2][2][3] = {
+	{ { "input_cost", "output_cost", "total_cost" },
+	  { "inputCost", "outputCost", "totalCost" } },
+	{ { "prompt_tokens", "completion_tokens", "total_tokens" },
+	  { "promptTokens", "completionTokens", "totalTokens" } },
+};
+
+/* True when key[0..n) is exactly the NUL-terminated name. */
+static bool name_is(const char *key, size_t n, const char *name)
+{
+	return strncmp(key, name, n) == 0 && name[n] == '\0';
+}
+
+int sw__json_field(const char *key, size_t n)
+{
+	unsigned bit;
+
+	for (bit = 0; bit < SW_FIELD_COUNT; bit++)
+		if (name_is(key, n, sw_field_wire_name(bit)) ||
+		    name_is(key, n, sw_field_sdk_name(bit)))
+			return (int)bit;
+	return -1;
+}
+
+int sw__json_inner(int usage, const char *key, size_t n)
+{
+	int i;
+
+	for (i = 0; i < 3; i++)
+		if (name_is(key, n, sw__json_inner_names[usage][0][i]) ||
+		    name_is(key, n, sw__json_inner_names[usage][1][i]))
+			return i;
+	return -1;
+}
+
+void sw__json_path_add(char *path, size_t cap, const char *key, size_t n,
+		       bool dot)
+{
+	size_t at = strnlen(path, cap - 1), i = 0;
+
+	if (dot && at > 0 && at + 1 < cap)
+		path[at++] = '.';
+	while (i < n && at + 1 < cap) {
+		unsigned char c = (unsigned char)key[i];
+		size_t clen = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+
+		if (c == 0xFF || c < 0x20) { /* U+0000 marker, raw controls */
+			path[at++] = '?';
+			i++;
+			continue;
+		}
+		if (clen > n - i || at + clen >= cap)
+			break; /* never cut a character in two */
+		memcpy(path + at, key + i, clen);
+		at += clen;
+		i += clen;
+	}
+	path[at] = '\0';
+}
+
+/* ==== The scanner ==== */
+
+/* One level of the current path: a key of an object or an index. */
+typedef struct scan_level {
+	bool is_array;
+	const char *key; /* raw bytes between the quotes, NULL: none yet */
+	size_t klen;
+	size_t index;
+} scan_level;
+
+typedef struct scanner {
+	const char *s;
+	size_t n, pos;
+	int depth;
+	scan_level lv[SW__JSON_MAX_DEPTH];
+	bool need_copy;
+	sw_error *err;
+} scanner;
+
+/* Describes the byte at pos for a message: "'x'", "byte 0x01" or "the
+ * end of the input". */
+static void describe(const scanner *sc, size_t pos, char *out, size_t cap)
+{
+	unsigned char c;
+
+	if (pos >= sc->n) {
+		snprintf(out, cap, "the end of the input");
+		return;
+	}
+	c = (unsigned char)sc->s[pos];
+	if (c >= 0x21 && c < 0x7F)
+		snprintf(out, cap, "'%c'", c);
+	else
+		snprintf(out, cap, "byte 0x%02X", c);
+}
+
+/* For a key l inside billing or usage: usage << 2 | index, else -1. */
+static int inner_of(const scanner *sc, const scan_level *l)
+{
+	int bit, usage, i;
+
+	if (sc->lv[0].is_array || sc->lv[0].key == NULL)
+		return -1;
+	bit = sw__json_field(sc->lv[0].key, sc->lv[0].klen);
+	if (bit < 0 || (1u << bit) & ~(unsigned)(SW_F_BILLING | SW_F_USAGE))
+		return -1;
+	usage = (1u << bit) == SW_F_USAGE;
+	i = sw__json_inner(usage, l->key, l->klen);
+	return i < 0 ? -1 : usage << 2 | i;
+}
+
+/* The path of the current position: "billing.input_cost", "tags[3]". */
+static void scan_path(const scanner *sc, char *out, size_t cap)
+{
+	int d;
+
+	out[0] = '\0';
+	for (d = 0; d < sc->depth && d < SW__JSON_MAX_DEPTH; d++) {
+		const scan_level *l = &sc->lv[d];
+		char idx[32];
+		int bit, inner;
+
+		if (l->is_array) {
+			snprintf(idx, sizeof(idx), "[%zu]", l->index);
+			sw__json_path_add(out, cap, idx, strlen(idx), false);
+			continue;
+		}
+		if (l->key == NULL)
+			break;
+		if (d == 0 && (bit = sw__json_field(l->key, l->klen)) >= 0) {
+			const char *w = sw_field_wire_name((unsigned)bit);
+
+			sw__json_path_add(out, cap, w, strlen(w), true);
+		} else if (d == 1 && (inner = inner_of(sc, l)) >= 0) {
+			const char *w = sw__json_inner_names[inner >> 2][0]
+							    [inner & 3];
+
+			sw__json_path_add(out, cap, w, strlen(w), true);
+		} else {
+			sw__json_path_add(out, cap, l->key, l->klen, true);
+		}
+	}
+}
+
+/* Records a malformed-JSON error at pos: "expected X, found Y". */
+static sw_status bad(scanner *sc, sw_status st, size_t pos,
+		     const char *expected)
+{
+	char path[SW_ERROR_PATH_MAX], found[32];
+
+	if (sc->err == NULL || sc->err->code != SW_OK)
+		return st;
+	scan_path(sc, path, sizeof(path));
+	describe(sc, pos, found, sizeof(found));
+	return sw_error_set(sc->err, st, path, pos, "expected %s, found %s",
+			    expected, found);
+}
+
+static void skip_ws(scanner *sc)
+{
+	while (sc->pos < sc->n) {
+		char c = sc->s[sc->pos];
+
+		if (c != ' ' && c != '\n' && c != '\r' && c != '\t')
+			break;
+		sc->pos++;
+	}
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Reads the 4 hex digits of a \u escape at pos (just past the 'u'). */
+static sw_status hex4(scanner *sc, size_t pos, unsigned *cp)
+{
+	unsigned v = 0;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		int h = pos + (size_t)i < sc->n ? hexval(sc->s[pos + (size_t)i]) : -1;
+
+		if (h < 0)
+			return bad(sc, SW_EJSON, pos + (size_t)i,
+				   "4 hex digits after \\u");
+		v = v << 4 | (unsigned)h;
+	}
+	*cp = v;
+	return SW_OK;
+}
+
+/* A string at pos (the opening quote). Sets *start and *len to the raw
+ * bytes between the quotes. */
+static sw_status scan_string(scanner *sc, const char **start, size_t *len)
+{
+	const char *s = sc->s;
+	size_t pos = sc->pos + 1, n = sc->n;
+	unsigned cp, lo;
+	sw_status st;
+
+	for (;;) {
+		unsigned char c;
+
+		while (pos < n) {
+			c = (unsigned char)s[pos];
+			if (c == '"' || c == '\\' || c < 0x20)
+				break;
+			pos++;
+		}
+		if (pos >= n)
+			return bad(sc, SW_EJSON, pos, "'\"' to end the string");
+		c = (unsigned char)s[pos];
+		if (c == '"')
+			break;
+		if (c < 0x20) {
+			char msg[64];
+
+			snprintf(msg, sizeof(msg),
+				 "an escape for control character U+%04X", c);
+			return bad(sc, SW_EJSON, pos, msg);
+		}
+		/* An escape. */
+		if (pos + 1 >= n)
+			return bad(sc, SW_EJSON, pos + 1, "an escape character");
+		switch (s[pos + 1]) {
+		case '"': case '\\': case '/': case 'b': case 'f': case 'n':
+		case 'r': case 't':
+			pos += 2;
+			continue;
+		case 'u':
+			break;
+		default:
+			return bad(sc, SW_EJSON, pos + 1,
+				   "an escape (\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)");
+		}
+		st = hex4(sc, pos + 2, &cp);
+		if (st != SW_OK)
+			return st;
+		if (cp == 0)
+			sc->need_copy = true;
+		if (cp >= 0xDC00 && cp <= 0xDFFF)
+			return bad(sc, SW_EJSON, pos,
+				   "a high surrogate escape before a low one");
+		if (cp >= 0xD800 && cp <= 0xDBFF) {
+			if (pos + 7 >= n || s[pos + 6] != '\\' ||
+			    s[pos + 7] != 'u')
+				return bad(sc, SW_EJSON, pos + 6,
+					   "a low surrogate escape (\\uDC00-\\uDFFF) after a high one");
+			st = hex4(sc, pos + 8, &lo);
+			if (st != SW_OK)
+				return st;
+			if (lo < 0xDC00 || lo > 0xDFFF)
+				return bad(sc, SW_EJSON, pos + 6,
+					   "a low surrogate escape (\\uDC00-\\uDFFF) after a high one");
+			pos += 12;
+			continue;
+		}
+		pos += 6;
+	}
+	*start = s + sc->pos + 1;
+	*len = pos - sc->pos - 1;
+	sc->pos = pos + 1;
+	return SW_OK;
+}
+
+static bool is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* A number per RFC 8259: -? (0 or [1-9] digits*) (. digits+)? ([eE] [+-]? digits+)? */
+static sw_status scan_number(scanner *sc)
+{
+	const char *s = sc->s;
+	size_t pos = sc->pos, n = sc->n, start = sc->pos;
+
+	if (s[pos] == '-')
+		pos++;
+	if (pos >= n || !is_digit(s[pos]))
+		return bad(sc, SW_EJSON, pos, "a digit after '-'");
+	if (s[pos] == '0') {
+		pos++;
+		if (pos < n && is_digit(s[pos]))
+			return bad(sc, SW_EJSON, pos,
+				   "no digit after a leading 0 (leading zeros are not allowed)");
+	} else {
+		while (pos < n && is_digit(s[pos]))
+			pos++;
+	}
+	if (pos < n && s[pos] == '.') {
+		pos++;
+		if (pos >= n || !is_digit(s[pos]))
+			return bad(sc, SW_EJSON, pos, "a digit after '.'");
+		while (pos < n && is_digit(s[pos]))
+			pos++;
+	}
+	if (pos < n && (s[pos] == 'e' || s[pos] == 'E')) {
+		pos++;
+		if (pos < n && (s[pos] == '+' || s[pos] == '-'))
+			pos++;
+		if (pos >= n || !is_digit(s[pos]))
+			return bad(sc, SW_EJSON, pos, "a digit in the exponent");
+		while (pos < n && is_digit(s[pos]))
+			pos++;
+	}
+	if (pos - start > SW__JSON_LONG_NUMBER)
+		sc->need_copy = true;
+	sc->pos = pos;
+	return SW_OK;
+}
+
+/* true, false or null at pos. */
+static sw_status scan_literal(scanner *sc, const char *word)
+{
+	size_t k = strlen(word), i;
+
+	for (i = 0; i < k; i++)
+		if (sc->pos + i >= sc->n || sc->s[sc->pos + i] != word[i])
+			return bad(sc, SW_EJSON, sc->pos + i, "a JSON value");
+	sc->pos += k;
+	return SW_OK;
+}
+
+static sw_status scan_value(scanner *sc);
+
+/* An object or array at pos, one level deeper. */
+static sw_status scan_container(scanner *sc)
+{
+	bool is_array = sc->s[sc->pos] == '[';
+	char close = is_array ? ']' : '}';
+	scan_level *l;
+	sw_status st;
+
+	if (sc->depth >= SW__JSON_MAX_DEPTH) {
+		char path[SW_ERROR_PATH_MAX];
+
+		scan_path(sc, path, sizeof(path));
+		return sw_error_set(sc->err, SW_ETYPE, path, sc->pos,
+				    "expected a string or a number (the schema nests no deeper than %d levels), found %s",
+				    SW__JSON_MAX_DEPTH,
+				    is_array ? "an array" : "an object");
+	}
+	l = &sc->lv[sc->depth++];
+	l->is_array = is_array;
+	l->key = NULL;
+	l->klen = 0;
+	l->index = 0;
+	sc->pos++;
+	skip_ws(sc);
+	if (sc->pos < sc->n && sc->s[sc->pos] == close) {
+		sc->pos++;
+		sc->depth--;
+		return SW_OK;
+	}
+	for (;;) {
+		if (!is_array) {
+			const char *k;
+			size_t klen;
+
+			if (sc->pos >= sc->n || sc->s[sc->pos] != '"')
+				return bad(sc, SW_EJSON, sc->pos,
+					   "'\"' to start a key");
+			st = scan_string(sc, &k, &klen);
+			if (st != SW_OK)
+				return st;
+			l->key = k;
+			l->klen = klen;
+			skip_ws(sc);
+			if (sc->pos >= sc->n || sc->s[sc->pos] != ':')
+				return bad(sc, SW_EJSON, sc->pos,
+					   "':' after a key");
+			sc->pos++;
+			skip_ws(sc);
+		}
+		st = scan_value(sc);
+		if (st != SW_OK)
+			return st;
+		skip_ws(sc);
+		if (sc->pos < sc->n && sc->s[sc->pos] == ',') {
+			sc->pos++;
+			skip_ws(sc);
+			l->index++;
+			continue;
+		}
+		if (sc->pos < sc->n && sc->s[sc->pos] == close)
+			break;
+		return bad(sc, SW_EJSON, sc->pos,
+			   is_array ? "',' or ']'" : "',' or '}'");
+	}
+	sc->pos++;
+	sc->depth--;
+	return SW_OK;
+}
+
+/* Any value at pos (whitespace already skipped). */
+static sw_status scan_value(scanner *sc)
+{
+	const char *k;
+	size_t klen;
+
+	if (sc->pos >= sc->n)
+		return bad(sc, SW_EJSON, sc->pos, "a JSON value");
+	switch (sc->s[sc->pos]) {
+	case '{':
+	case '[':
+		return scan_container(sc);
+	case '"':
+		return scan_string(sc, &k, &klen);
+	case 't':
+		return scan_literal(sc, "true");
+	case 'f':
+		return scan_literal(sc, "false");
+	case 'n':
+		return scan_literal(sc, "null");
+	default:
+		if (sc->s[sc->pos] == '-' || is_digit(sc->s[sc->pos]))
+			return scan_number(sc);
+		return bad(sc, SW_EJSON, sc->pos, "a JSON value");
+	}
+}
+
+sw_status sw__json_scan(const char *json, size_t len, size_t max_input,
+			bool *need_copy, sw_error *err)
+{
+	scanner sc = { .s = json, .n = len, .err = err };
+	size_t badpos;
+	sw_status st;
+	char c;
+
+	*need_copy = false;
+	if (len > max_input)
+		return sw_error_set(err, SW_ETOOBIG, "", (size_t)-1,
+				    "expected at most %zu bytes of JSON, found %zu",
+				    max_input, len);
+	badpos = sw__utf8_check(json, len);
+	if (badpos != len)
+		return sw_error_set(err, SW_EUTF8, "", badpos,
+				    "expected UTF-8 text, found an invalid byte 0x%02X at offset %zu",
+				    (unsigned char)json[badpos], badpos);
+	skip_ws(&sc);
+	if (sc.pos >= len)
+		return bad(&sc, SW_EJSON, sc.pos, "a JSON value");
+	c = json[sc.pos];
+	/* The body must be an object; checking it here also means that every
+	 * number is followed by a delimiter inside the input. */
+	if (c == '[' || c == '"' || c == 't' || c == 'f' || c == 'n' ||
+	    c == '-' || is_digit(c))
+		return sw_error_set(err, SW_ETYPE, "", sc.pos,
+				    "expected an object as the body, found %s",
+				    c == '[' ? "an array" : c == '"' ? "a string" :
+				    c == 'n' ? "null" : c == 't' || c == 'f' ?
+				    "a boolean" : "a number");
+	st = scan_value(&sc);
+	if (st != SW_OK)
+		return st;
+	skip_ws(&sc);
+	if (sc.pos != len)
+		return bad(&sc, SW_EJSON, sc.pos,
+			   "nothing but whitespace after the JSON value");
+	*need_copy = sc.need_copy;
+	return SW_OK;
+}
+
+/* ==== The sanitised copy ==== */
+
+/* Rewrites the long number token s[0..n) as "%.17g" of its value into out
+ * (room for SW__JSON_LONG_NUMBER bytes); returns the length. The token is
+ * followed by a delimiter inside the input, so strtod_l stops at its end. */
+static sw_status short_number(const char *s, size_t n, char *out,
+			      size_t *out_len, sw_error *err)
+{
+	locale_t c_loc = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+	char tmp[40];
+	char *end;
+	double x;
+	size_t i, k = 0;
+	int w;
+
+	if (c_loc == (locale_t)0)
+		return sw__fail(err, SW_ENOMEM, "", (size_t)-1,
+				"could not create the C locale");
+	x = strtod_l(s, &end, c_loc);
+	freelocale(c_loc);
+	if (end != s + n)
+		return sw__fail(err, SW_EJSON, "", (size_t)-1,
+				"a number token strtod did not read whole");
+	if (isinf(x)) {
+		/* cJSON reads this as infinity too: the parser reports it. */
+		w = snprintf(tmp, sizeof(tmp), "%s", x < 0 ? "-1e400" : "1e400");
+	} else {
+		w = snprintf(tmp, sizeof(tmp), "%.17g", x);
+	}
+	if (w <= 0 || (size_t)w >= sizeof(tmp))
+		return sw__fail(err, SW_EJSON, "", (size_t)-1,
+				"could not rewrite a long number");
+	/* "%.17g" writes the locale's decimal point: make it '.'. */
+	for (i = 0; i < (size_t)w; i++) {
+		char c = tmp[i];
+
+		if (is_digit(c) || c == '-' || c == '+' || c == 'e')
+			out[k++] = c;
+		else if (k == 0 || out[k - 1] != '.')
+			out[k++] = '.';
+	}
+	*out_len = k;
+	return SW_OK;
+}
+
+sw_status sw__json_sanitise(const char *json, size_t len, char *out,
+			    size_t *out_len, sw_error *err)
+{
+	size_t i = 0, o = 0;
+	sw_status st;
+
+	while (i < len) {
+		char c = json[i];
+
+		if (c == '"') {
+			out[o++] = json[i++];
+			while (json[i] != '"') {
+				if (json[i] != '\\') {
+					out[o++] = json[i++];
+					continue;
+				}
+				/* A \u escape has 4 hex digits after it. */
+				if (json[i + 1] == 'u' &&
+				    memcmp(json + i + 2, "0000", 4) == 0) {
+					out[o++] = (char)0xFF;
+					i += 6;
+					continue;
+				}
+				out[o++] = json[i++];
+				out[o++] = json[i++];
+			}
+			out[o++] = json[i++];
+		} else if (c == '-' || is_digit(c)) {
+			size_t j = i, k = 0;
+
+			while (j < len && (is_digit(json[j]) || json[j] == '-' ||
+					   json[j] == '+' || json[j] == '.' ||
+					   json[j] == 'e' || json[j] == 'E'))
+				j++;
+			if (j - i > SW__JSON_LONG_NUMBER) {
+				st = short_number(json + i, j - i, out + o, &k,
+						  err);
+				if (st != SW_OK)
+					return st;
+				o += k;
+			} else {
+				memcpy(out + o, json + i, j - i);
+				o += j - i;
+			}
+			i = j;
+		} else {
+			out[o++] = json[i++];
+		}
+	}
+	out[o] = '\0';
+	*out_len = o;
+	return SW_OK;
+}

@@ -1,0 +1,429 @@
+/* json_write.c - an sw_update as canonical JSON (SPEC 2.1).
+ *
+ * Byte-identical to JSON.stringify of the SDK's object: keys in the order
+ * of SW_FIELD_MAP, numbers as Number::toString (sw_num_format), dates as
+ * toISOString (sw_date_format), strings escaped only where JSON.stringify
+ * escapes. A hot path: the writer reserves room for a worst case once per
+ * piece, writes with pointer arithmetic and commits at the end; when a
+ * worst case does not fit (a small fixed buffer) it asks for the exact
+ * size instead, so a buffer that fits the output always works.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "sw_internal.h"
+
+/* ==== Names ==== */
+
+typedef struct key_text {
+	const char *s; /* "\"external_id\":" */
+	size_t n;
+} key_text;
+
+#define KEY(name) { "\"" name "\":", sizeof(name) + 2 }
+
+static const key_text field_keys[2][SW_FIELD_COUNT] = {
+#define SW__WIRE_KEY(name, bit, wire, sdk) [bit] = KEY(wire),
+	{ SW_FIELD_MAP(SW__WIRE_KEY) },
+#undef SW__WIRE_KEY
+#define SW__SDK_KEY(name, bit, wire, sdk) [bit] = KEY(sdk),
+	{ SW_FIELD_MAP(SW__SDK_KEY) },
+#undef SW__SDK_KEY
+};
+
+/* [billing 0 / usage 1][wire 0 / SDK 1][SW_IN..] */
+static const key_text inner_keys[2][2][3] = {
+	{ { KEY("input_cost"), KEY("output_cost"), KEY("total_cost") },
+	  { KEY("inputCost"), KEY("outputCost"), KEY("totalCost") } },
+	{ { KEY("prompt_tokens"), KEY("completion_tokens"),
+	    KEY("total_tokens") },
+	  { KEY("promptTokens"), KEY("completionTokens"),
+	    KEY("totalTokens") } },
+};
+
+static const char *const inner_paths[2][3] = {
+	{ "billing.input_cost", "billing.output_cost", "billing.total_cost" },
+	{ "usage.prompt_tokens", "usage.completion_tokens",
+	  "usage.total_tokens" },
+};
+
+/* Escape of each byte in JSON.stringify: 0 = raw, 'u' = \u00xx. */
+static const unsigned char esc[256] = {
+	['\0'] = 'u', [0x01] = 'u', [0x02] = 'u', [0x03] = 'u', [0x04] = 'u',
+	[0x05] = 'u', [0x06] = 'u', [0x07] = 'u', ['\b'] = 'b', ['\t'] = 't',
+	['\n'] = 'n', [0x0B] = 'u', ['\f'] = 'f', ['\r'] = 'r', [0x0E] = 'u',
+	[0x0F] = 'u', [0x10] = 'u', [0x11] = 'u', [0x12] = 'u', [0x13] = 'u',
+	[0x14] = 'u', [0x15] = 'u', [0x16] = 'u', [0x17] = 'u', [0x18] = 'u',
+	[0x19] = 'u', [0x1A] = 'u', [0x1B] = 'u', [0x1C] = 'u', [0x1D] = 'u',
+	[0x1E] = 'u', [0x1F] = 'u', ['"'] = '"', ['\\'] = '\\',
+};
+
+/* ==== The writer ==== */
+
+typedef struct jw {
+	sw_buf *b;
+	char *p;   /* next byte to write, inside b->data */
+	char *end; /* bytes up to here are known to be writable */
+	sw_status st;
+	const char *path; /* the field being written, for errors */
+	bool pretty;
+	int depth;
+	bool first[SW__JSON_MAX_DEPTH + 1]; /* no member written yet */
+} jw;
+
+/* Commits what was written and makes room for n more bytes (and the NUL)
+ * at w->p. */
+static sw_status grow(jw *w, size_t n)
+{
+	sw_buf *b = w->b;
+	sw_status st = SW_OK;
+	char *p;
+
+	if (w->p != NULL)
+		b->len = (size_t)(w->p - b->data);
+	p = sw_buf_reserve(b, n, &st);
+	if (p == NULL)
+		return st;
+	w->p = p;
+	w->end = b->data + (b->cap - 1 < b->max ? b->cap - 1 : b->max);
+	return SW_OK;
+}
+
+/* Room for n bytes; false with w->st set when the buffer cannot give it. */
+static inline bool room(jw *w, size_t n)
+{
+	if ((size_t)(w->end - w->p) >= n)
+		return true;
+	w->st = grow(w, n);
+	return w->st == SW_OK;
+}
+
+/* Room for a worst case, or failing that for the exact size. */
+static bool room2(jw *w, size_t worst, size_t exact)
+{
+	if (grow(w, worst) == SW_OK)
+		return true;
+	return room(w, exact);
+}
+
+static bool put(jw *w, const char *s, size_t n)
+{
+	if (!room(w, n))
+		return false;
+	memcpy(w->p, s, n);
+	w->p += n;
+	return true;
+}
+
+/* The separator and, when pretty, the newline and indent before a member
+ * or an item. Needs 2 + 2 * depth bytes of room. */
+static char *sep(jw *w, char *p)
+{
+	int i;
+
+	if (!w->first[w->depth])
+		*p++ = ',';
+	w->first[w->depth] = false;
+	if (w->pretty) {
+		*p++ = '\n';
+		for (i = 0; i < w->depth; i++) {
+			*p++ = ' ';
+			*p++ = ' ';
+		}
+	}
+	return p;
+}
+
+#define SEP_MAX (2 + 2 * (SW__JSON_MAX_DEPTH + 1))
+
+static bool key(jw *w, const key_text *k)
+{
+	char *p;
+
+	if (!room(w, SEP_MAX + k->n + 1))
+		return false;
+	p = sep(w, w->p);
+	memcpy(p, k->s, k->n);
+	p += k->n;
+	if (w->pretty)
+		*p++ = ' ';
+	w->p = p;
+	return true;
+}
+
+static bool open_container(jw *w, char c)
+{
+	if (!room(w, 1))
+		return false;
+	*w->p++ = c;
+	w->first[++w->depth] = true;
+	return true;
+}
+
+/* "}" or "]", on its own line when pretty and not empty. */
+static bool close_container(jw *w, char c)
+{
+	bool empty = w->first[w->depth];
+	char *p;
+	int i;
+
+	w->depth--;
+	if (!room(w, SEP_MAX))
+		return false;
+	p = w->p;
+	if (w->pretty && !empty) {
+		*p++ = '\n';
+		for (i = 0; i < w->depth; i++) {
+			*p++ = ' ';
+			*p++ = ' ';
+		}
+	}
+	*p++ = c;
+	w->p = p;
+	return true;
+}
+
+/* Bytes s takes escaped, with its quotes. */
+static size_t str_size(const unsigned char *s, size_t n)
+{
+	size_t out = n + 2, i;
+
+	for (i = 0; i < n; i++)
+		if (esc[s[i]])
+			out += esc[s[i]] == 'u' ? 5 : 1;
+	return out;
+}
+
+static bool str(jw *w, const sw_str *v)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *s = (const unsigned char *)v->ptr, *e, *r;
+	size_t worst;
+	char *p;
+
+	if (v->len && v->ptr == NULL) {
+		w->st = SW_EINVAL;
+		return false;
+	}
+	worst = v->len <= (SIZE_MAX - 2) / 6 ? 6 * v->len + 2 : SIZE_MAX;
+	if ((size_t)(w->end - w->p) < worst &&
+	    !room2(w, worst, str_size(s, v->len)))
+		return false;
+	p = w->p;
+	*p++ = '"';
+	for (e = s + v->len; s < e; s++) {
+		for (r = s; r < e && !esc[*r]; r++)
+			;
+		memcpy(p, s, (size_t)(r - s));
+		p += r - s;
+		s = r;
+		if (s == e)
+			break;
+		*p++ = '\\';
+		*p++ = (char)esc[*s];
+		if (esc[*s] == 'u') {
+			*p++ = '0';
+			*p++ = '0';
+			*p++ = hex[*s >> 4];
+			*p++ = hex[*s & 15];
+		}
+	}
+	*p++ = '"';
+	w->p = p;
+	return true;
+}
+
+static bool num(jw *w, double x, const char *path)
+{
+	char tmp[SW_NUM_MAX];
+	size_t n;
+
+	if ((size_t)(w->end - w->p) >= SW_NUM_MAX ||
+	    grow(w, SW_NUM_MAX) == SW_OK) {
+		n = sw_num_format(x, w->p);
+		w->p += n;
+	} else {
+		n = sw_num_format(x, tmp);
+		if (n && !put(w, tmp, n))
+			return false;
+	}
+	if (n == 0) {
+		w->path = path;
+		w->st = SW_ERANGE;
+		return false;
+	}
+	return true;
+}
+
+static bool date(jw *w, int64_t ms, const char *path)
+{
+	char tmp[SW_DATE_LEN + 1];
+
+	if (ms < SW_DATE_MIN_MS || ms > SW_DATE_MAX_MS) {
+		w->path = path;
+		w->st = SW_EDATE;
+		return false;
+	}
+	if (!room(w, SW_DATE_LEN + 2))
+		return false;
+	sw_date_format(ms, tmp);
+	w->p[0] = '"';
+	memcpy(w->p + 1, tmp, SW_DATE_LEN);
+	w->p[SW_DATE_LEN + 1] = '"';
+	w->p += SW_DATE_LEN + 2;
+	return true;
+}
+
+static bool list(jw *w, const sw_str *items, size_t n)
+{
+	size_t i;
+
+	if (n && items == NULL) {
+		w->st = SW_EINVAL;
+		return false;
+	}
+	if (!open_container(w, '['))
+		return false;
+	for (i = 0; i < n; i++) {
+		if (!room(w, SEP_MAX))
+			return false;
+		w->p = sep(w, w->p);
+		if (!str(w, &items[i]))
+			return false;
+	}
+	return close_container(w, ']');
+}
+
+static bool triple(jw *w, const double v[3], int usage, int names)
+{
+	int i;
+
+	if (!open_container(w, '{'))
+		return false;
+	for (i = 0; i < 3; i++)
+		if (!key(w, &inner_keys[usage][names][i]) ||
+		    !num(w, v[i], inner_paths[usage][i]))
+			return false;
+	return close_container(w, '}');
+}
+
+/* A rough size of the whole output, to reserve once up front. */
+static size_t estimate(const sw_update *u)
+{
+	size_t est = 512, i;
+
+	if (u->has & SW_F_ID)
+		est += 6 * u->id.len;
+	if (u->has & SW_F_EXTERNAL_ID)
+		est += 6 * u->external_id.len;
+	if (u->has & SW_F_WORKSPACE_ID)
+		est += 6 * u->workspace_id.len;
+	if (u->has & SW_F_PROJECT_ID)
+		est += 6 * u->project_id.len;
+	if ((u->has & SW_F_CONTACT_IDS) && u->contact_ids)
+		for (i = 0; i < u->n_contact_ids; i++)
+			est += 6 * u->contact_ids[i].len + 16;
+	if ((u->has & SW_F_TAGS) && u->tags)
+		for (i = 0; i < u->n_tags; i++)
+			est += 6 * u->tags[i].len + 16;
+	return est;
+}
+
+/* One present field: its key and its value. */
+static bool field(jw *w, const sw_update *u, unsigned bit, int names)
+{
+	w->path = sw_field_wire_name(bit);
+	if (!key(w, &field_keys[names][bit]))
+		return false;
+	switch (1u << bit) {
+	case SW_F_ID:
+		return str(w, &u->id);
+	case SW_F_EXTERNAL_ID:
+		return str(w, &u->external_id);
+	case SW_F_DURATION:
+		return num(w, u->duration, "duration");
+	case SW_F_CONTACT_IDS:
+		return list(w, u->contact_ids, u->n_contact_ids);
+	case SW_F_BILLING:
+		return triple(w, u->billing, 0, names);
+	case SW_F_USAGE:
+		return triple(w, u->usage, 1, names);
+	case SW_F_TRACES_COUNT:
+		return num(w, u->traces_count, "traces_count");
+	case SW_F_TAGS:
+		return list(w, u->tags, u->n_tags);
+	case SW_F_WORKSPACE_ID:
+		return str(w, &u->workspace_id);
+	case SW_F_PROJECT_ID:
+		return u->project_id_null ? put(w, "null", 4) :
+					    str(w, &u->project_id);
+	case SW_F_STARTED_AT:
+		return date(w, u->started_at, "started_at");
+	case SW_F_UPDATED_AT:
+		return date(w, u->updated_at, "updated_at");
+	}
+	return true;
+}
+
+/* The body, field by field in wire order. Unknown presence bits are
+ * ignored. */
+static bool body(jw *w, const sw_update *u, int names)
+{
+	unsigned bit;
+
+	if (!open_container(w, '{'))
+		return false;
+	for (bit = 0; bit < SW_FIELD_COUNT; bit++)
+		if ((u->has & (1u << bit)) && !field(w, u, bit, names))
+			return false;
+	w->path = "";
+	return close_container(w, '}');
+}
+
+sw_status sw_json_write(const sw_update *u, const sw_write_opts *opts,
+			sw_buf *out, sw_error *err)
+{
+	size_t saved;
+	jw w;
+
+	if (u == NULL || out == NULL)
+		return sw__fail(err, SW_EINVAL, "", (size_t)-1,
+				"no update or no buffer");
+	saved = out->len;
+	memset(&w, 0, sizeof(w));
+	w.b = out;
+	w.path = "";
+	w.pretty = opts && opts->pretty;
+	/* One reservation for the likely size; else start with what there is. */
+	if (grow(&w, estimate(u)) != SW_OK) {
+		w.st = grow(&w, 0);
+		if (w.st != SW_OK)
+			goto fail;
+	}
+	if (!body(&w, u, opts && opts->names == SW_NAMES_SDK))
+		goto fail;
+	out->len = (size_t)(w.p - out->data);
+	out->data[out->len] = '\0';
+	return SW_OK;
+fail:
+	out->len = saved;
+	if (out->data != NULL && out->cap > saved)
+		out->data[saved] = '\0';
+	switch (w.st) {
+	case SW_ERANGE:
+		return sw__fail(err, w.st, w.path, (size_t)-1,
+				"expected a finite number, found NaN or infinity");
+	case SW_EDATE:
+		return sw__fail(err, w.st, w.path, (size_t)-1,
+				"expected a date in years 0000-9999, found one outside");
+	case SW_EINVAL:
+		return sw__fail(err, w.st, w.path, (size_t)-1,
+				"a string or list has a length but no data");
+	case SW_ENOMEM:
+		return sw__fail(err, w.st, w.path, (size_t)-1,
+				"no memory to grow the output buffer");
+	default:
+		return sw__fail(err, w.st, w.path, (size_t)-1,
+				"the output does not fit in the buffer");
+	}
+}
