@@ -115,8 +115,14 @@ static bool put(jw *w, const char *s, size_t n)
 	return true;
 }
 
-/* The separator and, when pretty, the newline and indent before a member
- * or an item. Needs 2 + 2 * depth bytes of room. */
+/* Bytes of the separator before a member or an item: the comma and, when
+ * pretty, the newline and indent. */
+static inline size_t sep_len(const jw *w)
+{
+	return !w->first[w->depth] + (w->pretty ? 1 + 2 * (size_t)w->depth : 0);
+}
+
+/* Writes the separator (sep_len bytes of room needed). */
 static char *sep(jw *w, char *p)
 {
 	int i;
@@ -134,13 +140,11 @@ static char *sep(jw *w, char *p)
 	return p;
 }
 
-#define SEP_MAX (2 + 2 * (SW__JSON_MAX_DEPTH + 1))
-
 static bool key(jw *w, const key_text *k)
 {
 	char *p;
 
-	if (!room(w, SEP_MAX + k->n + 1))
+	if (!room(w, sep_len(w) + k->n + w->pretty))
 		return false;
 	p = sep(w, w->p);
 	memcpy(p, k->s, k->n);
@@ -163,15 +167,15 @@ static bool open_container(jw *w, char c)
 /* "}" or "]", on its own line when pretty and not empty. */
 static bool close_container(jw *w, char c)
 {
-	bool empty = w->first[w->depth];
+	bool nl = w->pretty && !w->first[w->depth];
 	char *p;
 	int i;
 
 	w->depth--;
-	if (!room(w, SEP_MAX))
+	if (!room(w, 1 + (nl ? 1 + 2 * (size_t)w->depth : 0)))
 		return false;
 	p = w->p;
-	if (w->pretty && !empty) {
+	if (nl) {
 		*p++ = '\n';
 		for (i = 0; i < w->depth; i++) {
 			*p++ = ' ';
@@ -285,7 +289,7 @@ static bool list(jw *w, const sw_str *items, size_t n)
 	if (!open_container(w, '['))
 		return false;
 	for (i = 0; i < n; i++) {
-		if (!room(w, SEP_MAX))
+		if (!room(w, sep_len(w)))
 			return false;
 		w->p = sep(w, w->p);
 		if (!str(w, &items[i]))
