@@ -13,7 +13,7 @@
 DEB_PACKAGES := build-essential pkg-config protobuf-c-compiler \
 	libprotobuf-c-dev protobuf-compiler libcjson-dev libcunit1-dev \
 	libdouble-conversion-dev libmicrohttpd-dev libcurl4-openssl-dev \
-	valgrind
+	libssl-dev valgrind
 
 # ==== Toolchain and flags ====
 CC ?= cc
@@ -29,10 +29,11 @@ WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 # -ffp-contract=off: the compact number forms rely on plain IEEE double
 # products and quotients, never fused multiply-adds.
 BASEFLAGS := -std=gnu11 -ffp-contract=off -fno-strict-aliasing -pthread
-CPPFLAGS += -Icodec/include -I$(O)/gen -MMD -MP
+CPPFLAGS += -Icodec/include -Igateway -I$(O)/gen -MMD -MP
 LDFLAGS ?=
 LDLIBS := $(shell pkg-config --libs libprotobuf-c libcjson 2>/dev/null || echo -lprotobuf-c -lcjson) \
 	-ldouble-conversion -lstdc++ -lm -pthread
+NET_LIBS := -lmicrohttpd -lcurl -lcrypto
 
 ifneq ($(SANITIZE),)
 SANFLAGS := -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -59,12 +60,19 @@ CODEC_CC := $(wildcard codec/*.cc)
 CODEC_OBJ := $(CODEC_C:%.c=$(O)/%.o) $(CODEC_CC:%.cc=$(O)/%.o) $(O)/gen/sessionwire.pb-c.o
 LIB := $(O)/libsessioncodec.a
 
+GW_C := $(filter-out gateway/main.c,$(wildcard gateway/*.c))
+GW_OBJ := $(GW_C:%.c=$(O)/%.o)
+GW_LIB := $(O)/libgateway.a
+GW_BIN := $(O)/session-gateway
+FAKE_UPSTREAM := $(O)/fake-upstream
+
 CLI := $(O)/session-codec
 CLI_C := $(wildcard codec/cli/*.c)
 CLI_OBJ := $(CLI_C:%.c=$(O)/%.o)
 
 TEST_C := $(wildcard tests/test_*.c)
 TEST_SUPPORT_C := $(filter-out $(TEST_C) tests/run_tests.c,$(wildcard tests/*.c))
+FAKE_UPSTREAM_OBJ := $(O)/tests/tools/fake_upstream_main.o $(O)/tests/fake_upstream.o
 TEST_OBJ := $(TEST_C:%.c=$(O)/%.o) $(TEST_SUPPORT_C:%.c=$(O)/%.o) $(O)/tests/run_tests.o
 TEST_BIN := $(O)/run-tests
 TEST_NAMES := $(patsubst tests/test_%.c,%,$(TEST_C))
@@ -73,7 +81,9 @@ BENCH_C := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_C:bench/%.c=$(O)/bench-%)
 
 .PHONY: all deps test run bench clean install check-deps test-valgrind
-all: $(LIB) $(TEST_BIN) $(BENCH_BIN) $(CLI)
+all: $(LIB) $(GW_LIB) $(TEST_BIN) $(BENCH_BIN) $(CLI) \
+	$(if $(wildcard gateway/main.c),$(GW_BIN)) \
+	$(if $(wildcard tests/tools/fake_upstream_main.c),$(FAKE_UPSTREAM))
 
 # ==== Generated protobuf-c code ====
 $(PB_C) $(PB_H): $(PROTO)
@@ -96,8 +106,18 @@ $(LIB): $(CODEC_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+$(GW_LIB): $(GW_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
 $(CLI): $(CLI_OBJ) $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(NET_LIBS)
+
+$(GW_BIN): $(O)/gateway/main.o $(GW_LIB) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(NET_LIBS)
+
+$(FAKE_UPSTREAM): $(FAKE_UPSTREAM_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(NET_LIBS)
 
 # The test runner registers init_<name>_tests() of every tests/test_<name>.c.
 $(O)/gen/test_list.h: $(TEST_C)
@@ -107,8 +127,8 @@ $(O)/gen/test_list.h: $(TEST_C)
 
 $(TEST_OBJ): $(O)/gen/test_list.h
 
-$(TEST_BIN): $(TEST_OBJ) $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcunit
+$(TEST_BIN): $(TEST_OBJ) $(GW_LIB) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(NET_LIBS) -lcunit
 
 $(O)/bench-%: $(O)/bench/%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -128,12 +148,12 @@ deps:
 # ==== Running ====
 test: deps
 	$(MAKE) all
-	$(TEST_BIN) --vectors $(VECTORS) --data tests/data --cli $(CLI)
+	$(TEST_BIN) --vectors $(VECTORS) --data tests/data --bin $(O)
 
 test-valgrind: deps
 	$(MAKE) all
 	valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
-		$(TEST_BIN) --vectors $(VECTORS) --data tests/data --cli $(CLI) --quick
+		$(TEST_BIN) --vectors $(VECTORS) --data tests/data --bin $(O) --quick
 
 run: deps
 	$(MAKE) all

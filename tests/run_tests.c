@@ -9,12 +9,13 @@
 
 static void usage(void)
 {
-	puts("usage: run-tests [--vectors DIR] [--data DIR] [--cli PATH] "
+	puts("usage: run-tests [--vectors DIR] [--data DIR] [--bin DIR] "
 	     "[--quick] [--suite NAME]\n"
 	     "Runs every CUnit suite of sessionwire.\n"
 	     "  --vectors DIR  the shared SDK vectors (../shared/vectors)\n"
 	     "  --data DIR     test data (tests/data)\n"
-	     "  --cli PATH     the session-codec binary, for CLI tests\n"
+	     "  --bin DIR      where session-codec, session-gateway and\n"
+	     "                 fake-upstream are (build)\n"
 	     "  --quick        smaller exhaustive loops (for valgrind)\n"
 	     "  --suite NAME   run only suites whose name contains NAME");
 }
@@ -30,8 +31,8 @@ int main(int argc, char **argv)
 			tu_vectors_dir = argv[++i];
 		else if (!strcmp(argv[i], "--data") && i + 1 < argc)
 			tu_data_dir = argv[++i];
-		else if (!strcmp(argv[i], "--cli") && i + 1 < argc)
-			tu_cli_path = argv[++i];
+		else if (!strcmp(argv[i], "--bin") && i + 1 < argc)
+			tu_bin_dir = argv[++i];
 		else if (!strcmp(argv[i], "--suite") && i + 1 < argc)
 			only = argv[++i];
 		else if (!strcmp(argv[i], "--quick"))

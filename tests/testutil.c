@@ -7,8 +7,14 @@
 
 const char *tu_vectors_dir = "../shared/vectors";
 const char *tu_data_dir = "tests/data";
-const char *tu_cli_path = "build/session-codec";
+const char *tu_bin_dir = "build";
 int tu_quick;
+
+const char *tu_bin(const char *name, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s/%s", tu_bin_dir, name);
+	return out;
+}
 
 char *tu_read_file(const char *path, size_t *len)
 {

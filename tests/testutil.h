@@ -9,8 +9,11 @@
 
 extern const char *tu_vectors_dir; /* ../shared/vectors */
 extern const char *tu_data_dir;    /* tests/data */
-extern const char *tu_cli_path;    /* build/session-codec */
+extern const char *tu_bin_dir;     /* build: the programs under test */
 extern int tu_quick;               /* smaller loops (valgrind) */
+
+/* tu_bin_dir/name into out (session-codec, session-gateway, ...). */
+const char *tu_bin(const char *name, char *out, size_t cap);
 
 /* Reads a whole file; NULL on error. Free with free(). */
 char *tu_read_file(const char *path, size_t *len);

@@ -10,5 +10,6 @@
 #include "sw_id.h"
 #include "sw_json.h"
 #include "sw_pb.h"
+#include "sw_envelope.h"
 
 #endif

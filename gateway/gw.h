@@ -1,0 +1,176 @@
+/* gw.h - session-gateway's modules and how they meet. Internal: prefix gw_.
+ *
+ *   device --HTTP--> server.c (libmicrohttpd: routes, limits, auth.c)
+ *                       |  codec: protobuf/JSON -> canonical JSON
+ *                       v
+ *                    upstream.c (libcurl: pool, retries) --HTTP--> orq.ai
+ *
+ * config.c reads flags, a config file and the environment; log.c writes
+ * one JSON object per line on stderr; metrics.c keeps Prometheus counters.
+ */
+#ifndef GW_H
+#define GW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "sessionwire/sessionwire.h"
+
+/* ==== Configuration (config.c) ==== */
+
+typedef struct gw_config {
+	char listen_host[64];      /* "127.0.0.1" */
+	uint16_t listen_port;      /* 8080; 0 = any free port (tests) */
+	char upstream[512];        /* "https://my.orq.ai" (no trailing /) */
+	char *api_key;             /* heap; never logged, never sent to devices */
+	char api_key_file[512];    /* "" = take ORQ_API_KEY */
+	char device_tokens[512];   /* "" = none (needs allow_anonymous) */
+	bool allow_anonymous;
+	size_t max_body;           /* 65536 bytes */
+	size_t max_batch_items;    /* 100 */
+	unsigned max_concurrent;   /* 256 requests in flight, else 503 */
+	unsigned threads;          /* 8 worker threads */
+	unsigned client_timeout_s; /* 10: idle client connections closed */
+	long connect_timeout_ms;   /* 2000 */
+	long upstream_timeout_ms;  /* 10000 per attempt */
+	unsigned max_attempts;     /* 4 attempts in all */
+	long retry_budget_ms;      /* 30000: no new attempt after this */
+	long backoff_base_ms;      /* 100 */
+	long backoff_max_ms;       /* 5000 */
+	bool log_bodies;           /* log request bodies (off) */
+	int log_level;             /* GW_LOG_INFO */
+} gw_config;
+
+/* Fills the documented defaults. */
+void gw_config_defaults(gw_config *c);
+/* Reads `key = value` lines (# comments; keys as the long flags without
+ * --, e.g. `max-body = 65536`). Returns 0, or -1 with err filled. */
+int gw_config_load_file(gw_config *c, const char *path, char *err,
+			size_t errlen);
+/* Parses argv (a --config FILE is loaded first, then flags override).
+ * Returns 0 to run, 1 when --help was printed, -1 on error (err). */
+int gw_config_parse_args(gw_config *c, int argc, char **argv, char *err,
+			 size_t errlen);
+/* Applies the environment (ORQ_API_KEY), reads api_key_file, checks the
+ * whole (a key is required; tokens or allow_anonymous). 0 or -1. */
+int gw_config_finish(gw_config *c, char *err, size_t errlen);
+/* --help text, every option with its default. */
+void gw_config_usage(FILE *f);
+void gw_config_free(gw_config *c);
+
+/* ==== Logs (log.c) ==== */
+
+enum { GW_LOG_DEBUG = 0, GW_LOG_INFO = 1, GW_LOG_WARN = 2, GW_LOG_ERROR = 3 };
+
+/* Optional fields of one log line; NULL/negative members are left out. */
+typedef struct gw_log_fields {
+	const char *request_id;
+	const char *route;
+	const char *session_id;
+	const char *device;
+	int status;          /* -1: none */
+	double latency_ms;   /* < 0: none */
+	long bytes_in;       /* -1: none */
+	long bytes_out;      /* -1: none */
+	int attempts;        /* -1: none */
+	const char *error;
+	const char *body;    /* only when --log-bodies */
+	size_t body_len;
+} gw_log_fields;
+
+#define GW_LOG_FIELDS_INIT { NULL, NULL, NULL, NULL, -1, -1.0, -1, -1, -1, NULL, NULL, 0 }
+
+void gw_log_set_level(int level);
+/* Writes {"time":...,"level":...,"msg":...,<fields>} and a newline to
+ * stderr in one write(2); strings JSON-escaped. Thread-safe. f may be NULL. */
+void gw_log(int level, const char *msg, const gw_log_fields *f);
+
+/* ==== Metrics (metrics.c) ==== */
+
+typedef enum gw_route {
+	GW_ROUTE_PATCH = 0,   /* PATCH /v2/traces/sessions/{id} */
+	GW_ROUTE_BATCH = 1,   /* POST /v1/updates */
+	GW_ROUTE_HEALTHZ = 2,
+	GW_ROUTE_READYZ = 3,
+	GW_ROUTE_METRICS = 4,
+	GW_ROUTE_OTHER = 5,
+	GW_ROUTE_COUNT = 6
+} gw_route;
+
+/* Lock-free counters and histograms of the whole process. */
+void gw_metrics_request(gw_route route, int status, double seconds);
+void gw_metrics_upstream(int status, double seconds); /* status 0: no answer */
+void gw_metrics_retry(void);
+void gw_metrics_reject(const char *reason); /* "auth", "too_big", ... */
+void gw_metrics_bytes(size_t from_device, size_t json_upstream);
+void gw_metrics_inflight(int delta);
+/* Appends the Prometheus text format (version 0.0.4) to out. */
+sw_status gw_metrics_render(sw_buf *out);
+
+/* ==== Device tokens (auth.c) ==== */
+
+typedef struct gw_tokens gw_tokens;
+
+/* Loads `NAME TOKEN` or `NAME sha256:HEX` lines (# comments, blank lines).
+ * Tokens are kept only as SHA-256 digests. NULL with err on failure. */
+gw_tokens *gw_tokens_load(const char *path, char *err, size_t errlen);
+void gw_tokens_free(gw_tokens *t);
+/* The device name the bearer token belongs to, or NULL. Compares the
+ * token's digest with every entry in constant time. */
+const char *gw_tokens_check(const gw_tokens *t, const char *token, size_t n);
+
+/* ==== Upstream (upstream.c) ==== */
+
+typedef struct gw_upstream gw_upstream;
+
+/* What came back for one update, after retries. */
+typedef struct gw_response {
+	int status;           /* final HTTP status; 0 when none came back */
+	char *body;           /* heap, NUL-terminated; may be NULL */
+	size_t body_len;
+	char content_type[128];
+	int attempts;         /* 1 + retries */
+	long retry_after_ms;  /* from the last answer's Retry-After, or -1 */
+	char error[160];      /* transport error when status is 0 */
+} gw_response;
+
+/* Creates the forwarder: base URL, key and policy from c (borrowed: c
+ * must outlive it). Connections are reused across calls (a pool of curl
+ * easy handles). NULL with err on failure. */
+gw_upstream *gw_upstream_new(const gw_config *c, char *err, size_t errlen);
+void gw_upstream_free(gw_upstream *up);
+
+/* PATCHes canonical JSON to {base}/v2/traces/sessions/{encoded id} with
+ * the SDK's headers; retries 429/500/502/503/504, timeouts and connection
+ * errors with full-jitter exponential backoff honouring Retry-After,
+ * within max_attempts and retry_budget_ms. Blocking; thread-safe.
+ * path is the already encoded path (sw_session_path). Returns 0 when an
+ * HTTP answer came back (any status), -1 when none did (resp->error). */
+int gw_upstream_patch(gw_upstream *up, const char *path, const char *json,
+		      size_t json_len, gw_response *resp);
+void gw_response_free(gw_response *r);
+
+/* Parses a Retry-After value (delta-seconds or an HTTP date) into ms from
+ * now; -1 when it is neither. */
+long gw_retry_after_ms(const char *value, long now_unix_s);
+
+/* ==== The HTTP server (server.c) ==== */
+
+typedef struct gw_server gw_server;
+
+/* Starts listening (libmicrohttpd, epoll, worker threads). tokens may be
+ * NULL only with allow_anonymous. Everything borrowed must outlive the
+ * server. NULL with err on failure. */
+gw_server *gw_server_start(const gw_config *c, gw_upstream *up,
+			   gw_tokens *tokens, char *err, size_t errlen);
+/* The port it listens on (useful with listen_port 0). */
+uint16_t gw_server_port(const gw_server *s);
+/* Replaces the device tokens (SIGHUP); the old set is freed once no
+ * request uses it. */
+void gw_server_set_tokens(gw_server *s, gw_tokens *tokens);
+/* Stops accepting, lets requests in flight finish, stops. NULL is fine. */
+void gw_server_stop(gw_server *s);
+
+#endif
