@@ -5,7 +5,15 @@
  * would not be exact. The decoder is strict: it rejects truncation, wrong
  * wire types, overlong varints, lengths past the end, unknown fields, two
  * forms of one field, invalid UTF-8 and inputs over the limits, naming the
- * field path ("#6.9" = field 9 in field 6) and the byte offset.
+ * field path and the byte offset.
+ *
+ * Paths: "#<number>(<name>)" per level, joined by ".", with "[i]" for the
+ * i-th item of a repeated field: "#6(billing).9(total_cost_double)" is
+ * field 9 inside field 6 (the short form "#6.9" of sw_status.h with the
+ * .proto names added), "#9(tags)[3]" the fourth tag, "#29" an unknown
+ * field. "" is the whole input. The offset is where the field's tag starts
+ * (for bad UTF-8: the bad byte; for truncation inside a nested message:
+ * the tag that does not fit).
  */
 #ifndef SESSIONWIRE_SW_PB_H
 #define SESSIONWIRE_SW_PB_H
@@ -13,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sw_buf.h"
 #include "sw_status.h"
 #include "sw_update.h"
 
@@ -49,7 +58,8 @@ enum sw_pb_plain {
 
 /* Encodes u (checked as by sw_update_check with default limits) into
  * buf[0..cap). On success *len is the size. buf may be NULL with cap 0 to
- * compute the size only. No heap allocation, ever. */
+ * compute the size only. No heap allocation, ever. On SW_EBUFSZ nothing
+ * was written past cap and *len is the size needed. */
 SW_CHECK sw_status sw_pb_encode(const sw_update *u, uint8_t *buf, size_t cap,
 				size_t *len, sw_error *err);
 /* The same with some compact forms turned off (SW_PB_PLAIN_* bits). */
@@ -62,6 +72,15 @@ SW_CHECK sw_status sw_pb_encode_ex(const sw_update *u, unsigned plain,
 SW_CHECK sw_status sw_pb_decode(const uint8_t *buf, size_t len,
 				const sw_parse_opts *opts, sw_update **out,
 				sw_error *err);
+
+/* Appends a readable dump of a Session message to out, one line per
+ * field: offset, field number and name, wire type, length, the raw value
+ * and what it means (the compact form named; billing/usage indented).
+ * Never crashes on garbage: it stops at the first problem, writes it as a
+ * last "!!" line and returns its status (err filled as by sw_pb_decode),
+ * or the buffer's SW_ETOOBIG/SW_EBUFSZ. */
+SW_CHECK sw_status sw_pb_inspect(const uint8_t *buf, size_t len, sw_buf *out,
+				 sw_error *err);
 
 #ifdef __cplusplus
 }
