@@ -833,9 +833,15 @@ static void pass_snprintf(void)
 
 /* ==== Timing ==== */
 
+/* The largest run-to-run spread seen, (max - min) / median, and where:
+ * a sign of a noisy machine. */
+static double worst_spread;
+static const char *worst_spread_of = "";
+
 /* ns per item of fn (one pass = items items): a warm-up of a tenth of the
  * passes, then the median of RUNS runs of iters passes. */
-static double time_ns(void (*fn)(void), unsigned long iters, size_t items)
+static double time_ns(const char *name, void (*fn)(void), unsigned long iters,
+		      size_t items)
 {
 	double t[RUNS], t0;
 	unsigned long i;
@@ -852,6 +858,10 @@ static double time_ns(void (*fn)(void), unsigned long iters, size_t items)
 		t[r] = (now_ns() - t0) / ((double)iters * (double)items);
 	}
 	qsort(t, RUNS, sizeof(t[0]), cmp_double);
+	if (t[RUNS / 2] > 0 && (t[RUNS - 1] - t[0]) / t[RUNS / 2] > worst_spread) {
+		worst_spread = (t[RUNS - 1] - t[0]) / t[RUNS / 2];
+		worst_spread_of = name;
+	}
 	return t[RUNS / 2];
 }
 
@@ -1100,7 +1110,9 @@ static void print_table(const results *r, const char *vectors)
 		       "DBL_EPSILON,\n  dropping the last bits; first such "
 		       "message: line %d)", r->chk.lossy_line);
 	printf("\n");
-	printf("run time %.1f s\n", r->seconds);
+	printf("largest run-to-run spread (max - min) / median: %.1f%% (%s); "
+	       "run time %.1f s\n", 100 * worst_spread, worst_spread_of,
+	       r->seconds);
 }
 
 /* The same as a markdown table, to paste into the README. */
@@ -1241,21 +1253,23 @@ int main(int argc, char **argv)
 
 	measure_sizes(&r);
 
-	r.encode = time_ns(pass_encode, iters, n_msgs);
-	r.decode = time_ns(pass_decode, iters, n_msgs);
-	r.pb_to_json = time_ns(pass_pb_to_json, iters, n_msgs);
-	r.cjson = time_ns(pass_cjson, iters, n_msgs);
-	r.json_to_pb = time_ns(pass_json_to_pb, iters, n_msgs);
+	r.encode = time_ns("encode", pass_encode, iters, n_msgs);
+	r.decode = time_ns("decode", pass_decode, iters, n_msgs);
+	r.pb_to_json = time_ns("pb -> JSON", pass_pb_to_json, iters, n_msgs);
+	r.cjson = time_ns("baseline", pass_cjson, iters, n_msgs);
+	r.json_to_pb = time_ns("JSON -> pb", pass_json_to_pb, iters, n_msgs);
 	r.speedup = r.pb_to_json > 0 ? r.cjson / r.pb_to_json : 0;
 
 	num_set = nums_corpus;
 	num_n = n_nums_corpus;
-	r.fmt_corpus = time_ns(pass_num_format, iters, num_n);
-	r.snp_corpus = time_ns(pass_snprintf, iters, num_n);
+	r.fmt_corpus = time_ns("sw_num_format corpus", pass_num_format, iters,
+			       num_n);
+	r.snp_corpus = time_ns("snprintf corpus", pass_snprintf, iters, num_n);
 	num_set = nums_random;
 	num_n = N_RANDOM;
-	r.fmt_random = time_ns(pass_num_format, iters, num_n);
-	r.snp_random = time_ns(pass_snprintf, iters, num_n);
+	r.fmt_random = time_ns("sw_num_format random", pass_num_format, iters,
+			       num_n);
+	r.snp_random = time_ns("snprintf random", pass_snprintf, iters, num_n);
 	r.seconds = (now_ns() - t0) / 1e9;
 
 	print_table(&r, vectors);
