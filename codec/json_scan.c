@@ -385,6 +385,7 @@ static sw_status scan_container(scanner *sc)
 			const char *k;
 			size_t klen;
 
+			l->key = NULL; /* errors in a key name the parent */
 			if (sc->pos >= sc->n || sc->s[sc->pos] != '"')
 				return bad(sc, SW_EJSON, sc->pos,
 					   "'\"' to start a key");

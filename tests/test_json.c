@@ -128,10 +128,12 @@ static const bad_row bad_rows[] = {
 	{ "{\"duration\":Infinity}", 0, SW_EJSON, "duration", 12 },
 	{ "{\"duration\":1", 0, SW_EJSON, "duration", 13 },
 	/* other grammar */
-	{ "{\"_id\":\"a\",}", 0, SW_EJSON, "_id", 11 },
+	{ "{\"_id\":\"a\",}", 0, SW_EJSON, "", 11 },
 	{ "{\"tags\":[\"a\",]}", 0, SW_EJSON, "tags[1]", 13 },
 	{ "{\"_id\" \"a\"}", 0, SW_EJSON, "_id", 7 },
 	{ "{'_id':1}", 0, SW_EJSON, "", 1 },
+	{ "{\"_id\":\"a\",\"b\\x\":1}", 0, SW_EJSON, "", 14 },
+	{ "{\"billing\":{\"input_cost\":1,\"b\\x\":1}}", 0, SW_EJSON, "billing", 30 },
 	{ "{\"project_id\":nul}", 0, SW_EJSON, "project_id", 17 },
 	{ "{\"project_id\":True}", 0, SW_EJSON, "project_id", 14 },
 	{ "{\"tags\":[\"a\" \"b\"]}", 0, SW_EJSON, "tags[0]", 13 },
