@@ -1718,6 +1718,38 @@ static void pb_protoc_accepts_schema_and_reads_our_bytes(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "prompt_tokens_int: 2894"));
 }
 
+/* nanopb accepts the options and, with them, needs no callbacks (every
+ * field bounded). Skipped when nanopb's generator is not installed. */
+static void pb_nanopb_options_bound_every_field(void)
+{
+	char dir[] = "/tmp/sw_nanopb_XXXXXX", cmd[1024], hdr[600];
+	const char *gen = NULL;
+	char *h;
+
+	if (system("command -v nanopb_generator.py >/dev/null 2>&1") == 0)
+		gen = "nanopb_generator.py";
+	else if (system("command -v nanopb_generator >/dev/null 2>&1") == 0)
+		gen = "nanopb_generator";
+	if (gen == NULL) {
+		printf("\n    (nanopb_generator not installed: skipped) ");
+		return;
+	}
+	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+	snprintf(cmd, sizeof(cmd),
+		 "%s -q -I proto -f proto/sessionwire.options -D %s "
+		 "proto/sessionwire.proto >/dev/null 2>&1", gen, dir);
+	CU_ASSERT_EQUAL(system(cmd), 0);
+	snprintf(hdr, sizeof(hdr), "%s/sessionwire.pb.h", dir);
+	h = tu_read_file(hdr, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	CU_ASSERT_PTR_NULL(strstr(h, "pb_callback_t"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(h, "sessionwire_v1_Session_size"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(h, "char tags[16][65];"));
+	free(h);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
 /* ==== The shared vectors ==== */
 
 /* Every vector survives JSON -> protobuf -> update; reports sizes. */
@@ -1924,6 +1956,7 @@ int init_pb_tests(void)
 	CU_add_test(s, "pb_decode_rejects_bad_input_table", pb_decode_rejects_bad_input_table);
 	CU_add_test(s, "pb_decode_accepts_odd_valid_forms", pb_decode_accepts_odd_valid_forms);
 	CU_add_test(s, "pb_protoc_accepts_schema_and_reads_our_bytes", pb_protoc_accepts_schema_and_reads_our_bytes);
+	CU_add_test(s, "pb_nanopb_options_bound_every_field", pb_nanopb_options_bound_every_field);
 	CU_add_test(s, "pb_vectors_round_trip_and_sizes", pb_vectors_round_trip_and_sizes);
 	CU_add_test(s, "pb_inspect_names_every_field_and_form", pb_inspect_names_every_field_and_form);
 	CU_add_test(s, "pb_inspect_stops_with_the_decoders_error", pb_inspect_stops_with_the_decoders_error);
