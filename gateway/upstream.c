@@ -1,0 +1,608 @@
+/* upstream.c - forwards canonical JSON to the orq.ai API over libcurl.
+ *
+ * Connection reuse: a pool of curl easy handles (mutex + free list). Each
+ * easy handle keeps its own connection cache, so a handle taken from the
+ * pool finds its TCP/TLS connection to the upstream still open and sends
+ * the next PATCH on it without a new handshake. The pool grows on demand;
+ * at most POOL_IDLE_MAX idle handles are kept, a handle returned when the
+ * pool is full is closed. A CURLSH shares the DNS cache and the TLS
+ * session cache between the handles (so a new handle resumes TLS). The
+ * connection cache itself is not shared: libcurl documents that sharing
+ * it between concurrent threads is unsafe.
+ *
+ * Retries: 429, 500, 502, 503, 504, timeouts and connection errors, with
+ * full-jitter exponential backoff (random in [0, min(max, base * 2^n)]),
+ * waiting at least Retry-After when given, within max_attempts attempts
+ * and retry_budget_ms. The API key lives only in one header string; error
+ * texts are scrubbed of it anyway.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "gw.h"
+
+#define POOL_IDLE_MAX 64
+#define BODY_MAX ((size_t)1 << 20)
+#define RETRY_AFTER_MAX_S 86400L /* a day: bounded delta-seconds */
+
+struct gw_upstream {
+	const gw_config *cfg;
+	char *key;                   /* copy of the API key, for scrubbing */
+	struct curl_slist *headers;  /* read-only, shared by every handle */
+	CURLSH *share;
+	pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
+	pthread_mutex_t mu;          /* guards the free list */
+	CURL *idle[POOL_IDLE_MAX];
+	size_t n_idle;
+};
+
+/* ==== Global set-up ==== */
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_rc = CURLE_FAILED_INIT;
+
+static void global_init(void)
+{
+	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* ==== Time and randomness ==== */
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Sleeps ms milliseconds, resuming after signals. */
+static void sleep_ms(long ms)
+{
+	struct timespec ts;
+
+	if (ms <= 0)
+		return;
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (ms % 1000) * 1000000L;
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* A per-call xorshift64* seeded from the clock, the thread and a stack
+ * address: no shared state, so thread-safe. */
+static uint64_t rng_seed(void)
+{
+	struct timespec ts;
+	uint64_t s;
+	int local;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	s = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)ts.tv_sec;
+	s ^= (uint64_t)pthread_self() * 0xBF58476D1CE4E5B9ull;
+	s ^= (uint64_t)(uintptr_t)&local;
+	return s ? s : 0x2545F4914F6CDD1Dull;
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+	uint64_t x = *s;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return x * 0x2545F4914F6CDD1Dull;
+}
+
+/* Full jitter: random in [0, min(max, base * 2^attempt)]. */
+static long backoff_ms(const gw_config *c, unsigned attempt, uint64_t *rng)
+{
+	long cap = c->backoff_base_ms > 0 ? c->backoff_base_ms : 0;
+	unsigned i;
+
+	for (i = 0; i < attempt && cap < c->backoff_max_ms; i++)
+		cap *= 2;
+	if (cap > c->backoff_max_ms)
+		cap = c->backoff_max_ms;
+	if (cap <= 0)
+		return 0;
+	return (long)(rng_next(rng) % ((uint64_t)cap + 1));
+}
+
+/* ==== Retry-After ==== */
+
+long gw_retry_after_ms(const char *value, long now_unix_s)
+{
+	size_t n, i;
+	const char *p;
+	time_t now = (time_t)now_unix_s, t;
+
+	if (value == NULL)
+		return -1;
+	while (*value == ' ' || *value == '\t')
+		value++;
+	n = strlen(value);
+	while (n && (value[n - 1] == ' ' || value[n - 1] == '\t' ||
+		     value[n - 1] == '\r' || value[n - 1] == '\n'))
+		n--;
+	if (n == 0)
+		return -1;
+	for (i = 0; i < n && value[i] >= '0' && value[i] <= '9'; i++)
+		;
+	if (i == n) {
+		long s = 0;
+
+		/* delta-seconds; anything over a day is a day */
+		for (p = value; p < value + n; p++) {
+			s = s * 10 + (*p - '0');
+			if (s > RETRY_AFTER_MAX_S) {
+				s = RETRY_AFTER_MAX_S;
+				break;
+			}
+		}
+		return s * 1000;
+	}
+	{
+		char date[64];
+
+		if (n >= sizeof(date))
+			return -1;
+		memcpy(date, value, n);
+		date[n] = '\0';
+		t = curl_getdate(date, &now);
+	}
+	if (t == (time_t)-1)
+		return -1;
+	if (t <= now)
+		return 0;
+	if (t - now > RETRY_AFTER_MAX_S)
+		return RETRY_AFTER_MAX_S * 1000;
+	return (long)(t - now) * 1000;
+}
+
+/* ==== One attempt ==== */
+
+typedef struct attempt {
+	char *body;
+	size_t len;
+	bool too_big;
+	char content_type[128];
+	char retry_after[64];
+	bool has_retry_after;
+} attempt;
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
+{
+	attempt *a = ud;
+	size_t n = size * nmemb;
+	char *nb;
+
+	if (n > BODY_MAX - a->len) {
+		a->too_big = true;
+		return 0;
+	}
+	nb = realloc(a->body, a->len + n + 1);
+	if (nb == NULL)
+		return 0;
+	memcpy(nb + a->len, data, n);
+	a->len += n;
+	nb[a->len] = '\0';
+	a->body = nb;
+	return n;
+}
+
+/* Copies a header value (trimmed) into out if name matches. */
+static bool header_value(const char *line, size_t n, const char *name,
+			 char *out, size_t cap)
+{
+	size_t k = strlen(name), i, j;
+
+	if (n <= k || strncasecmp(line, name, k) != 0 || line[k] != ':')
+		return false;
+	i = k + 1;
+	while (i < n && (line[i] == ' ' || line[i] == '\t'))
+		i++;
+	j = n;
+	while (j > i && (line[j - 1] == '\r' || line[j - 1] == '\n' ||
+			 line[j - 1] == ' ' || line[j - 1] == '\t'))
+		j--;
+	if (j - i >= cap)
+		j = i + cap - 1;
+	memcpy(out, line + i, j - i);
+	out[j - i] = '\0';
+	return true;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
+{
+	attempt *a = ud;
+	size_t n = size * nmemb;
+
+	if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
+		/* a new response (after a 1xx): forget the previous one's */
+		a->content_type[0] = '\0';
+		a->retry_after[0] = '\0';
+		a->has_retry_after = false;
+	} else if (header_value(data, n, "Retry-After", a->retry_after,
+				sizeof(a->retry_after))) {
+		a->has_retry_after = true;
+	} else {
+		header_value(data, n, "Content-Type", a->content_type,
+			     sizeof(a->content_type));
+	}
+	return n;
+}
+
+/* ==== The pool ==== */
+
+static void share_lock(CURL *h, curl_lock_data d, curl_lock_access acc,
+		       void *ud)
+{
+	gw_upstream *up = ud;
+
+	(void)h;
+	(void)acc;
+	if ((int)d >= 0 && d < CURL_LOCK_DATA_LAST)
+		pthread_mutex_lock(&up->share_mu[d]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data d, void *ud)
+{
+	gw_upstream *up = ud;
+
+	(void)h;
+	if ((int)d >= 0 && d < CURL_LOCK_DATA_LAST)
+		pthread_mutex_unlock(&up->share_mu[d]);
+}
+
+/* A new easy handle with every option that does not change per call. */
+static CURL *handle_new(gw_upstream *up)
+{
+	const gw_config *c = up->cfg;
+	CURL *h = curl_easy_init();
+
+	if (h == NULL)
+		return NULL;
+	if (curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "PATCH") ||
+	    curl_easy_setopt(h, CURLOPT_HTTPHEADER, up->headers) ||
+	    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) ||
+	    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+			     c->connect_timeout_ms) ||
+	    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->upstream_timeout_ms) ||
+	    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body) ||
+	    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header) ||
+	    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https") ||
+	    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L) ||
+	    curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L) ||
+	    (up->share && curl_easy_setopt(h, CURLOPT_SHARE, up->share))) {
+		curl_easy_cleanup(h);
+		return NULL;
+	}
+	return h;
+}
+
+static CURL *pool_take(gw_upstream *up)
+{
+	CURL *h = NULL;
+
+	pthread_mutex_lock(&up->mu);
+	if (up->n_idle)
+		h = up->idle[--up->n_idle];
+	pthread_mutex_unlock(&up->mu);
+	return h ? h : handle_new(up);
+}
+
+static void pool_give(gw_upstream *up, CURL *h)
+{
+	pthread_mutex_lock(&up->mu);
+	if (up->n_idle < POOL_IDLE_MAX) {
+		up->idle[up->n_idle++] = h;
+		h = NULL;
+	}
+	pthread_mutex_unlock(&up->mu);
+	if (h)
+		curl_easy_cleanup(h);
+}
+
+/* ==== Create and free ==== */
+
+gw_upstream *gw_upstream_new(const gw_config *c, char *err, size_t errlen)
+{
+	gw_upstream *up;
+	sw_buf auth;
+	const char *k;
+	int i;
+
+	pthread_once(&global_once, global_init);
+	if (global_rc != CURLE_OK) {
+		snprintf(err, errlen, "curl_global_init failed: %s",
+			 curl_easy_strerror(global_rc));
+		return NULL;
+	}
+	if (c->upstream[0] == '\0') {
+		snprintf(err, errlen, "no upstream URL");
+		return NULL;
+	}
+	if (c->api_key == NULL || c->api_key[0] == '\0') {
+		snprintf(err, errlen, "no API key");
+		return NULL;
+	}
+	for (k = c->api_key; *k; k++) {
+		if ((unsigned char)*k < 0x21 || *k == 0x7f) {
+			snprintf(err, errlen, "the API key contains a space or "
+				 "control character (byte %zu)",
+				 (size_t)(k - c->api_key));
+			return NULL;
+		}
+	}
+	up = calloc(1, sizeof(*up));
+	if (up == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	up->cfg = c;
+	pthread_mutex_init(&up->mu, NULL);
+	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_init(&up->share_mu[i], NULL);
+	up->key = strdup(c->api_key);
+	sw_buf_init(&auth, 0, NULL);
+	if (up->key == NULL ||
+	    sw_buf_append(&auth, "Authorization: Bearer ", 22) != SW_OK ||
+	    sw_buf_append(&auth, c->api_key, strlen(c->api_key)) != SW_OK)
+		goto fail_oom;
+	{
+		static const char *const fixed[] = {
+			"Content-Type: application/json",
+			"Accept: application/json",
+			"Expect:",
+		};
+		struct curl_slist *l = NULL, *t;
+		size_t j;
+
+		for (j = 0; j < sizeof(fixed) / sizeof(fixed[0]); j++) {
+			t = curl_slist_append(l, fixed[j]);
+			if (t == NULL)
+				goto fail_list;
+			l = t;
+		}
+		t = curl_slist_append(l, auth.data);
+		if (t == NULL)
+			goto fail_list;
+		up->headers = t;
+		goto list_done;
+fail_list:
+		curl_slist_free_all(l);
+		goto fail_oom;
+	}
+list_done:
+	/* the header string holds a copy: wipe ours */
+	memset(auth.data, 0, auth.len);
+	sw_buf_free(&auth);
+	up->share = curl_share_init();
+	if (up->share != NULL &&
+	    (curl_share_setopt(up->share, CURLSHOPT_LOCKFUNC, share_lock) ||
+	     curl_share_setopt(up->share, CURLSHOPT_UNLOCKFUNC, share_unlock) ||
+	     curl_share_setopt(up->share, CURLSHOPT_USERDATA, up) ||
+	     curl_share_setopt(up->share, CURLSHOPT_SHARE,
+			       CURL_LOCK_DATA_DNS) ||
+	     curl_share_setopt(up->share, CURLSHOPT_SHARE,
+			       CURL_LOCK_DATA_SSL_SESSION))) {
+		curl_share_cleanup(up->share);
+		up->share = NULL; /* works without, just less sharing */
+	}
+	return up;
+
+fail_oom:
+	if (auth.data)
+		memset(auth.data, 0, auth.len);
+	sw_buf_free(&auth);
+	snprintf(err, errlen, "out of memory");
+	gw_upstream_free(up);
+	return NULL;
+}
+
+void gw_upstream_free(gw_upstream *up)
+{
+	int i;
+
+	if (up == NULL)
+		return;
+	while (up->n_idle)
+		curl_easy_cleanup(up->idle[--up->n_idle]);
+	if (up->share)
+		curl_share_cleanup(up->share);
+	if (up->headers) {
+		struct curl_slist *l;
+
+		for (l = up->headers; l; l = l->next)
+			memset(l->data, 0, strlen(l->data));
+		curl_slist_free_all(up->headers);
+	}
+	if (up->key) {
+		memset(up->key, 0, strlen(up->key));
+		free(up->key);
+	}
+	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_destroy(&up->share_mu[i]);
+	pthread_mutex_destroy(&up->mu);
+	free(up);
+}
+
+void gw_response_free(gw_response *r)
+{
+	if (r == NULL)
+		return;
+	free(r->body);
+	r->body = NULL;
+	r->body_len = 0;
+}
+
+/* ==== The call with retries ==== */
+
+static bool status_retryable(int status)
+{
+	return status == 429 || status == 500 || status == 502 ||
+	       status == 503 || status == 504;
+}
+
+/* Transport errors worth another attempt: the network, not our request. */
+static bool curl_retryable(CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Replaces every occurrence of the key in s by "***". */
+static void scrub(char *s, const char *key)
+{
+	size_t kn = strlen(key);
+	char *p;
+
+	if (kn == 0)
+		return;
+	while ((p = strstr(s, key)) != NULL) {
+		size_t rest = strlen(p + kn);
+
+		memcpy(p, "***", 3 < kn ? 3 : kn);
+		if (kn > 3)
+			memmove(p + 3, p + kn, rest + 1);
+	}
+}
+
+int gw_upstream_patch(gw_upstream *up, const char *path, const char *json,
+		      size_t json_len, gw_response *resp)
+{
+	const gw_config *c = up->cfg;
+	unsigned max_attempts = c->max_attempts ? c->max_attempts : 1;
+	int64_t start = now_ms();
+	uint64_t rng = rng_seed();
+	char errbuf[CURL_ERROR_SIZE];
+	sw_buf url;
+	CURL *h;
+	unsigned n;
+	int ret = -1;
+
+	memset(resp, 0, sizeof(*resp));
+	resp->retry_after_ms = -1;
+	sw_buf_init(&url, 0, NULL);
+	if (sw_buf_append(&url, c->upstream, strlen(c->upstream)) != SW_OK ||
+	    sw_buf_append(&url, path, strlen(path)) != SW_OK) {
+		snprintf(resp->error, sizeof(resp->error), "out of memory");
+		sw_buf_free(&url);
+		return -1;
+	}
+	h = pool_take(up);
+	if (h == NULL) {
+		snprintf(resp->error, sizeof(resp->error),
+			 "cannot create a curl handle");
+		sw_buf_free(&url);
+		return -1;
+	}
+	for (n = 0; n < max_attempts; n++) {
+		attempt a;
+		CURLcode rc;
+		long status = 0;
+		double t0 = now_s();
+		bool retry;
+		long wait, left;
+
+		memset(&a, 0, sizeof(a));
+		errbuf[0] = '\0';
+		curl_easy_setopt(h, CURLOPT_URL, url.data);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, json ? json : "");
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+				 (curl_off_t)json_len);
+		curl_easy_setopt(h, CURLOPT_WRITEDATA, &a);
+		curl_easy_setopt(h, CURLOPT_HEADERDATA, &a);
+		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+		rc = curl_easy_perform(h);
+		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+		if (rc == CURLE_OK)
+			curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+		gw_metrics_upstream(rc == CURLE_OK ? (int)status : 0,
+				    now_s() - t0);
+
+		/* this attempt is now the answer */
+		gw_response_free(resp);
+		resp->attempts = (int)n + 1;
+		resp->retry_after_ms = -1;
+		resp->error[0] = '\0';
+		resp->content_type[0] = '\0';
+		if (rc == CURLE_OK) {
+			resp->status = (int)status;
+			resp->body = a.body;
+			resp->body_len = a.len;
+			a.body = NULL;
+			snprintf(resp->content_type, sizeof(resp->content_type),
+				 "%s", a.content_type);
+			if (a.has_retry_after)
+				resp->retry_after_ms =
+					gw_retry_after_ms(a.retry_after,
+							  (long)time(NULL));
+			ret = 0;
+			retry = status_retryable((int)status);
+		} else {
+			resp->status = 0;
+			if (a.too_big)
+				snprintf(resp->error, sizeof(resp->error),
+					 "upstream answer larger than %zu bytes",
+					 BODY_MAX);
+			else
+				snprintf(resp->error, sizeof(resp->error),
+					 "%s%s%s", curl_easy_strerror(rc),
+					 errbuf[0] ? ": " : "", errbuf);
+			scrub(resp->error, up->key);
+			ret = -1;
+			retry = curl_retryable(rc);
+		}
+		free(a.body);
+		if (!retry || n + 1 >= max_attempts)
+			break;
+
+		/* wait, unless the budget has no room for it */
+		left = c->retry_budget_ms - (long)(now_ms() - start);
+		wait = backoff_ms(c, n, &rng);
+		if (resp->retry_after_ms >= 0) {
+			if (resp->retry_after_ms > left)
+				break;
+			if (resp->retry_after_ms > wait)
+				wait = resp->retry_after_ms;
+		}
+		if (wait >= left)
+			break;
+		sleep_ms(wait);
+		gw_metrics_retry();
+	}
+	pool_give(up, h);
+	sw_buf_free(&url);
+	return ret;
+}
