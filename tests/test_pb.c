@@ -166,10 +166,12 @@ static void make_case(int i, sw_update *u)
 					 36);
 		sw_update_set_tags(u, tags_some, 5);
 		break;
-	case 6: /* empty lists, null project id */
+	case 6: /* empty lists, null project id, totals equal but not bitwise */
 		sw_update_set_contact_ids(u, NULL, 0);
 		sw_update_set_tags(u, NULL, 0);
 		sw_update_set_project_id_null(u);
+		sw_update_set_billing(u, 0.0, 0.0, -0.0);
+		sw_update_set_usage(u, -0.0, -0.0, 0.0);
 		break;
 	case 7: /* dates 0000 and 9999, updated before started */
 		sw_update_set_started_at(u, SW_DATE_MAX_MS);
@@ -307,6 +309,160 @@ static void pb_compact_forms_pay(void)
 	/* _id and the first contact carry started_at as their time */
 	CU_ASSERT_EQUAL(round_trip(&u, 0) + 6 * 2,
 			round_trip(&u, SW_PB_PLAIN_ULID_TIME));
+}
+
+/* Unpacks our encoding of u with protobuf-c (caller frees). */
+static PbSession *encode_unpacked(const sw_update *u, unsigned plain)
+{
+	size_t len = 0;
+	uint8_t *buf = encode(u, plain, &len);
+	PbSession *p;
+
+	if (buf == NULL)
+		return NULL;
+	p = pbc_unpack(buf, len);
+	free(buf);
+	return p;
+}
+
+/* The encoder picks the forms the schema describes (seen by protobuf-c). */
+static void pb_encoder_picks_expected_forms(void)
+{
+	sw_update u;
+	PbSession *p;
+
+	make_case(1, &u);
+	p = encode_unpacked(&u, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	CU_ASSERT_EQUAL(p->id_case, 0);
+	CU_ASSERT_EQUAL(p->external_id_case,
+			SESSIONWIRE__V1__SESSION__EXTERNAL_ID_EXTERNAL_ID_TEXT);
+	CU_ASSERT_EQUAL(p->duration_case,
+			SESSIONWIRE__V1__SESSION__DURATION_DURATION_INT);
+	CU_ASSERT_EQUAL(p->billing->input_cost_case,
+			SESSIONWIRE__V1__BILLING__INPUT_COST_INPUT_COST_DEC);
+	CU_ASSERT_EQUAL(p->billing->output_cost_case,
+			SESSIONWIRE__V1__BILLING__OUTPUT_COST_OUTPUT_COST_DEC);
+	CU_ASSERT_EQUAL(p->billing->total_cost_case, 0);
+	CU_ASSERT_EQUAL(p->usage->prompt_tokens_case,
+			SESSIONWIRE__V1__USAGE__PROMPT_TOKENS_PROMPT_TOKENS_INT);
+	CU_ASSERT_EQUAL(p->usage->total_tokens_case, 0);
+	CU_ASSERT_EQUAL(p->workspace_id_case,
+			SESSIONWIRE__V1__SESSION__WORKSPACE_ID_WORKSPACE_ID_ULID);
+	CU_ASSERT_EQUAL(p->workspace_id_ulid.len, 16);
+	CU_ASSERT_EQUAL(p->updated_at_case, 0);
+	CU_ASSERT_TRUE(p->has_flags && p->flags == 8);
+	sessionwire__v1__session__free_unpacked(p, NULL);
+
+	/* plain switches: totals sent, updated_at absolute, no flags */
+	p = encode_unpacked(&u, SW_PB_PLAIN_TOTAL | SW_PB_PLAIN_DATE_DELTA |
+				       SW_PB_PLAIN_ULID | SW_PB_PLAIN_DEC);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	CU_ASSERT_EQUAL(p->billing->total_cost_case,
+			SESSIONWIRE__V1__BILLING__TOTAL_COST_TOTAL_COST_DOUBLE);
+	CU_ASSERT_EQUAL(p->usage->total_tokens_case,
+			SESSIONWIRE__V1__USAGE__TOTAL_TOKENS_TOTAL_TOKENS_INT);
+	CU_ASSERT_EQUAL(p->updated_at_case,
+			SESSIONWIRE__V1__SESSION__UPDATED_AT_UPDATED_AT_MS);
+	CU_ASSERT_EQUAL(p->workspace_id_case,
+			SESSIONWIRE__V1__SESSION__WORKSPACE_ID_WORKSPACE_ID_TEXT);
+	CU_ASSERT_FALSE(p->has_flags);
+	sessionwire__v1__session__free_unpacked(p, NULL);
+
+	make_case(9, &u); /* ULIDs with started_at's time: 10 bytes */
+	p = encode_unpacked(&u, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	CU_ASSERT_EQUAL(p->id_case, SESSIONWIRE__V1__SESSION__ID_ID_ULID);
+	CU_ASSERT_EQUAL(p->id_ulid.len, 10);
+	CU_ASSERT_EQUAL(p->workspace_id_ulid.len, 16);
+	CU_ASSERT_EQUAL_FATAL(p->n_contact_ids_ulid, 2);
+	CU_ASSERT_EQUAL(p->contact_ids_ulid[0].len, 10);
+	CU_ASSERT_EQUAL(p->contact_ids_ulid[1].len, 16);
+	sessionwire__v1__session__free_unpacked(p, NULL);
+
+	make_case(10, &u); /* UUIDs */
+	p = encode_unpacked(&u, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	CU_ASSERT_EQUAL(p->id_case, SESSIONWIRE__V1__SESSION__ID_ID_UUID);
+	CU_ASSERT_EQUAL(p->project_id_case,
+			SESSIONWIRE__V1__SESSION__PROJECT_ID_PROJECT_ID_UUID);
+	CU_ASSERT_EQUAL(p->n_contact_ids_uuid, 2);
+	sessionwire__v1__session__free_unpacked(p, NULL);
+
+	make_case(11, &u); /* mixed contacts: all text */
+	p = encode_unpacked(&u, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	CU_ASSERT_EQUAL(p->n_contact_ids_text, 3);
+	CU_ASSERT_EQUAL(p->n_contact_ids_ulid + p->n_contact_ids_uuid, 0);
+	CU_ASSERT_EQUAL(p->external_id_ulid.len, 16); /* no started_at */
+	sessionwire__v1__session__free_unpacked(p, NULL);
+
+	make_case(6, &u); /* flags only; -0 totals sent */
+	p = encode_unpacked(&u, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	CU_ASSERT_TRUE(p->has_flags && p->flags == 7);
+	CU_ASSERT_EQUAL(p->billing->total_cost_case,
+			SESSIONWIRE__V1__BILLING__TOTAL_COST_TOTAL_COST_DOUBLE);
+	CU_ASSERT_EQUAL(p->usage->total_tokens_case,
+			SESSIONWIRE__V1__USAGE__TOTAL_TOKENS_TOTAL_TOKENS_INT);
+	sessionwire__v1__session__free_unpacked(p, NULL);
+
+	make_case(2, &u); /* -0 as a double; 0.1 + 0.2 total left out */
+	p = encode_unpacked(&u, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	CU_ASSERT_EQUAL(p->duration_case,
+			SESSIONWIRE__V1__SESSION__DURATION_DURATION_DOUBLE);
+	CU_ASSERT_EQUAL(p->billing->total_cost_case, 0);
+	sessionwire__v1__session__free_unpacked(p, NULL);
+
+	make_case(7, &u); /* the delta would be longer than the date */
+	p = encode_unpacked(&u, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	CU_ASSERT_EQUAL(p->updated_at_case,
+			SESSIONWIRE__V1__SESSION__UPDATED_AT_UPDATED_AT_MS);
+	sessionwire__v1__session__free_unpacked(p, NULL);
+
+	make_case(13, &u); /* duration 0.5: no IS_END; delta 0 is shorter */
+	p = encode_unpacked(&u, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	CU_ASSERT_EQUAL(p->duration_case,
+			SESSIONWIRE__V1__SESSION__DURATION_DURATION_DEC);
+	CU_ASSERT_EQUAL(p->updated_at_case,
+			SESSIONWIRE__V1__SESSION__UPDATED_AT_UPDATED_AT_DELTA);
+	CU_ASSERT_FALSE(p->has_flags);
+	sessionwire__v1__session__free_unpacked(p, NULL);
+}
+
+/* The worst case of every field stays within SW_PB_MAX_SIZE. */
+static void pb_worst_case_fits_sw_pb_max_size(void)
+{
+	static char big[6][100];
+	static sw_str items[6];
+	sw_update u;
+	size_t len = 0, i, n;
+
+	for (n = 0; n <= 90; n += 30) {
+		for (i = 0; i < 6; i++) {
+			memset(big[i], 'x', n);
+			items[i] = (sw_str){ big[i], n };
+		}
+		sw_update_init(&u);
+		sw_update_set_id(&u, big[0], n);
+		sw_update_set_external_id(&u, big[1], n);
+		sw_update_set_workspace_id(&u, big[2], n);
+		sw_update_set_project_id(&u, big[3], n);
+		sw_update_set_duration(&u, 0.1 + 0.2);
+		sw_update_set_traces_count(&u, 1e300);
+		sw_update_set_billing(&u, 1e300, 3e300, 1.5);
+		sw_update_set_usage(&u, 5e-324, -1e-300, -0.0);
+		sw_update_set_contact_ids(&u, items, 6);
+		sw_update_set_tags(&u, items, 6);
+		sw_update_set_started_at(&u, SW_DATE_MAX_MS);
+		sw_update_set_updated_at(&u, SW_DATE_MIN_MS);
+		CU_ASSERT_EQUAL_FATAL(sw_pb_encode(&u, NULL, 0, &len, NULL), SW_OK);
+		CU_ASSERT_TRUE(len <= SW_PB_MAX_SIZE(n, 6, 6));
+		CU_ASSERT_TRUE(len + 24 >= SW_PB_MAX_SIZE(n, 6, 6)); /* tight */
+	}
 }
 
 /* ==== Number forms ==== */
@@ -1940,6 +2096,8 @@ int init_pb_tests(void)
 		return -1;
 	CU_add_test(s, "pb_field_table_matches_protobuf_c_descriptor", pb_field_table_matches_protobuf_c_descriptor);
 	CU_add_test(s, "pb_number_form_table", pb_number_form_table);
+	CU_add_test(s, "pb_encoder_picks_expected_forms", pb_encoder_picks_expected_forms);
+	CU_add_test(s, "pb_worst_case_fits_sw_pb_max_size", pb_worst_case_fits_sw_pb_max_size);
 	CU_add_test(s, "pb_number_forms_are_exact_on_random_doubles", pb_number_forms_are_exact_on_random_doubles);
 	CU_add_test(s, "pb_round_trip_every_case_and_plain_switch", pb_round_trip_every_case_and_plain_switch);
 	CU_add_test(s, "pb_compact_forms_pay", pb_compact_forms_pay);
