@@ -138,11 +138,13 @@ static const double n10[23] = {
 
 #define TWO53 9007199254740992.0
 
+/* Bitwise equality: -0 differs from 0. */
 static bool same_double(double a, double b)
 {
 	return memcmp(&a, &b, sizeof(a)) == 0;
 }
 
+/* The IEEE bits of x. */
 static uint64_t double_bits(double x)
 {
 	uint64_t v;

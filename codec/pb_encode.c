@@ -26,6 +26,7 @@ static void put(wr *w, const void *p, size_t n)
 	w->pos += n;
 }
 
+/* Writes a varint. */
 static void put_varint(wr *w, uint64_t v)
 {
 	uint8_t tmp[10];
@@ -33,11 +34,13 @@ static void put_varint(wr *w, uint64_t v)
 	put(w, tmp, sw__pb_varint_put(tmp, v));
 }
 
+/* Writes the tag of field num with wire type wt. */
 static void put_tag(wr *w, unsigned num, unsigned wt)
 {
 	put_varint(w, (uint64_t)num << 3 | wt);
 }
 
+/* Writes a length-delimited field. */
 static void put_bytes(wr *w, unsigned num, const void *p, size_t n)
 {
 	put_tag(w, num, SW__PB_WT_LEN);
@@ -110,6 +113,7 @@ static unsigned contacts_form(const sw_update *u, unsigned plain)
 
 /* ==== Numbers ==== */
 
+/* Writes a number in its chosen form as field num. */
 static void put_num(wr *w, unsigned num, const sw__pb_num *n)
 {
 	uint8_t le[8];
@@ -133,11 +137,13 @@ typedef struct trio_plan {
 	size_t size; /* of the nested message */
 } trio_plan;
 
+/* Bitwise equality: -0 differs from 0. */
 static bool same_double(double a, double b)
 {
 	return memcmp(&a, &b, sizeof(a)) == 0;
 }
 
+/* Picks the forms of billing or usage and the nested size. */
 static void trio_choose(const double v[3], unsigned plain, trio_plan *p)
 {
 	int i;
@@ -154,6 +160,7 @@ static void trio_choose(const double v[3], unsigned plain, trio_plan *p)
 	}
 }
 
+/* Writes billing or usage as the nested message field num. */
 static void put_trio(wr *w, unsigned num, const sw__pb_msg *m,
 		     const trio_plan *p)
 {
@@ -181,7 +188,7 @@ typedef struct plan {
 	uint32_t flags;
 } plan;
 
-/* Index in plan.id of the id slots. */
+/* Index in plan.id of an id slot (0, 1, 8, 9). */
 static int id_index(unsigned slot)
 {
 	switch (slot) {
@@ -196,6 +203,7 @@ static int id_index(unsigned slot)
 	}
 }
 
+/* The string of an id slot. */
 static const sw_str *id_str(const sw_update *u, unsigned slot)
 {
 	switch (slot) {

@@ -75,6 +75,7 @@ static void quote(const uint8_t *p, size_t n, char *out, size_t cap)
 		memcpy(out + o, "...", 4);
 }
 
+/* Up to 24 bytes as hex, "..." when there are more. */
 static void hex(const uint8_t *p, size_t n, char *out, size_t cap)
 {
 	size_t i, o = 0;
@@ -95,6 +96,7 @@ static const char *num(double x, char out[SW_NUM_MAX])
 	return out;
 }
 
+/* A date as toISOString writes it. */
 static const char *date(int64_t ms, char out[SW_DATE_LEN + 1])
 {
 	if (sw_date_format(ms, out) == 0)

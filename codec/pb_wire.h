@@ -94,16 +94,19 @@ bool sw__pb_dec_value(uint64_t code, double *x);
 
 /* ==== Varints ==== */
 
+/* sint64 zigzag: 0, -1, 1, -2 ... -> 0, 1, 2, 3 ... */
 static inline uint64_t sw__pb_zigzag(int64_t v)
 {
 	return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
 }
 
+/* The inverse of sw__pb_zigzag. */
 static inline int64_t sw__pb_unzigzag(uint64_t v)
 {
 	return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
 }
 
+/* Bytes the varint of v takes (1-10). */
 static inline size_t sw__pb_varint_len(uint64_t v)
 {
 	size_t n = 1;
@@ -152,6 +155,7 @@ static inline sw_status sw__pb_varint_get(const uint8_t *p, size_t n,
 	return SW_EWIRE;
 }
 
+/* Reads 8 little-endian bytes (a fixed64 / double). */
 static inline uint64_t sw__pb_le64(const uint8_t *p)
 {
 	uint64_t v = 0;
