@@ -4,8 +4,10 @@
 #ifndef FAKE_UPSTREAM_H
 #define FAKE_UPSTREAM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef struct fu_request {
 	char method[16];
@@ -49,6 +51,12 @@ int fu_get(fake_upstream *fu, size_t i, fu_request *out);
 void fu_request_free(fu_request *r);
 /* Forgets recorded requests and queued steps. */
 void fu_clear(fake_upstream *fu);
+/* TCP connections accepted so far (connection reuse tests). */
+size_t fu_connections(fake_upstream *fu);
+/* Writes one line per request to log ("METHOD PATH BODY", control bytes
+ * as \xNN; NULL: no log), and with record false keeps no requests in
+ * memory (long runs: fu_count stays 0). Defaults: no log, record. */
+void fu_set_log(fake_upstream *fu, FILE *log, bool record);
 /* Stops and frees. NULL is fine. */
 void fu_stop(fake_upstream *fu);
 
