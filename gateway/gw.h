@@ -86,6 +86,9 @@ void gw_log_set_level(int level);
 /* Writes {"time":...,"level":...,"msg":...,<fields>} and a newline to
  * stderr in one write(2); strings JSON-escaped. Thread-safe. f may be NULL. */
 void gw_log(int level, const char *msg, const gw_log_fields *f);
+/* Appends s[0..n) JSON-escaped, without quotes, to out: quote, backslash and
+ * U+0000..U+001F escaped, bytes that are not UTF-8 as \ufffd. */
+sw_status gw_json_escape(sw_buf *out, const char *s, size_t n);
 
 /* ==== Metrics (metrics.c) ==== */
 
