@@ -18,12 +18,18 @@ static const char hexdigits[17] = "0123456789abcdef";
 /* The value of a canonical (uppercase) Crockford character, or -1. */
 static int ulid_digit(unsigned char c)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c < 'A' || c > 'Z' || c == 'I' || c == 'L' || c == 'O' || c == 'U')
+	/* '0'..'Z' -> value, -1 for the gaps and for I, L, O, U */
+	static const signed char tab['Z' - '0' + 1] = {
+		0, 1, 2, 3, 4, 5, 6, 7, 8, 9,           /* 0-9 */
+		-1, -1, -1, -1, -1, -1, -1,             /* :;<=>?@ */
+		10, 11, 12, 13, 14, 15, 16, 17, -1,     /* A-I */
+		18, 19, -1, 20, 21, -1,                 /* J-O */
+		22, 23, 24, 25, 26, -1, 27, 28, 29, 30, 31 /* P-Z */
+	};
+
+	if (c < '0' || c > 'Z')
 		return -1;
-	/* letters in order, skipping I, L, O and U */
-	return 10 + (c - 'A') - (c > 'I') - (c > 'L') - (c > 'O') - (c > 'U');
+	return tab[c - '0'];
 }
 
 /* The value of a lowercase hex digit, or -1. */
@@ -36,40 +42,30 @@ static int hex_digit(unsigned char c)
 	return -1;
 }
 
-/* Bit k (0 = most significant) of the 130-bit ULID stream: two leading
- * zero bits, then the 128 bits of raw. */
-static unsigned ulid_bit(const uint8_t raw[16], int k)
-{
-	k -= 2;
-	if (k < 0)
-		return 0;
-	return (raw[k >> 3] >> (7 - (k & 7))) & 1u;
-}
-
-/* Parses a canonical ULID into raw; false if s is not one. */
+/* Parses a canonical ULID into raw; false if s is not one. The 26
+ * characters are a 130-bit big-endian number kept in two 64-bit halves
+ * (no __int128: this also builds for 32-bit microcontrollers). */
 static bool ulid_parse(const char *s, uint8_t raw[16])
 {
-	uint8_t r[16] = { 0 };
-	int i, b;
+	uint64_t hi, lo;
+	int i, v;
 
-	for (i = 0; i < SW_ULID_LEN; i++) {
-		int v = ulid_digit((unsigned char)s[i]);
-
+	v = ulid_digit((unsigned char)s[0]);
+	if (v < 0 || v > 7)
+		return false; /* over 7: more than 128 bits */
+	hi = 0;
+	lo = (uint64_t)v;
+	for (i = 1; i < SW_ULID_LEN; i++) {
+		v = ulid_digit((unsigned char)s[i]);
 		if (v < 0)
 			return false;
-		for (b = 0; b < 5; b++) {
-			int k = i * 5 + b - 2;
-			unsigned bit = ((unsigned)v >> (4 - b)) & 1u;
-
-			if (k < 0) {
-				if (bit)
-					return false; /* first char over 7 */
-				continue;
-			}
-			r[k >> 3] |= (uint8_t)(bit << (7 - (k & 7)));
-		}
+		hi = hi << 5 | lo >> 59;
+		lo = lo << 5 | (uint64_t)v;
 	}
-	memcpy(raw, r, 16);
+	for (i = 0; i < 8; i++) {
+		raw[i] = (uint8_t)(hi >> (56 - 8 * i));
+		raw[8 + i] = (uint8_t)(lo >> (56 - 8 * i));
+	}
 	return true;
 }
 
@@ -112,14 +108,17 @@ sw_id_kind sw_id_parse(const char *s, size_t len, uint8_t raw[16])
 
 void sw_ulid_format(const uint8_t raw[16], char out[SW_ULID_LEN])
 {
-	int i, b;
+	uint64_t hi = 0, lo = 0;
+	int i;
 
-	for (i = 0; i < SW_ULID_LEN; i++) {
-		unsigned v = 0;
-
-		for (b = 0; b < 5; b++)
-			v = v << 1 | ulid_bit(raw, i * 5 + b);
-		out[i] = crockford[v];
+	for (i = 0; i < 8; i++) {
+		hi = hi << 8 | raw[i];
+		lo = lo << 8 | raw[8 + i];
+	}
+	for (i = SW_ULID_LEN - 1; i >= 0; i--) {
+		out[i] = crockford[lo & 31];
+		lo = lo >> 5 | hi << 59;
+		hi >>= 5;
 	}
 }
 

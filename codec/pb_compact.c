@@ -208,7 +208,10 @@ void sw__pb_num_choose(double x, unsigned plain, sw__pb_num *out)
 			out->size = n;
 		}
 	}
-	if (!(plain & SW_PB_PLAIN_DEC) && dec_find(x, &code)) {
+	/* an integer's decimal code (m = x * 10^s, shifted by 6) is never
+	 * shorter than its own varint: search only when int did not win */
+	if (!(plain & SW_PB_PLAIN_DEC) && out->form != SW__PB_INT &&
+	    dec_find(x, &code)) {
 		n = sw__pb_varint_len(code);
 		if (n < out->size || (n == out->size && out->form == SW__PB_DOUBLE)) {
 			out->form = SW__PB_DEC;

@@ -31,6 +31,10 @@ static void put_varint(wr *w, uint64_t v)
 {
 	uint8_t tmp[10];
 
+	if (w->buf != NULL && w->pos <= w->cap && w->cap - w->pos >= 10) {
+		w->pos += sw__pb_varint_put(w->buf + w->pos, v); /* room */
+		return;
+	}
 	put(w, tmp, sw__pb_varint_put(tmp, v));
 }
 
@@ -152,9 +156,9 @@ static void trio_choose(const double v[3], unsigned plain, trio_plan *p)
 		       !same_double(v[SW_IN] + v[SW_OUT], v[SW_TOTAL]);
 	p->size = 0;
 	for (i = 0; i < 3; i++) {
-		sw__pb_num_choose(v[i], plain, &p->n[i]);
 		if (i == SW_TOTAL && !p->has_total)
 			break;
+		sw__pb_num_choose(v[i], plain, &p->n[i]);
 		/* every Billing/Usage field number is below 16: a 1-byte tag */
 		p->size += 1 + p->n[i].size;
 	}
