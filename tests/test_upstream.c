@@ -1,0 +1,646 @@
+/* test_upstream.c - the libcurl forwarder (gateway/upstream.c) against the
+ * fake upstream on 127.0.0.1, and `session-codec send` against the same. */
+#include <CUnit/CUnit.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fake_upstream.h"
+#include "gw.h"
+#include "testutil.h"
+
+static char test_key[] = "sk-test-0123456789abcdef";
+static fake_upstream *fu;
+
+static double mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A policy with small waits so the suite stays fast. */
+static void cfg_init(gw_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->upstream, sizeof(c->upstream), "http://127.0.0.1:%u",
+		 (unsigned)fu_port(fu));
+	c->api_key = test_key;
+	c->connect_timeout_ms = 1000;
+	c->upstream_timeout_ms = 3000;
+	c->max_attempts = 4;
+	c->retry_budget_ms = 10000;
+	c->backoff_base_ms = 5;
+	c->backoff_max_ms = 20;
+}
+
+static gw_upstream *up_new(const gw_config *c)
+{
+	char err[160] = "";
+	gw_upstream *up = gw_upstream_new(c, err, sizeof(err));
+
+	CU_ASSERT_PTR_NOT_NULL(up);
+	if (up == NULL)
+		fprintf(stderr, "gw_upstream_new: %s\n", err);
+	return up;
+}
+
+static const char body1[] = "{\"external_id\":\"dev-1\",\"duration\":12}";
+static const char path1[] = "/v2/traces/sessions/s-1";
+
+/* PATCHes body1 to path1 under policy c; returns gw_upstream_patch's. */
+static int patch_once(const gw_config *c, gw_response *resp)
+{
+	gw_upstream *up = up_new(c);
+	int rc;
+
+	if (up == NULL) {
+		memset(resp, 0, sizeof(*resp));
+		return -2;
+	}
+	rc = gw_upstream_patch(up, path1, body1, sizeof(body1) - 1, resp);
+	gw_upstream_free(up);
+	return rc;
+}
+
+/* ==== What goes upstream ==== */
+
+static void patch_sends_sdk_method_path_and_headers(void)
+{
+	gw_config c;
+	gw_response resp;
+	fu_request r;
+
+	fu_clear(fu);
+	cfg_init(&c);
+	CU_ASSERT_EQUAL(patch_once(&c, &resp), 0);
+	CU_ASSERT_EQUAL(resp.status, 200);
+	CU_ASSERT_EQUAL(resp.attempts, 1);
+	CU_ASSERT_EQUAL(resp.retry_after_ms, -1);
+	CU_ASSERT_STRING_EQUAL(resp.content_type, "application/json");
+	CU_ASSERT_EQUAL(fu_count(fu), 1);
+	CU_ASSERT_FATAL(fu_get(fu, 0, &r));
+	CU_ASSERT_STRING_EQUAL(r.method, "PATCH");
+	CU_ASSERT_STRING_EQUAL(r.path, path1);
+	CU_ASSERT_STRING_EQUAL(r.content_type, "application/json");
+	CU_ASSERT_STRING_EQUAL(r.accept, "application/json");
+	CU_ASSERT_STRING_EQUAL(r.authorization, "Bearer sk-test-0123456789abcdef");
+	CU_ASSERT_EQUAL(r.body_len, sizeof(body1) - 1);
+	CU_ASSERT_STRING_EQUAL(r.body, body1);
+	fu_request_free(&r);
+	gw_response_free(&resp);
+}
+
+/* Every SDK vector: the path as the SDK requests it (still encoded) and
+ * the wire JSON byte for byte; the answer is a valid session. */
+static void patch_delivers_every_vector_byte_identical(void)
+{
+	static const char *const files[] = { "sdk_wire.jsonl", "typical.jsonl" };
+	gw_config c;
+	gw_upstream *up;
+	size_t f;
+	int bad = 0, checked = 0;
+
+	cfg_init(&c);
+	up = up_new(&c);
+	CU_ASSERT_FATAL(up != NULL);
+	for (f = 0; f < 2; f++) {
+		tu_vector *v = NULL;
+		int n = tu_vectors_load(files[f], &v), i;
+
+		CU_ASSERT_FATAL(n > 0);
+		for (i = 0; i < n; i++) {
+			gw_response resp;
+			fu_request r;
+			sw_update *s = NULL;
+			int ok;
+
+			fu_clear(fu);
+			ok = gw_upstream_patch(up, v[i].path, v[i].wire,
+					       v[i].wire_len, &resp) == 0 &&
+			     resp.status == 200 && fu_get(fu, 0, &r);
+			if (!ok) {
+				bad++;
+				gw_response_free(&resp);
+				continue;
+			}
+			ok = !strcmp(r.path, v[i].path) &&
+			     r.body_len == v[i].wire_len &&
+			     !memcmp(r.body, v[i].wire, v[i].wire_len);
+			if (ok) {
+				sw_parse_opts po = { .kind = SW_KIND_SESSION };
+
+				ok = sw_json_parse(resp.body, resp.body_len, &po,
+						   &s, NULL) == SW_OK &&
+				     s->id.len == v[i].session_id_len &&
+				     !memcmp(s->id.ptr, v[i].session_id,
+					     s->id.len);
+			}
+			if (!ok && bad++ < 3)
+				fprintf(stderr, "\n%s:%d: path %s body %s\n",
+					files[f], v[i].line, r.path, r.body);
+			checked++;
+			sw_update_free(s);
+			fu_request_free(&r);
+			gw_response_free(&resp);
+		}
+		tu_vectors_free(v, n);
+	}
+	CU_ASSERT_EQUAL(bad, 0);
+	CU_ASSERT_EQUAL(checked, 600);
+	gw_upstream_free(up);
+}
+
+/* 20 calls, one after the other: at most one new TCP connection. */
+static void patch_reuses_the_connection(void)
+{
+	gw_config c;
+	gw_upstream *up;
+	size_t before;
+	int i, ok = 0;
+
+	fu_clear(fu);
+	cfg_init(&c);
+	up = up_new(&c);
+	CU_ASSERT_FATAL(up != NULL);
+	before = fu_connections(fu);
+	for (i = 0; i < 20; i++) {
+		gw_response resp;
+
+		ok += gw_upstream_patch(up, path1, body1, sizeof(body1) - 1,
+					&resp) == 0 && resp.status == 200;
+		gw_response_free(&resp);
+	}
+	CU_ASSERT_EQUAL(ok, 20);
+	CU_ASSERT_EQUAL(fu_count(fu), 20);
+	CU_ASSERT(fu_connections(fu) - before <= 1);
+	gw_upstream_free(up);
+}
+
+/* ==== Retries ==== */
+
+static void retries_503_then_succeeds(void)
+{
+	fu_step steps[] = {
+		{ FU_STATUS, 503, NULL, NULL, 0 },
+		{ FU_STATUS, 503, NULL, NULL, 0 },
+	};
+	gw_config c;
+	gw_response resp;
+
+	fu_clear(fu);
+	fu_script(fu, steps, 2);
+	cfg_init(&c);
+	CU_ASSERT_EQUAL(patch_once(&c, &resp), 0);
+	CU_ASSERT_EQUAL(resp.status, 200);
+	CU_ASSERT_EQUAL(resp.attempts, 3);
+	CU_ASSERT_EQUAL(fu_count(fu), 3);
+	CU_ASSERT_PTR_NOT_NULL(resp.body);
+	gw_response_free(&resp);
+}
+
+/* Each retryable status is retried once, then the 200 comes back. */
+static void retries_every_retryable_status(void)
+{
+	static const int statuses[] = { 429, 500, 502, 503, 504 };
+	size_t i;
+
+	for (i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
+		fu_step st = { FU_STATUS, statuses[i], NULL, NULL, 0 };
+		gw_config c;
+		gw_response resp;
+
+		fu_clear(fu);
+		fu_script(fu, &st, 1);
+		cfg_init(&c);
+		CU_ASSERT_EQUAL(patch_once(&c, &resp), 0);
+		CU_ASSERT_EQUAL(resp.status, 200);
+		CU_ASSERT_EQUAL(resp.attempts, 2);
+		CU_ASSERT_EQUAL(fu_count(fu), 2);
+		gw_response_free(&resp);
+	}
+}
+
+static void retry_after_one_second_is_waited(void)
+{
+	fu_step st = { FU_STATUS, 429, NULL, "1", 0 };
+	gw_config c;
+	gw_response resp;
+	fu_request r0, r1;
+	double t0 = mono(), took;
+
+	fu_clear(fu);
+	fu_script(fu, &st, 1);
+	cfg_init(&c);
+	CU_ASSERT_EQUAL(patch_once(&c, &resp), 0);
+	took = mono() - t0;
+	CU_ASSERT_EQUAL(resp.status, 200);
+	CU_ASSERT_EQUAL(resp.attempts, 2);
+	CU_ASSERT(took >= 0.9);
+	CU_ASSERT(took < 5.0);
+	CU_ASSERT_FATAL(fu_get(fu, 0, &r0) && fu_get(fu, 1, &r1));
+	CU_ASSERT(r1.at - r0.at >= 0.9);
+	fu_request_free(&r0);
+	fu_request_free(&r1);
+	gw_response_free(&resp);
+}
+
+/* Final statuses go back at once, with their body. */
+static void final_statuses_are_not_retried(void)
+{
+	static const int statuses[] = { 400, 401, 403, 404, 409, 422, 501 };
+	size_t i;
+
+	for (i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
+		static const char b[] = "{\"code\":\"x\",\"message\":\"no\"}";
+		fu_step st = { FU_STATUS, statuses[i], b, NULL, 0 };
+		gw_config c;
+		gw_response resp;
+
+		fu_clear(fu);
+		fu_script(fu, &st, 1);
+		cfg_init(&c);
+		CU_ASSERT_EQUAL(patch_once(&c, &resp), 0);
+		CU_ASSERT_EQUAL(resp.status, statuses[i]);
+		CU_ASSERT_EQUAL(resp.attempts, 1);
+		CU_ASSERT_EQUAL(fu_count(fu), 1);
+		CU_ASSERT_EQUAL(resp.body_len, sizeof(b) - 1);
+		CU_ASSERT(resp.body && !strcmp(resp.body, b));
+		CU_ASSERT_STRING_EQUAL(resp.content_type, "application/json");
+		gw_response_free(&resp);
+	}
+}
+
+static void reset_connection_is_retried(void)
+{
+	fu_step st = { FU_RESET, 0, NULL, NULL, 0 };
+	gw_config c;
+	gw_response resp;
+
+	fu_clear(fu);
+	fu_script(fu, &st, 1);
+	cfg_init(&c);
+	CU_ASSERT_EQUAL(patch_once(&c, &resp), 0);
+	CU_ASSERT_EQUAL(resp.status, 200);
+	CU_ASSERT_EQUAL(resp.attempts, 2);
+	CU_ASSERT_EQUAL(fu_count(fu), 2);
+	gw_response_free(&resp);
+}
+
+static void resets_until_the_end_are_reported(void)
+{
+	fu_step st[3] = {
+		{ FU_RESET, 0, NULL, NULL, 0 },
+		{ FU_RESET, 0, NULL, NULL, 0 },
+		{ FU_RESET, 0, NULL, NULL, 0 },
+	};
+	gw_config c;
+	gw_response resp;
+
+	fu_clear(fu);
+	fu_script(fu, st, 3);
+	cfg_init(&c);
+	c.max_attempts = 3;
+	CU_ASSERT_EQUAL(patch_once(&c, &resp), -1);
+	CU_ASSERT_EQUAL(resp.status, 0);
+	CU_ASSERT_EQUAL(resp.attempts, 3);
+	CU_ASSERT_EQUAL(fu_count(fu), 3);
+	CU_ASSERT(resp.error[0] != '\0');
+	CU_ASSERT_PTR_NULL(resp.body);
+	gw_response_free(&resp);
+}
+
+static void timeout_is_retried_then_succeeds(void)
+{
+	fu_step st = { FU_DELAY, 0, NULL, NULL, 1500 };
+	gw_config c;
+	gw_response resp;
+
+	fu_clear(fu);
+	fu_script(fu, &st, 1);
+	cfg_init(&c);
+	c.upstream_timeout_ms = 300;
+	CU_ASSERT_EQUAL(patch_once(&c, &resp), 0);
+	CU_ASSERT_EQUAL(resp.status, 200);
+	CU_ASSERT_EQUAL(resp.attempts, 2);
+	CU_ASSERT_EQUAL(fu_count(fu), 2);
+	gw_response_free(&resp);
+}
+
+static void timeouts_until_the_end_are_reported(void)
+{
+	fu_step st[3] = {
+		{ FU_DELAY, 0, NULL, NULL, 1000 },
+		{ FU_DELAY, 0, NULL, NULL, 1000 },
+		{ FU_DELAY, 0, NULL, NULL, 1000 },
+	};
+	gw_config c;
+	gw_response resp;
+	double t0 = mono(), took;
+
+	fu_clear(fu);
+	fu_script(fu, st, 3);
+	cfg_init(&c);
+	c.upstream_timeout_ms = 200;
+	c.max_attempts = 3;
+	CU_ASSERT_EQUAL(patch_once(&c, &resp), -1);
+	took = mono() - t0;
+	CU_ASSERT_EQUAL(resp.status, 0);
+	CU_ASSERT_EQUAL(resp.attempts, 3);
+	CU_ASSERT_EQUAL(fu_count(fu), 3);
+	CU_ASSERT(strstr(resp.error, "imeout") != NULL ||
+		  strstr(resp.error, "timed out") != NULL);
+	CU_ASSERT(took >= 0.55 && took < 3.0);
+	gw_response_free(&resp);
+}
+
+static void max_attempts_is_honoured(void)
+{
+	static const unsigned limits[] = { 1, 2, 5 };
+	size_t i;
+
+	for (i = 0; i < 3; i++) {
+		fu_step st[8];
+		gw_config c;
+		gw_response resp;
+		size_t k;
+
+		for (k = 0; k < 8; k++) {
+			fu_step s = { FU_STATUS, 503, NULL, NULL, 0 };
+
+			st[k] = s;
+		}
+		fu_clear(fu);
+		fu_script(fu, st, 8);
+		cfg_init(&c);
+		c.max_attempts = limits[i];
+		CU_ASSERT_EQUAL(patch_once(&c, &resp), 0);
+		CU_ASSERT_EQUAL(resp.status, 503);
+		CU_ASSERT_EQUAL(resp.attempts, (int)limits[i]);
+		CU_ASSERT_EQUAL(fu_count(fu), limits[i]);
+		gw_response_free(&resp);
+	}
+}
+
+/* Timeouts of 300 ms, no backoff, a budget of 500 ms: the second attempt
+ * starts at ~300 ms, none starts after 500 ms. */
+static void retry_budget_stops_new_attempts(void)
+{
+	fu_step st[6];
+	gw_config c;
+	gw_response resp;
+	size_t k;
+
+	for (k = 0; k < 6; k++) {
+		fu_step s = { FU_DELAY, 0, NULL, NULL, 1000 };
+
+		st[k] = s;
+	}
+	fu_clear(fu);
+	fu_script(fu, st, 6);
+	cfg_init(&c);
+	c.upstream_timeout_ms = 300;
+	c.max_attempts = 10;
+	c.retry_budget_ms = 500;
+	c.backoff_base_ms = 0;
+	CU_ASSERT_EQUAL(patch_once(&c, &resp), -1);
+	CU_ASSERT_EQUAL(resp.attempts, 2);
+	CU_ASSERT_EQUAL(fu_count(fu), 2);
+	gw_response_free(&resp);
+}
+
+/* A Retry-After longer than the budget left: no wait, the answer comes
+ * back with the hint. */
+static void retry_after_beyond_budget_returns_the_hint(void)
+{
+	fu_step st = { FU_STATUS, 503, NULL, "30", 0 };
+	gw_config c;
+	gw_response resp;
+	double t0 = mono();
+
+	fu_clear(fu);
+	fu_script(fu, &st, 1);
+	cfg_init(&c);
+	c.retry_budget_ms = 2000;
+	CU_ASSERT_EQUAL(patch_once(&c, &resp), 0);
+	CU_ASSERT(mono() - t0 < 1.0);
+	CU_ASSERT_EQUAL(resp.status, 503);
+	CU_ASSERT_EQUAL(resp.attempts, 1);
+	CU_ASSERT_EQUAL(resp.retry_after_ms, 30000);
+	CU_ASSERT_EQUAL(fu_count(fu), 1);
+	gw_response_free(&resp);
+}
+
+/* ==== Retry-After values ==== */
+
+static void retry_after_table(void)
+{
+	/* 1700000000 = Tue, 14 Nov 2023 22:13:20 GMT */
+	static const struct {
+		const char *in;
+		long want;
+	} t[] = {
+		{ "0", 0 },
+		{ "1", 1000 },
+		{ "120", 120000 },
+		{ " 7 ", 7000 },
+		{ "007", 7000 },
+		{ "86400", 86400000 },
+		{ "99999999999999999999999", 86400000 },
+		{ "Tue, 14 Nov 2023 22:13:30 GMT", 10000 },
+		{ "Tue, 14 Nov 2023 22:13:20 GMT", 0 },
+		{ "Tue, 14 Nov 2023 22:00:00 GMT", 0 },
+		{ "Mon, 01 Jan 2001 00:00:00 GMT", 0 },
+		{ "Tuesday, 14-Nov-23 22:14:20 GMT", 60000 },
+		{ "Tue Nov 14 22:13:25 2023", 5000 },
+		{ "", -1 },
+		{ "   ", -1 },
+		{ "soon", -1 },
+		{ "-5", -1 },
+		{ "1.5", -1 },
+		{ "+3", -1 },
+		{ "0x10", -1 },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		long got = gw_retry_after_ms(t[i].in, 1700000000L);
+
+		if (got != t[i].want)
+			fprintf(stderr, "\nRetry-After '%s': %ld, want %ld\n",
+				t[i].in, got, t[i].want);
+		CU_ASSERT_EQUAL(got, t[i].want);
+	}
+	CU_ASSERT_EQUAL(gw_retry_after_ms(NULL, 1700000000L), -1);
+}
+
+/* ==== Secrets and set-up errors ==== */
+
+static void errors_never_contain_the_key(void)
+{
+	static char host_key[] = "sk-secret-host-key";
+	gw_config c;
+	gw_response resp;
+
+	/* a closed port */
+	cfg_init(&c);
+	snprintf(c.upstream, sizeof(c.upstream), "http://127.0.0.1:1");
+	c.max_attempts = 2;
+	CU_ASSERT_EQUAL(patch_once(&c, &resp), -1);
+	CU_ASSERT_EQUAL(resp.status, 0);
+	CU_ASSERT_EQUAL(resp.attempts, 2);
+	CU_ASSERT(resp.error[0] != '\0');
+	CU_ASSERT_PTR_NULL(strstr(resp.error, test_key));
+	gw_response_free(&resp);
+
+	/* a key that curl would echo in its message (the host name) */
+	cfg_init(&c);
+	snprintf(c.upstream, sizeof(c.upstream), "http://%s.invalid", host_key);
+	c.api_key = host_key;
+	c.max_attempts = 1;
+	CU_ASSERT_EQUAL(patch_once(&c, &resp), -1);
+	CU_ASSERT(resp.error[0] != '\0');
+	CU_ASSERT_PTR_NULL(strstr(resp.error, host_key));
+	gw_response_free(&resp);
+
+	/* a malformed URL is final */
+	cfg_init(&c);
+	snprintf(c.upstream, sizeof(c.upstream), "ftp://127.0.0.1:1");
+	CU_ASSERT_EQUAL(patch_once(&c, &resp), -1);
+	CU_ASSERT_EQUAL(resp.attempts, 1);
+	CU_ASSERT_PTR_NULL(strstr(resp.error, test_key));
+	gw_response_free(&resp);
+}
+
+static void new_rejects_missing_or_unsafe_key(void)
+{
+	static char bad_key[] = "abc\r\nX-Evil: 1";
+	static char empty[] = "";
+	char err[160];
+	gw_config c;
+
+	cfg_init(&c);
+	c.api_key = NULL;
+	CU_ASSERT_PTR_NULL(gw_upstream_new(&c, err, sizeof(err)));
+	c.api_key = empty;
+	CU_ASSERT_PTR_NULL(gw_upstream_new(&c, err, sizeof(err)));
+	c.api_key = bad_key;
+	err[0] = '\0';
+	CU_ASSERT_PTR_NULL(gw_upstream_new(&c, err, sizeof(err)));
+	CU_ASSERT(err[0] != '\0');
+	CU_ASSERT_PTR_NULL(strstr(err, "abc"));
+	gw_upstream_free(NULL);
+	gw_response_free(NULL);
+}
+
+/* ==== Concurrency ==== */
+
+typedef struct worker {
+	gw_upstream *up;
+	int ok;
+} worker;
+
+static void *worker_run(void *arg)
+{
+	worker *w = arg;
+	int i;
+
+	for (i = 0; i < 25; i++) {
+		gw_response resp;
+
+		w->ok += gw_upstream_patch(w->up, path1, body1,
+					   sizeof(body1) - 1, &resp) == 0 &&
+			 resp.status == 200;
+		gw_response_free(&resp);
+	}
+	return NULL;
+}
+
+/* 8 threads x 25 calls on one forwarder: all arrive, connections are
+ * reused (at most one per thread). */
+static void patch_is_thread_safe_and_pools_handles(void)
+{
+	pthread_t th[8];
+	worker w[8];
+	gw_config c;
+	gw_upstream *up;
+	size_t before;
+	int i, ok = 0;
+
+	fu_clear(fu);
+	cfg_init(&c);
+	up = up_new(&c);
+	CU_ASSERT_FATAL(up != NULL);
+	before = fu_connections(fu);
+	for (i = 0; i < 8; i++) {
+		w[i].up = up;
+		w[i].ok = 0;
+		CU_ASSERT_FATAL(pthread_create(&th[i], NULL, worker_run, &w[i]) == 0);
+	}
+	for (i = 0; i < 8; i++) {
+		pthread_join(th[i], NULL);
+		ok += w[i].ok;
+	}
+	CU_ASSERT_EQUAL(ok, 200);
+	CU_ASSERT_EQUAL(fu_count(fu), 200);
+	CU_ASSERT(fu_connections(fu) - before <= 8);
+	gw_upstream_free(up);
+}
+
+/* ==== Suite ==== */
+
+static int suite_init(void)
+{
+	fu = fu_start(0);
+	return fu ? 0 : -1;
+}
+
+static int suite_clean(void)
+{
+	fu_stop(fu);
+	fu = NULL;
+	return 0;
+}
+
+#define T(fn) { #fn, fn }
+
+int init_upstream_tests(void)
+{
+	static const struct {
+		const char *name;
+		CU_TestFunc fn;
+	} tests[] = {
+		T(patch_sends_sdk_method_path_and_headers),
+		T(patch_delivers_every_vector_byte_identical),
+		T(patch_reuses_the_connection),
+		T(patch_is_thread_safe_and_pools_handles),
+		T(retries_503_then_succeeds),
+		T(retries_every_retryable_status),
+		T(retry_after_one_second_is_waited),
+		T(final_statuses_are_not_retried),
+		T(reset_connection_is_retried),
+		T(resets_until_the_end_are_reported),
+		T(timeout_is_retried_then_succeeds),
+		T(timeouts_until_the_end_are_reported),
+		T(max_attempts_is_honoured),
+		T(retry_budget_stops_new_attempts),
+		T(retry_after_beyond_budget_returns_the_hint),
+		T(retry_after_table),
+		T(errors_never_contain_the_key),
+		T(new_rejects_missing_or_unsafe_key),
+	};
+	CU_pSuite s = CU_add_suite("upstream", suite_init, suite_clean);
+	size_t i;
+
+	if (s == NULL)
+		return -1;
+	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
+		if (CU_add_test(s, tests[i].name, tests[i].fn) == NULL)
+			return -1;
+	return 0;
+}
