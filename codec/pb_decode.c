@@ -111,27 +111,36 @@ static sw_status next_field(dec *d, size_t *pos, size_t end,
 			    const sw__pb_msg *m, const sw__pb_field *outer,
 			    field *x)
 {
-	char path[SW_ERROR_PATH_MAX] = "";
 	uint64_t tag, n;
 	size_t used, p = *pos;
 	unsigned want;
 	sw_status st;
 
-	if (outer != NULL)
-		sw__path(path, sizeof(path), "#%u(%s)", outer->num, outer->name);
 	x->tag_off = p;
 	st = sw__pb_varint_get(d->buf + p, end - p, &tag, &used);
-	if (st != SW_OK)
+	if (st != SW_OK) {
+		char path[SW_ERROR_PATH_MAX] = ""; /* only built on failure */
+
+		if (outer != NULL)
+			sw__path(path, sizeof(path), "#%u(%s)", outer->num,
+				 outer->name);
 		return fail(d, st, path, p,
 			    st == SW_ETRUNC ? "expected a field tag, found the "
 					      "end of %s inside a varint"
 					    : "expected a field tag, found a "
 					      "varint over 64 bits in %s",
 			    outer ? outer->name : "the message");
-	if (tag > UINT32_MAX)
+	}
+	if (tag > UINT32_MAX) {
+		char path[SW_ERROR_PATH_MAX] = "";
+
+		if (outer != NULL)
+			sw__path(path, sizeof(path), "#%u(%s)", outer->num,
+				 outer->name);
 		return fail(d, SW_EWIRE, path, p,
 			    "expected a field tag of at most 32 bits, found "
 			    "%llu", (unsigned long long)tag);
+	}
 	p += used;
 	x->num = (uint32_t)(tag >> 3);
 	x->wt = (unsigned)(tag & 7);
