@@ -1,0 +1,143 @@
+/* main.c - session-gateway: configuration, then the server, then signals
+ * handled synchronously in the main thread (sigtimedwait):
+ *   SIGHUP           reload --device-tokens (keep the old set on error)
+ *   SIGTERM, SIGINT  stop accepting, finish requests in flight, exit 0
+ * Exit status 2 for a configuration error, 1 when the server cannot start. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "gw.h"
+
+/* Logs a configuration error and returns 2. */
+static int config_error(const char *err)
+{
+	gw_log_fields f = GW_LOG_FIELDS_INIT;
+
+	f.error = err;
+	gw_log(GW_LOG_ERROR, "configuration error", &f);
+	fprintf(stderr, "session-gateway: %s\n", err);
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	gw_config c;
+	gw_tokens *tokens = NULL;
+	gw_upstream *up = NULL;
+	gw_server *srv = NULL;
+	char err[512], msg[600];
+	sigset_t set;
+	int rc;
+
+	gw_config_defaults(&c);
+	rc = gw_config_parse_args(&c, argc, argv, err, sizeof(err));
+	if (rc == 1)
+		return 0;
+	if (rc != 0) {
+		rc = config_error(err);
+		goto out;
+	}
+	gw_log_set_level(c.log_level);
+	if (gw_config_finish(&c, err, sizeof(err)) != 0) {
+		rc = config_error(err);
+		goto out;
+	}
+	if (c.device_tokens[0] != '\0') {
+		tokens = gw_tokens_load(c.device_tokens, err, sizeof(err));
+		if (tokens == NULL) {
+			rc = config_error(err);
+			goto out;
+		}
+	}
+
+	/* block the signals before any thread starts: every thread inherits
+	 * the mask and only sigtimedwait below receives them */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGPIPE);
+	if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) {
+		rc = config_error("cannot block signals");
+		goto out;
+	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		rc = config_error("curl_global_init failed");
+		goto out;
+	}
+	up = gw_upstream_new(&c, err, sizeof(err));
+	if (up == NULL) {
+		rc = config_error(err);
+		goto out_curl;
+	}
+	srv = gw_server_start(&c, up, tokens, err, sizeof(err));
+	if (srv == NULL) {
+		gw_log_fields f = GW_LOG_FIELDS_INIT;
+
+		f.error = err;
+		gw_log(GW_LOG_ERROR, "cannot start", &f);
+		fprintf(stderr, "session-gateway: %s\n", err);
+		rc = 1;
+		goto out_up;
+	}
+	tokens = NULL; /* the server owns it now */
+	snprintf(msg, sizeof(msg), "listening on %s%s%s:%u",
+		 strchr(c.listen_host, ':') ? "[" : "", c.listen_host,
+		 strchr(c.listen_host, ':') ? "]" : "", gw_server_port(srv));
+	{
+		gw_log_fields f = GW_LOG_FIELDS_INIT;
+
+		f.route = c.upstream; /* where updates go */
+		gw_log(GW_LOG_INFO, msg, &f);
+	}
+
+	for (;;) {
+		siginfo_t si;
+		int sig = sigwaitinfo(&set, &si);
+
+		if (sig < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (sig == SIGPIPE)
+			continue;
+		if (sig == SIGHUP) {
+			gw_tokens *t;
+			gw_log_fields f = GW_LOG_FIELDS_INIT;
+
+			if (c.device_tokens[0] == '\0') {
+				gw_log(GW_LOG_INFO, "SIGHUP: no --device-tokens file to reload", NULL);
+				continue;
+			}
+			t = gw_tokens_load(c.device_tokens, err, sizeof(err));
+			if (t == NULL) {
+				f.error = err;
+				gw_log(GW_LOG_ERROR, "SIGHUP: device tokens not reloaded, keeping the old set", &f);
+				continue;
+			}
+			gw_server_set_tokens(srv, t);
+			gw_log(GW_LOG_INFO, "SIGHUP: device tokens reloaded", NULL);
+			continue;
+		}
+		gw_log(GW_LOG_INFO, sig == SIGTERM ? "SIGTERM: draining" : "SIGINT: draining", NULL);
+		break;
+	}
+	gw_server_stop(srv);
+	gw_log(GW_LOG_INFO, "stopped", NULL);
+	rc = 0;
+out_up:
+	gw_upstream_free(up);
+out_curl:
+	curl_global_cleanup();
+out:
+	gw_tokens_free(tokens);
+	gw_config_free(&c);
+	return rc;
+}
