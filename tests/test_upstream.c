@@ -592,6 +592,302 @@ static void patch_is_thread_safe_and_pools_handles(void)
 	gw_upstream_free(up);
 }
 
+
+/* ==== session-codec send (against the fake directly) ==== */
+
+typedef struct run_result {
+	int status; /* exit status, or -1 */
+	char *out;
+	char *err;
+} run_result;
+
+/* Runs `session-codec ARGS` with input on stdin; captures everything. */
+static run_result run_cli(const char *args, const char *input)
+{
+	char in_path[] = "/tmp/sw-send-in-XXXXXX";
+	char out_path[] = "/tmp/sw-send-out-XXXXXX";
+	char err_path[] = "/tmp/sw-send-err-XXXXXX";
+	char cmd[4096], cli[512];
+	run_result r = { -1, NULL, NULL };
+	int fd_in = mkstemp(in_path), fd_out = mkstemp(out_path),
+	    fd_err = mkstemp(err_path), rc;
+	size_t in_len = strlen(input);
+
+	if (fd_in < 0 || fd_out < 0 || fd_err < 0)
+		abort();
+	if (in_len && write(fd_in, input, in_len) != (ssize_t)in_len)
+		abort();
+	close(fd_in);
+	close(fd_out);
+	close(fd_err);
+	snprintf(cmd, sizeof(cmd), "%s %s < %s > %s 2> %s",
+		 tu_bin("session-codec", cli, sizeof(cli)), args, in_path,
+		 out_path, err_path);
+	rc = system(cmd);
+	if (rc != -1 && WIFEXITED(rc))
+		r.status = WEXITSTATUS(rc);
+	r.out = tu_read_file(out_path, NULL);
+	r.err = tu_read_file(err_path, NULL);
+	unlink(in_path);
+	unlink(out_path);
+	unlink(err_path);
+	return r;
+}
+
+static void run_free(run_result *r)
+{
+	free(r->out);
+	free(r->err);
+}
+
+/* Reads "bytes on the wire: ... = H, body = B, total = T"; 0 if absent. */
+static int wire_bytes(const char *out, size_t *h, size_t *b, size_t *t)
+{
+	const char *p = out ? strstr(out, "bytes on the wire: ") : NULL;
+
+	return p && sscanf(p, "bytes on the wire: request line + headers = "
+			   "%zu, body = %zu, total = %zu", h, b, t) == 3;
+}
+
+/* The protobuf Session of a JSON update, malloc'd. */
+static uint8_t *pb_of(const char *json, size_t *len)
+{
+	sw_update *u = NULL;
+	uint8_t *p = NULL;
+	size_t need = 0;
+
+	*len = 0;
+	if (sw_json_parse(json, strlen(json), NULL, &u, NULL) != SW_OK)
+		return NULL;
+	if (sw_pb_encode(u, NULL, 0, &need, NULL) == SW_OK &&
+	    (p = malloc(need ? need : 1)) != NULL &&
+	    sw_pb_encode(u, p, need, len, NULL) != SW_OK) {
+		free(p);
+		p = NULL;
+	}
+	sw_update_free(u);
+	return p;
+}
+
+#define UPDATE_A                                                              \
+	"{\"externalId\":\"dev-a8346607363a\",\"duration\":1358072,"           \
+	"\"usage\":{\"promptTokens\":2894,\"completionTokens\":987,"           \
+	"\"totalTokens\":3881},\"tracesCount\":171,"                           \
+	"\"startedAt\":\"2025-05-26T17:57:26.708Z\"}"
+
+static void send_patches_protobuf_with_device_headers(void)
+{
+	char args[512], want_path[256], head[1024];
+	size_t pb_len = 0, h = 0, b = 0, t = 0;
+	uint8_t *pb = pb_of(UPDATE_A, &pb_len);
+	run_result r;
+	fu_request q;
+
+	CU_ASSERT_FATAL(pb != NULL);
+	fu_clear(fu);
+	snprintf(args, sizeof(args), "send --gateway http://127.0.0.1:%u/ "
+		 "--token dev-token-1 --session 'dev/1 \xc3\xa9'",
+		 (unsigned)fu_port(fu));
+	r = run_cli(args, UPDATE_A);
+	CU_ASSERT_EQUAL(r.status, 0);
+	CU_ASSERT(r.out && strstr(r.out, "HTTP 200\n") == r.out);
+	CU_ASSERT(r.out && strstr(r.out, "\"_id\":\"dev/1 \xc3\xa9\""));
+	CU_ASSERT_EQUAL(fu_count(fu), 1);
+	CU_ASSERT_FATAL(fu_get(fu, 0, &q));
+	snprintf(want_path, sizeof(want_path), "%s",
+		 "/v2/traces/sessions/dev%2F1%20%C3%A9");
+	CU_ASSERT_STRING_EQUAL(q.method, "PATCH");
+	CU_ASSERT_STRING_EQUAL(q.path, want_path);
+	CU_ASSERT_STRING_EQUAL(q.content_type, "application/x-protobuf");
+	CU_ASSERT_STRING_EQUAL(q.accept, "application/x-protobuf");
+	CU_ASSERT_STRING_EQUAL(q.authorization, "Bearer dev-token-1");
+	CU_ASSERT_EQUAL(q.body_len, pb_len);
+	CU_ASSERT(q.body_len == pb_len && !memcmp(q.body, pb, pb_len));
+	/* the exact request head libcurl sends */
+	snprintf(head, sizeof(head),
+		 "PATCH %s HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n"
+		 "Content-Type: application/x-protobuf\r\n"
+		 "Accept: application/x-protobuf\r\n"
+		 "Authorization: Bearer dev-token-1\r\n"
+		 "Content-Length: %zu\r\n\r\n",
+		 want_path, (unsigned)fu_port(fu), pb_len);
+	CU_ASSERT_FATAL(wire_bytes(r.out, &h, &b, &t));
+	CU_ASSERT_EQUAL(h, strlen(head));
+	CU_ASSERT_EQUAL(b, pb_len);
+	CU_ASSERT_EQUAL(t, h + b);
+	fu_request_free(&q);
+	run_free(&r);
+	free(pb);
+}
+
+static void send_json_sends_canonical_json(void)
+{
+	char args[512];
+	run_result r;
+	fu_request q;
+
+	fu_clear(fu);
+	snprintf(args, sizeof(args), "send --gateway http://127.0.0.1:%u "
+		 "--session s1 --json", (unsigned)fu_port(fu));
+	r = run_cli(args, "{ \"tracesCount\" : 3, \"externalId\": \"e\" }");
+	CU_ASSERT_EQUAL(r.status, 0);
+	CU_ASSERT_FATAL(fu_get(fu, 0, &q));
+	CU_ASSERT_STRING_EQUAL(q.content_type, "application/json");
+	CU_ASSERT_STRING_EQUAL(q.accept, "application/json");
+	CU_ASSERT_STRING_EQUAL(q.authorization, "");
+	CU_ASSERT_STRING_EQUAL(q.body, "{\"external_id\":\"e\",\"traces_count\":3}");
+	fu_request_free(&q);
+	run_free(&r);
+}
+
+static void send_batch_posts_envelopes_in_sequence(void)
+{
+	static const char *const lines[] = {
+		"{\"duration\":1}", UPDATE_A, "{\"tags\":[\"a\",\"b\"]}",
+	};
+	char path[] = "/tmp/sw-send-batch-XXXXXX";
+	char args[512];
+	sw_envelope env[8];
+	size_t n = 0, i, h = 0, b = 0, t = 0;
+	run_result r;
+	fu_request q;
+	FILE *f;
+	int fd = mkstemp(path);
+
+	CU_ASSERT_FATAL(fd >= 0);
+	f = fdopen(fd, "w");
+	CU_ASSERT_FATAL(f != NULL);
+	fprintf(f, "%s\n\n%s\r\n%s", lines[0], lines[1], lines[2]);
+	fclose(f);
+	fu_clear(fu);
+	snprintf(args, sizeof(args), "send --gateway http://127.0.0.1:%u "
+		 "--token tk --session 01J42CMDHMMCH68TYCT6BXFB8V --seq 41 "
+		 "--batch %s", (unsigned)fu_port(fu), path);
+	r = run_cli(args, "");
+	unlink(path);
+	/* the fake answers JSON, not an Ack: nothing is confirmed */
+	CU_ASSERT_EQUAL(r.status, 1);
+	CU_ASSERT(r.out && strstr(r.out, "HTTP 200\n") == r.out);
+	CU_ASSERT_FATAL(fu_get(fu, 0, &q));
+	CU_ASSERT_STRING_EQUAL(q.method, "POST");
+	CU_ASSERT_STRING_EQUAL(q.path, "/v1/updates");
+	CU_ASSERT_STRING_EQUAL(q.content_type, "application/x-protobuf");
+	CU_ASSERT_STRING_EQUAL(q.authorization, "Bearer tk");
+	CU_ASSERT_EQUAL_FATAL(sw_batch_decode((const uint8_t *)q.body,
+					      q.body_len, env, 8, &n, NULL),
+			      SW_OK);
+	CU_ASSERT_EQUAL_FATAL(n, 3);
+	for (i = 0; i < n; i++) {
+		size_t want_len = 0;
+		uint8_t *want = pb_of(lines[i], &want_len);
+		char id[64];
+
+		CU_ASSERT(env[i].has_seq && env[i].seq == 41 + i);
+		CU_ASSERT_EQUAL(env[i].session_id.kind, SW_ID_ULID);
+		CU_ASSERT(sw_session_id_format(&env[i].session_id, id,
+					       sizeof(id)) == 26 &&
+			  !strcmp(id, "01J42CMDHMMCH68TYCT6BXFB8V"));
+		CU_ASSERT(want && env[i].update_len == want_len &&
+			  !memcmp(env[i].update, want, want_len));
+		free(want);
+	}
+	CU_ASSERT_FATAL(wire_bytes(r.out, &h, &b, &t));
+	CU_ASSERT_EQUAL(b, q.body_len);
+	CU_ASSERT_EQUAL(t, h + b);
+	CU_ASSERT(h > 100 && h < 250);
+	fu_request_free(&q);
+	run_free(&r);
+}
+
+static void send_reports_error_statuses(void)
+{
+	fu_step st = { FU_STATUS, 404, "{\"message\":\"Session not found\"}",
+		       NULL, 0 };
+	char args[512];
+	run_result r;
+
+	fu_clear(fu);
+	fu_script(fu, &st, 1);
+	snprintf(args, sizeof(args), "send --gateway http://127.0.0.1:%u "
+		 "--session s1", (unsigned)fu_port(fu));
+	r = run_cli(args, "{\"duration\":1}");
+	CU_ASSERT_EQUAL(r.status, 1);
+	CU_ASSERT(r.out && strstr(r.out, "HTTP 404\n") == r.out);
+	CU_ASSERT(r.out && strstr(r.out, "Session not found"));
+	CU_ASSERT(r.out && strstr(r.out, "bytes on the wire: "));
+	CU_ASSERT_EQUAL(fu_count(fu), 1);
+	run_free(&r);
+}
+
+static void send_rejects_bad_input_and_usage(void)
+{
+	static const struct {
+		const char *args; /* after "send --gateway URL" */
+		const char *input;
+		int status;
+		const char *err;  /* in stderr */
+	} t[] = {
+		{ "--session s", "{\"duration\":\"x\"}", 1, "duration" },
+		{ "--session s", "", 1, "error" },
+		{ "--session ..", "{}", 2, "--session" },
+		{ "", "{}", 2, "--session" },
+		{ "--session s --json --batch x", "", 2, "--json" },
+		{ "--session s --seq -1", "", 2, "--seq" },
+		{ "--session s --seq 18446744073709551616", "", 2, "--seq" },
+		{ "--session s --batch /nonexistent/x", "", 2, "cannot open" },
+		{ "--session s --bogus", "", 2, "--bogus" },
+		{ "--session s --token", "", 2, "--token" },
+	};
+	run_result r0;
+	size_t i;
+
+	fu_clear(fu);
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		char args[512];
+		run_result r;
+
+		snprintf(args, sizeof(args), "send --gateway http://127.0.0.1:%u %s",
+			 (unsigned)fu_port(fu), t[i].args);
+		r = run_cli(args, t[i].input);
+		if (r.status != t[i].status)
+			fprintf(stderr, "\n%s: status %d\n", args, r.status);
+		CU_ASSERT_EQUAL(r.status, t[i].status);
+		CU_ASSERT(r.err && strstr(r.err, t[i].err));
+		run_free(&r);
+	}
+	r0 = run_cli("send --session s", "{}");
+	CU_ASSERT_EQUAL(r0.status, 2);
+	CU_ASSERT(r0.err && strstr(r0.err, "--gateway"));
+	run_free(&r0);
+	CU_ASSERT_EQUAL(fu_count(fu), 0);
+}
+
+static void send_transport_error_exits_2(void)
+{
+	run_result r = run_cli("send --gateway http://127.0.0.1:1 --session s",
+			       "{\"duration\":1}");
+
+	CU_ASSERT_EQUAL(r.status, 2);
+	CU_ASSERT(r.err && strstr(r.err, "127.0.0.1"));
+	run_free(&r);
+}
+
+static void send_help_lists_every_option(void)
+{
+	static const char *const opts[] = { "--gateway", "--token", "--session",
+					     "--seq", "--batch", "--json",
+					     "bytes on the wire" };
+	run_result r = run_cli("send --help", ""), m = run_cli("--help", "");
+	size_t i;
+
+	CU_ASSERT_EQUAL(r.status, 0);
+	for (i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+		CU_ASSERT(r.out && strstr(r.out, opts[i]));
+	CU_ASSERT(m.out && strstr(m.out, "  send "));
+	run_free(&r);
+	run_free(&m);
+}
+
 /* ==== Suite ==== */
 
 static int suite_init(void)
@@ -633,6 +929,13 @@ int init_upstream_tests(void)
 		T(retry_after_table),
 		T(errors_never_contain_the_key),
 		T(new_rejects_missing_or_unsafe_key),
+		T(send_patches_protobuf_with_device_headers),
+		T(send_json_sends_canonical_json),
+		T(send_batch_posts_envelopes_in_sequence),
+		T(send_reports_error_statuses),
+		T(send_rejects_bad_input_and_usage),
+		T(send_transport_error_exits_2),
+		T(send_help_lists_every_option),
 	};
 	CU_pSuite s = CU_add_suite("upstream", suite_init, suite_clean);
 	size_t i;
