@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "send.h"
 #include "sessionwire/sessionwire.h"
 
 #define EXIT_INVALID 1
@@ -70,6 +71,7 @@ static void usage_main(FILE *f)
 	      f);
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "  %-10s %s\n", "send", CLI_SEND_SUMMARY);
 	fputs("\nRun 'session-codec <command> --help' for its options.\n"
 	      "Exit status: 0 ok, 1 invalid input, 2 usage or I/O error.\n",
 	      f);
@@ -484,8 +486,11 @@ int main(int argc, char **argv)
 	FILE *in = stdin, *out = stdout;
 	item_out r;
 	opts o;
-	int status = parse_args(argc, argv, &o);
+	int status;
 
+	if (argc >= 2 && !strcmp(argv[1], "send"))
+		return cli_send(argc - 1, argv + 1);
+	status = parse_args(argc, argv, &o);
 	if (status >= 0)
 		return status;
 	if (o.in_path && (in = fopen(o.in_path, "rb")) == NULL) {
