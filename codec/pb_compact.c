@@ -79,13 +79,6 @@ const sw__pb_msg sw__pb_usage = {
 	"Usage", usage_fields, sizeof(usage_fields) / sizeof(usage_fields[0])
 };
 
-const sw__pb_field *sw__pb_field_by_num(const sw__pb_msg *m, uint32_t num)
-{
-	if (num == 0 || num > m->n_fields)
-		return NULL;
-	return &m->fields[num - 1];
-}
-
 unsigned sw__pb_field_num(const sw__pb_msg *m, unsigned slot, unsigned form)
 {
 	size_t i;
@@ -94,22 +87,6 @@ unsigned sw__pb_field_num(const sw__pb_msg *m, unsigned slot, unsigned form)
 		if (m->fields[i].slot == slot && m->fields[i].form == form)
 			return m->fields[i].num;
 	return 0;
-}
-
-unsigned sw__pb_form_wt(unsigned form)
-{
-	switch (form) {
-	case SW__PB_INT:
-	case SW__PB_DEC:
-	case SW__PB_MS:
-	case SW__PB_DELTA:
-	case SW__PB_FLAGS:
-		return SW__PB_WT_VARINT;
-	case SW__PB_DOUBLE:
-		return SW__PB_WT_I64;
-	default:
-		return SW__PB_WT_LEN;
-	}
 }
 
 const char *sw__pb_wt_name(unsigned wt)

@@ -36,7 +36,8 @@ typedef struct dec {
 	size_t n_contacts, n_tags, first_contact_off, first_tag_off;
 	size_t str_bytes;
 	size_t short_ulid_off; /* first 10-byte ULID, (size_t)-1: none */
-	char short_ulid_path[SW_ERROR_PATH_MAX];
+	const sw__pb_field *short_ulid_f; /* its field and item index: the */
+	long short_ulid_idx;              /* path is built only on failure */
 	uint32_t flags;
 	unsigned updated_form;
 	int64_t updated_raw;
@@ -75,8 +76,8 @@ static void make_path(char *out, size_t cap, const sw__pb_field *outer,
 }
 
 /* Records the first error with a formatted message. */
-static sw_status SW_PRINTF(5, 6) fail(dec *d, sw_status st, const char *path,
-				      size_t off, const char *fmt, ...)
+static sw_status __attribute__((cold, noinline)) SW_PRINTF(5, 6)
+fail(dec *d, sw_status st, const char *path, size_t off, const char *fmt, ...)
 {
 	char msg[SW_ERROR_MSG_MAX];
 	va_list ap;
@@ -88,10 +89,9 @@ static sw_status SW_PRINTF(5, 6) fail(dec *d, sw_status st, const char *path,
 }
 
 /* Like fail, about field x (inside outer, item idx). */
-static sw_status SW_PRINTF(6, 7) fail_at(dec *d, sw_status st,
-					 const sw__pb_field *outer,
-					 const field *x, long idx,
-					 const char *fmt, ...)
+static sw_status __attribute__((cold, noinline)) SW_PRINTF(6, 7)
+fail_at(dec *d, sw_status st, const sw__pb_field *outer, const field *x,
+	long idx, const char *fmt, ...)
 {
 	char path[SW_ERROR_PATH_MAX], msg[SW_ERROR_MSG_MAX];
 	va_list ap;
@@ -106,8 +106,9 @@ static sw_status SW_PRINTF(6, 7) fail_at(dec *d, sw_status st,
 /* ==== Reading fields ==== */
 
 /* Reads the field at *pos (absolute offset, below end) of message m
- * (nested in outer, or NULL at the top). */
-static sw_status next_field(dec *d, size_t *pos, size_t end,
+ * (nested in outer, or NULL at the top). Inlined: it runs per field, and
+ * the error paths are out of line in fail/fail_at. */
+static inline __attribute__((always_inline)) sw_status next_field(dec *d, size_t *pos, size_t end,
 			    const sw__pb_msg *m, const sw__pb_field *outer,
 			    field *x)
 {
@@ -272,9 +273,8 @@ static sw_status read_str(dec *d, const field *x, long idx)
 				       "started_at), found %zu", x->len);
 		if (x->len == 10 && d->short_ulid_off == (size_t)-1) {
 			d->short_ulid_off = x->tag_off;
-			make_path(d->short_ulid_path,
-				  sizeof(d->short_ulid_path), NULL, x->num,
-				  x->f, idx);
+			d->short_ulid_f = x->f;
+			d->short_ulid_idx = idx;
 		}
 		text_len = SW_ULID_LEN;
 		break;
@@ -449,12 +449,17 @@ static sw_status resolve(dec *d)
 			  u->started_at < TWO48;
 	int64_t ms = d->updated_raw;
 
-	if (d->short_ulid_off != (size_t)-1 && !started_ok)
-		return fail(d, SW_EVALUE, d->short_ulid_path, d->short_ulid_off,
+	if (d->short_ulid_off != (size_t)-1 && !started_ok) {
+		char path[SW_ERROR_PATH_MAX];
+
+		make_path(path, sizeof(path), NULL, d->short_ulid_f->num,
+			  d->short_ulid_f, d->short_ulid_idx);
+		return fail(d, SW_EVALUE, path, d->short_ulid_off,
 			    "expected 16 ULID bytes: 10 need started_at in "
 			    "0..2^48-1, found %s",
 			    (u->has & SW_F_STARTED_AT) ? "it out of range"
 						       : "no started_at");
+	}
 	if (fl & SW__PB_FLAG_CONTACT_IDS_EMPTY) {
 		if (d->n_contacts)
 			return fail(d, SW_EDUP, "#15(flags)", foff,
@@ -569,6 +574,12 @@ static void fill(dec *d, sw__builder *b)
 	field x;
 	int i;
 
+	/* pass 2 re-reads the input only for the lists, from the first item */
+	if (d->n_contacts != 0)
+		pos = d->first_contact_off;
+	if (d->n_tags != 0 && (d->n_contacts == 0 || d->first_tag_off < pos))
+		pos = d->first_tag_off;
+
 	u->has = d->u.has;
 	u->project_id_null = d->u.project_id_null;
 	u->duration = d->u.duration;
@@ -592,7 +603,7 @@ static void fill(dec *d, sw__builder *b)
 		*slot_str = id_text(b, r->form, d->buf + r->off, r->len,
 				    u->started_at);
 	}
-	while (pos < d->len) {
+	while (nc + nt < d->n_contacts + d->n_tags && pos < d->len) {
 		if (next_field(d, &pos, d->len, &sw__pb_session, NULL, &x) !=
 		    SW_OK)
 			break; /* cannot happen: pass 1 read it all */

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "sw_internal.h"
 
@@ -65,12 +66,32 @@ extern const sw__pb_msg sw__pb_usage;
 #define SW__PB_FLAG_UPDATED_AT_IS_END 8u
 #define SW__PB_FLAG_ALL 15u
 
-/* The entry for field number num, or NULL when m has none. */
-const sw__pb_field *sw__pb_field_by_num(const sw__pb_msg *m, uint32_t num);
+/* The entry for field number num, or NULL when m has none (inline: the
+ * decoders call it for every field). */
+static inline const sw__pb_field *sw__pb_field_by_num(const sw__pb_msg *m,
+						      uint32_t num)
+{
+	if (num == 0 || num > m->n_fields)
+		return NULL;
+	return &m->fields[num - 1];
+}
+
 /* The field number carrying slot in form, or 0 when there is none. */
 unsigned sw__pb_field_num(const sw__pb_msg *m, unsigned slot, unsigned form);
-/* The wire type a field of this form uses. */
-unsigned sw__pb_form_wt(unsigned form);
+
+/* The wire type a field of this form uses: two bits per form, forms
+ * 0-9 (ULID UUID TEXT INT DEC DOUBLE MS DELTA FLAGS MSG); anything else
+ * is bytes. */
+static inline unsigned sw__pb_form_wt(unsigned form)
+{
+	const uint32_t wts = (uint32_t)SW__PB_WT_LEN << (2 * SW__PB_ULID) |
+			     (uint32_t)SW__PB_WT_LEN << (2 * SW__PB_UUID) |
+			     (uint32_t)SW__PB_WT_LEN << (2 * SW__PB_TEXT) |
+			     (uint32_t)SW__PB_WT_I64 << (2 * SW__PB_DOUBLE) |
+			     (uint32_t)SW__PB_WT_LEN << (2 * SW__PB_MSG);
+
+	return form <= SW__PB_MSG ? (wts >> (2 * form)) & 3 : SW__PB_WT_LEN;
+}
 /* A short name of a wire type ("varint", "bytes", ...). */
 const char *sw__pb_wt_name(unsigned wt);
 
@@ -140,6 +161,11 @@ static inline sw_status sw__pb_varint_get(const uint8_t *p, size_t n,
 	uint64_t r = 0;
 	size_t i;
 
+	if (n > 0 && p[0] < 0x80) { /* most tags and small values */
+		*v = p[0];
+		*used = 1;
+		return SW_OK;
+	}
 	for (i = 0; i < 10; i++) {
 		if (i >= n)
 			return SW_ETRUNC;
@@ -158,11 +184,12 @@ static inline sw_status sw__pb_varint_get(const uint8_t *p, size_t n,
 /* Reads 8 little-endian bytes (a fixed64 / double). */
 static inline uint64_t sw__pb_le64(const uint8_t *p)
 {
-	uint64_t v = 0;
-	int i;
+	uint64_t v;
 
-	for (i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
+	memcpy(&v, p, sizeof(v));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	v = __builtin_bswap64(v);
+#endif
 	return v;
 }
 
