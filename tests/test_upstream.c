@@ -436,6 +436,69 @@ static void retry_after_beyond_budget_returns_the_hint(void)
 	gw_response_free(&resp);
 }
 
+/* The value of one sample line "name value" in the rendered metrics (0
+ * when absent: zero counters with labels are left out), -1 when the
+ * metrics cannot be rendered. */
+static long long metric(const char *name)
+{
+	sw_buf b;
+	long long v = -1;
+	const char *p;
+	size_t n = strlen(name);
+
+	sw_buf_init(&b, 0, NULL);
+	if (gw_metrics_render(&b) == SW_OK && b.data) {
+		v = 0;
+		for (p = b.data; (p = strstr(p, name)) != NULL; p += n) {
+			if ((p == b.data || p[-1] == '\n') && p[n] == ' ') {
+				v = strtoll(p + n + 1, NULL, 10);
+				break;
+			}
+		}
+	}
+	sw_buf_free(&b);
+	return v;
+}
+
+/* Every attempt is counted with its status (none: no answer), every
+ * retry once. */
+static void metrics_count_attempts_and_retries(void)
+{
+	static const char r503[] = "sessionwire_upstream_responses_total{code=\"503\"}";
+	static const char r200[] = "sessionwire_upstream_responses_total{code=\"200\"}";
+	static const char none[] = "sessionwire_upstream_responses_total{code=\"none\"}";
+	static const char retries[] = "sessionwire_upstream_retries_total";
+	fu_step steps[] = {
+		{ FU_STATUS, 503, NULL, NULL, 0 },
+		{ FU_STATUS, 503, NULL, NULL, 0 },
+	};
+	long long a503 = metric(r503), a200 = metric(r200),
+		  anone = metric(none), aretry = metric(retries);
+	gw_config c;
+	gw_response resp;
+
+	CU_ASSERT(a503 >= 0 && a200 >= 0 && anone >= 0 && aretry >= 0);
+	fu_clear(fu);
+	fu_script(fu, steps, 2);
+	cfg_init(&c);
+	CU_ASSERT_EQUAL(patch_once(&c, &resp), 0);
+	CU_ASSERT_EQUAL(resp.attempts, 3);
+	CU_ASSERT_EQUAL(metric(r503) - a503, 2);
+	CU_ASSERT_EQUAL(metric(r200) - a200, 1);
+	CU_ASSERT_EQUAL(metric(retries) - aretry, 2);
+	CU_ASSERT_EQUAL(metric(none) - anone, 0);
+	gw_response_free(&resp);
+
+	/* a closed port: two attempts without an answer */
+	cfg_init(&c);
+	snprintf(c.upstream, sizeof(c.upstream), "http://127.0.0.1:1");
+	c.max_attempts = 2;
+	CU_ASSERT_EQUAL(patch_once(&c, &resp), -1);
+	CU_ASSERT_EQUAL(metric(none) - anone, 2);
+	CU_ASSERT_EQUAL(metric(retries) - aretry, 3);
+	gw_response_free(&resp);
+}
+
 /* ==== Retry-After values ==== */
 
 static void retry_after_table(void)
@@ -926,6 +989,7 @@ int init_upstream_tests(void)
 		T(max_attempts_is_honoured),
 		T(retry_budget_stops_new_attempts),
 		T(retry_after_beyond_budget_returns_the_hint),
+		T(metrics_count_attempts_and_retries),
 		T(retry_after_table),
 		T(errors_never_contain_the_key),
 		T(new_rejects_missing_or_unsafe_key),
