@@ -951,6 +951,110 @@ static void send_help_lists_every_option(void)
 	run_free(&m);
 }
 
+/* ==== session-codec send through the gateway (protobuf answers) ==== */
+
+typedef struct gw_stand {
+	gw_config c;
+	gw_upstream *up;
+	gw_server *srv;
+} gw_stand;
+
+/* A gateway on 127.0.0.1 (anonymous devices) in front of the fake. */
+static int stand_start(gw_stand *g)
+{
+	char err[256] = "";
+
+	gw_config_defaults(&g->c);
+	g->c.listen_port = 0;
+	snprintf(g->c.upstream, sizeof(g->c.upstream), "http://127.0.0.1:%u",
+		 (unsigned)fu_port(fu));
+	g->c.api_key = test_key;
+	g->c.allow_anonymous = true;
+	g->c.backoff_base_ms = 5;
+	g->c.backoff_max_ms = 20;
+	g->up = gw_upstream_new(&g->c, err, sizeof(err));
+	g->srv = g->up ? gw_server_start(&g->c, g->up, NULL, err, sizeof(err))
+		       : NULL;
+	if (g->srv == NULL) {
+		fprintf(stderr, "\ngateway: %s\n", err);
+		gw_upstream_free(g->up);
+		return -1;
+	}
+	return 0;
+}
+
+static void stand_stop(gw_stand *g)
+{
+	gw_server_stop(g->srv);
+	gw_upstream_free(g->up);
+}
+
+static void send_through_gateway_decodes_session_and_acks(void)
+{
+	fu_step st = { FU_STATUS, 404, "{\"message\":\"Session not found\"}",
+		       NULL, 0 };
+	char path[] = "/tmp/sw-send-gw-XXXXXX";
+	char args[512];
+	gw_stand g;
+	run_result r;
+	FILE *f;
+	int fd;
+
+	fu_clear(fu);
+	gw_log_set_level(GW_LOG_ERROR); /* no request lines in the test output */
+	CU_ASSERT_FATAL(stand_start(&g) == 0);
+
+	/* one PATCH: the session comes back as protobuf, printed as JSON */
+	snprintf(args, sizeof(args), "send --gateway http://127.0.0.1:%u "
+		 "--session 01J42CMDHMMCH68TYCT6BXFB8V",
+		 (unsigned)gw_server_port(g.srv));
+	r = run_cli(args, UPDATE_A);
+	CU_ASSERT_EQUAL(r.status, 0);
+	CU_ASSERT(r.out && strstr(r.out, "HTTP 200\n{\"_id\":\"01J42CMDHMMCH68TYCT6BXFB8V\","
+				  "\"external_id\":\"dev-a8346607363a\",\"duration\":1358072,"));
+	run_free(&r);
+
+	/* a batch of three, the second answered 404 upstream */
+	fd = mkstemp(path);
+	CU_ASSERT_FATAL(fd >= 0);
+	f = fdopen(fd, "w");
+	CU_ASSERT_FATAL(f != NULL);
+	fprintf(f, "{\"duration\":1}\n{\"duration\":2}\n{\"duration\":3}\n");
+	fclose(f);
+	fu_clear(fu);
+	fu_script(fu, (fu_step[]){ { FU_OK, 0, NULL, NULL, 0 }, st }, 2);
+	snprintf(args, sizeof(args), "send --gateway http://127.0.0.1:%u "
+		 "--session s-7 --seq 10 --batch %s",
+		 (unsigned)gw_server_port(g.srv), path);
+	r = run_cli(args, "");
+	unlink(path);
+	CU_ASSERT_EQUAL(r.status, 1);
+	CU_ASSERT(r.out && strstr(r.out, "HTTP 200\nseq=10 status=200\n"
+				  "seq=11 status=404"));
+	CU_ASSERT(r.out && strstr(r.out, "\nseq=12 status=200\n"));
+	CU_ASSERT_EQUAL(fu_count(fu), 3);
+	run_free(&r);
+
+	/* every item confirmed: exit 0 */
+	snprintf(path, sizeof(path), "/tmp/sw-send-gw-XXXXXX");
+	fd = mkstemp(path);
+	CU_ASSERT_FATAL(fd >= 0);
+	f = fdopen(fd, "w");
+	CU_ASSERT_FATAL(f != NULL);
+	fprintf(f, "{\"duration\":1}\n{\"duration\":2}\n");
+	fclose(f);
+	snprintf(args, sizeof(args), "send --gateway http://127.0.0.1:%u "
+		 "--session s-7 --seq 10 --batch %s",
+		 (unsigned)gw_server_port(g.srv), path);
+	r = run_cli(args, "");
+	unlink(path);
+	CU_ASSERT_EQUAL(r.status, 0);
+	CU_ASSERT(r.out && strstr(r.out, "seq=10 status=200\nseq=11 status=200\n"));
+	run_free(&r);
+	stand_stop(&g);
+	gw_log_set_level(GW_LOG_INFO);
+}
+
 /* ==== Suite ==== */
 
 static int suite_init(void)
@@ -1000,6 +1104,7 @@ int init_upstream_tests(void)
 		T(send_rejects_bad_input_and_usage),
 		T(send_transport_error_exits_2),
 		T(send_help_lists_every_option),
+		T(send_through_gateway_decodes_session_and_acks),
 	};
 	CU_pSuite s = CU_add_suite("upstream", suite_init, suite_clean);
 	size_t i;
