@@ -1058,6 +1058,173 @@ static void truncation_at_every_byte_is_clean_error(void)
 	free(batch);
 }
 
+/* ==== Random corruption ==== */
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static unsigned rnd(unsigned n)
+{
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return (unsigned)((rng_state * 2685821657736338717ull) >> 33) % n;
+}
+
+/* Applies 1-3 random edits (set, insert, delete a byte, cut the end) to
+ * b[0..*len) (room for cap). */
+static void mutate(uint8_t *b, size_t *len, size_t cap)
+{
+	unsigned k, edits = 1 + rnd(3);
+
+	for (k = 0; k < edits; k++) {
+		size_t at = *len ? rnd((unsigned)*len) : 0;
+		static const uint8_t special[] = { 0x00, 0x01, 0x7f, 0x80,
+						   0xff, 0x08, 0x0a, 0x12 };
+
+		switch (rnd(4)) {
+		case 0:
+			if (*len)
+				b[at] = rnd(2) ? (uint8_t)rnd(256)
+					       : special[rnd(sizeof(special))];
+			break;
+		case 1:
+			if (*len < cap) {
+				memmove(b + at + 1, b + at, *len - at);
+				b[at] = (uint8_t)rnd(256);
+				(*len)++;
+			}
+			break;
+		case 2:
+			if (*len) {
+				memmove(b + at, b + at + 1, *len - at - 1);
+				(*len)--;
+			}
+			break;
+		default:
+			*len = at;
+			break;
+		}
+	}
+}
+
+/* The length protobuf-c sees of an optional string (NULL: absent). */
+static size_t pbc_strlen(const char *s)
+{
+	return s ? strlen(s) : 0;
+}
+
+/* Whatever our strict decoders accept, protobuf-c accepts with the same
+ * values; nothing crashes or reads outside the exact-size input (ASan). */
+static void mutated_inputs_are_clean_and_agree_with_protobuf_c(void)
+{
+	sw_error_msg em = { 400, { "invalid_body", 12 }, { "bad seq", 7 },
+			    { "items[3].seq", 12 } };
+	uint8_t base[3][2048];
+	size_t base_len[3], m, rounds = tu_quick ? 300 : 5000;
+	long ok[3] = { 0, 0, 0 }, rejected[3] = { 0, 0, 0 };
+	uint8_t *batch;
+	int kind;
+
+	make_session(0);
+	batch = build_batch(3, &base_len[0]);
+	CU_ASSERT_TRUE_FATAL(base_len[0] < sizeof(base[0]) - 64);
+	memcpy(base[0], batch, base_len[0]);
+	free(batch);
+	CU_ASSERT_EQUAL_FATAL(sw_ack_encode(results_tab, N_RESULTS, base[1],
+					    sizeof(base[1]), &base_len[1], NULL),
+			      SW_OK);
+	CU_ASSERT_EQUAL_FATAL(sw_error_msg_encode(&em, base[2],
+						  sizeof(base[2]), &base_len[2],
+						  NULL), SW_OK);
+	for (kind = 0; kind < 3; kind++)
+		for (m = 0; m < rounds; m++) {
+			uint8_t tmp[2048], *b;
+			size_t len = base_len[kind], n = 0, i;
+			sw_envelope items[8];
+			sw_result res[8];
+			sw_error_msg e;
+			sw_error err;
+			sw_status st;
+
+			memcpy(tmp, base[kind], len);
+			mutate(tmp, &len, sizeof(tmp));
+			b = malloc(len ? len : 1);
+			CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+			memcpy(b, tmp, len);
+			sw_error_clear(&err);
+			st = kind == 0 ? sw_batch_decode(b, len, items, 8, &n, &err)
+			     : kind == 1 ? sw_ack_decode(b, len, res, 8, &n, &err)
+			     : sw_error_msg_decode(b, len, &e, &err);
+			if (st != SW_OK) {
+				CU_ASSERT_EQUAL(err.code, st);
+				CU_ASSERT_NOT_EQUAL(err.message[0], '\0');
+				rejected[kind]++;
+				free(b);
+				continue;
+			}
+			ok[kind]++;
+			if (kind == 0) {
+				/* the update bytes are not decoded here, so
+				 * protobuf-c (which does) may refuse them */
+				PbBatch *pb = sessionwire__v1__batch__unpack(
+					NULL, len, b);
+
+				for (i = 0; i < n; i++)
+					CU_ASSERT_TRUE(items[i].update >= b &&
+						       items[i].update +
+						       items[i].update_len <=
+						       b + len);
+				if (pb != NULL) {
+					CU_ASSERT_EQUAL(pb->n_items, n);
+					for (i = 0; i < n && i < pb->n_items; i++)
+						CU_ASSERT_EQUAL(pb->items[i]->seq,
+								items[i].seq);
+					sessionwire__v1__batch__free_unpacked(
+						pb, NULL);
+				}
+			} else if (kind == 1) {
+				PbAck *pa = sessionwire__v1__ack__unpack(NULL,
+									 len, b);
+
+				CU_ASSERT_PTR_NOT_NULL_FATAL(pa);
+				CU_ASSERT_EQUAL(pa->n_results, n);
+				for (i = 0; i < n && i < pa->n_results; i++) {
+					const PbResult *p = pa->results[i];
+
+					CU_ASSERT_EQUAL(p->seq, res[i].seq);
+					CU_ASSERT_EQUAL(p->status, res[i].status);
+					CU_ASSERT_EQUAL(!!p->has_retry_after_ms,
+							res[i].has_retry_after);
+					CU_ASSERT_EQUAL(p->retry_after_ms,
+							res[i].retry_after_ms);
+					if (memchr(res[i].message.ptr, 0,
+						   res[i].message.len) == NULL)
+						CU_ASSERT_EQUAL(pbc_strlen(p->message),
+								res[i].message.len);
+				}
+				sessionwire__v1__ack__free_unpacked(pa, NULL);
+			} else {
+				PbError *pe = sessionwire__v1__error__unpack(
+					NULL, len, b);
+
+				CU_ASSERT_PTR_NOT_NULL_FATAL(pe);
+				CU_ASSERT_EQUAL(pe->status, e.status);
+				if (!memchr(e.code.ptr, 0, e.code.len))
+					CU_ASSERT_EQUAL(pbc_strlen(pe->code),
+							e.code.len);
+				if (!memchr(e.field.ptr, 0, e.field.len))
+					CU_ASSERT_EQUAL(pbc_strlen(pe->field),
+							e.field.len);
+				sessionwire__v1__error__free_unpacked(pe, NULL);
+			}
+			free(b);
+		}
+	for (kind = 0; kind < 3; kind++) {
+		CU_ASSERT_TRUE(ok[kind] > 0);
+		CU_ASSERT_TRUE(rejected[kind] > 0);
+	}
+}
+
 /* ==== Device safety ==== */
 
 /* envelope.o and uri.o call nothing that allocates or prints, and the
@@ -1156,6 +1323,7 @@ int init_envelope_tests(void)
 	CU_add_test(s, "decoders_reject_bad_input_table", decoders_reject_bad_input_table);
 	CU_add_test(s, "decoders_reject_null_arguments", decoders_reject_null_arguments);
 	CU_add_test(s, "truncation_at_every_byte_is_clean_error", truncation_at_every_byte_is_clean_error);
+	CU_add_test(s, "mutated_inputs_are_clean_and_agree_with_protobuf_c", mutated_inputs_are_clean_and_agree_with_protobuf_c);
 	CU_add_test(s, "encoders_use_no_heap_and_no_stdio", encoders_use_no_heap_and_no_stdio);
 	return 0;
 }
