@@ -219,6 +219,7 @@ static sw_status check_text_id(const char *id, size_t len, const char *path,
 
 /* ==== Encoders ==== */
 
+/* Writes session id (one of fields 1-3), seq (4) and update (5). */
 sw_status sw_envelope_encode(const sw_session_id *sid, bool has_seq,
 			     uint64_t seq, const uint8_t *update,
 			     size_t update_len, uint8_t *buf, size_t cap,
@@ -267,6 +268,9 @@ sw_status sw_envelope_encode(const sw_session_id *sid, bool has_seq,
 	return enc_done(&w, len, "the envelope", err);
 }
 
+/* Appends field 1 = env at buf[*len]; *len is the batch so far (in) and
+ * after the item (out), unchanged on SW_EBUFSZ. buf NULL + cap 0: *len
+ * only grows by the item's size. */
 sw_status sw_batch_append(const uint8_t *env, size_t env_len, uint8_t *buf,
 			  size_t cap, size_t *len, sw_error *err)
 {
@@ -317,6 +321,8 @@ static void put_result(wr *w, const sw_result *r)
 		put_bytes(w, 4, r->message.ptr, r->message.len);
 }
 
+/* Writes each result as field 1 (seq and status always, retry_after_ms
+ * when asked, message when not empty). */
 sw_status sw_ack_encode(const sw_result *results, size_t n, uint8_t *buf,
 			size_t cap, size_t *len, sw_error *err)
 {
@@ -347,6 +353,7 @@ sw_status sw_ack_encode(const sw_result *results, size_t n, uint8_t *buf,
 	return enc_done(&w, len, "the ack", err);
 }
 
+/* Writes status always, code, message and field when not empty. */
 sw_status sw_error_msg_encode(const sw_error_msg *e, uint8_t *buf, size_t cap,
 			      size_t *len, sw_error *err)
 {
@@ -480,10 +487,10 @@ static sw_status next_field(const uint8_t *buf, size_t *pos, size_t end,
 			t_s(t_s(&t, prefix), ".");
 		t_u(t_s(&t, "#"), x->num);
 		t_init(&t, msg, sizeof(msg));
-		t_s(t_s(t_s(t_u(t_s(t_u(t_s(t_s(t_s(&t, "expected an "),
-						  m->name),
-					      " field number 1-"), m->n),
-				  ", found "), x->num), " ("),
+		t_s(t_s(t_s(t_u(t_s(t_u(t_s(t_s(t_s(&t, "expected a field "
+						      "number of "), m->name),
+					      " (1-"), m->n),
+				  "), found "), x->num), " ("),
 			sw__pb_wt_name(x->wt)), ")");
 		return sw__fail(err, SW_EUNKNOWN, path, x->tag_off, msg);
 	}
@@ -672,6 +679,7 @@ static sw_status envelope_read(const uint8_t *buf, size_t start, size_t end,
 	return SW_OK;
 }
 
+/* Decodes one Envelope: session id, seq and update all required. */
 sw_status sw_envelope_decode(const uint8_t *buf, size_t len,
 			     sw_envelope *env, sw_error *err)
 {
@@ -681,6 +689,7 @@ sw_status sw_envelope_decode(const uint8_t *buf, size_t len,
 	return envelope_read(buf, 0, len, "", env, err);
 }
 
+/* Decodes a Batch into items[0..*n), each checked as an Envelope. */
 sw_status sw_batch_decode(const uint8_t *buf, size_t len, sw_envelope *items,
 			  size_t cap, size_t *n, sw_error *err)
 {
@@ -765,6 +774,8 @@ static sw_status result_read(const uint8_t *buf, size_t start, size_t end,
 	return SW_OK;
 }
 
+/* Decodes an Ack; seq is required in each Result, status absent is 0,
+ * message absent is "" (messages borrow buf). */
 sw_status sw_ack_decode(const uint8_t *buf, size_t len, sw_result *results,
 			size_t cap, size_t *n, sw_error *err)
 {
@@ -803,6 +814,7 @@ sw_status sw_ack_decode(const uint8_t *buf, size_t len, sw_result *results,
 	return SW_OK;
 }
 
+/* Decodes an Error; every field optional (absent strings are ""). */
 sw_status sw_error_msg_decode(const uint8_t *buf, size_t len, sw_error_msg *e,
 			      sw_error *err)
 {

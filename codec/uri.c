@@ -55,6 +55,18 @@ static void msg_add_num(char *msg, size_t cap, size_t v)
 	msg[at] = '\0';
 }
 
+/* Appends "0x" and two hex digits of byte c to msg. */
+static void msg_add_hex(char *msg, size_t cap, char c)
+{
+	char hex[5] = { '0', 'x', hex_upper[(unsigned char)c >> 4],
+			hex_upper[(unsigned char)c & 15], '\0' };
+	size_t at = strlen(msg), i;
+
+	for (i = 0; hex[i] != '\0' && at + 1 < cap; i++)
+		msg[at++] = hex[i];
+	msg[at] = '\0';
+}
+
 /* Appends s to msg (cap bytes, NUL-terminated), as far as it fits. */
 static void msg_add(char *msg, size_t cap, const char *s)
 {
@@ -98,6 +110,8 @@ static sw_status check_text_id(const char *id, size_t len, const char *path,
 
 /* ==== The session path ==== */
 
+/* Appends the prefix and the encodeURIComponent form of id to out; out
+ * is left as it was on every error (the room is reserved in one go). */
 sw_status sw_session_path(const char *id, size_t len, sw_buf *out,
 			  sw_error *err)
 {
@@ -121,11 +135,20 @@ sw_status sw_session_path(const char *id, size_t len, sw_buf *out,
 	for (i = 0; i < len; i++)
 		need += uri_unreserved((unsigned char)id[i]) ? 1 : 3;
 	p = sw_buf_reserve(out, need, &st);
-	if (p == NULL)
-		return sw__fail(err, st, "session_id", (size_t)-1,
-				st == SW_ENOMEM ? "out of memory for the path"
-				: "expected room for the path in the output "
-				  "buffer, found too little");
+	if (p == NULL) {
+		char msg[SW_ERROR_MSG_MAX] = "";
+
+		if (st == SW_ENOMEM)
+			return sw__fail(err, st, "session_id", (size_t)-1,
+					"out of memory for the path");
+		msg_add(msg, sizeof(msg), "expected room for the ");
+		msg_add_num(msg, sizeof(msg), need);
+		msg_add(msg, sizeof(msg), " bytes of the path in the output "
+			"buffer, found room for ");
+		msg_add_num(msg, sizeof(msg), out->max > out->len
+					      ? out->max - out->len : 0);
+		return sw__fail(err, st, "session_id", (size_t)-1, msg);
+	}
 	memcpy(p, SW_SESSION_PATH_PREFIX, pre);
 	p += pre;
 	for (i = 0; i < len; i++) {
@@ -153,6 +176,8 @@ static size_t input_offset(const char *s, size_t k)
 	return i;
 }
 
+/* Decodes %XX escapes (either case; '+' stays '+') into out; the escapes
+ * are checked before out is touched and the result must be UTF-8. */
 sw_status sw_uri_decode(const char *s, size_t len, sw_buf *out, sw_error *err)
 {
 	char msg[SW_ERROR_MSG_MAX] = "";
@@ -173,9 +198,15 @@ sw_status sw_uri_decode(const char *s, size_t len, sw_buf *out, sw_error *err)
 			msg_add(msg, sizeof(msg), "expected two hex digits "
 				"after '%' at offset ");
 			msg_add_num(msg, sizeof(msg), i);
-			msg_add(msg, sizeof(msg), len - i < 3
-				? ", found the end of the input"
-				: ", found something else");
+			if (len - i < 3) {
+				msg_add(msg, sizeof(msg),
+					", found the end of the input");
+			} else {
+				msg_add(msg, sizeof(msg), ", found bytes ");
+				msg_add_hex(msg, sizeof(msg), s[i + 1]);
+				msg_add(msg, sizeof(msg), " ");
+				msg_add_hex(msg, sizeof(msg), s[i + 2]);
+			}
 			return sw__fail(err, SW_EVALUE, "", i, msg);
 		}
 		i += 2;
@@ -212,6 +243,7 @@ sw_status sw_uri_decode(const char *s, size_t len, sw_buf *out, sw_error *err)
 
 /* ==== Session ids ==== */
 
+/* Classifies id: ULID/UUID keep only raw[16], text borrows id. */
 void sw_session_id_set(sw_session_id *sid, const char *id, size_t len)
 {
 	memset(sid, 0, sizeof(*sid));
@@ -223,6 +255,7 @@ void sw_session_id_set(sw_session_id *sid, const char *id, size_t len)
 	}
 }
 
+/* Writes the id's text and a NUL; 0 when it does not fit in cap. */
 size_t sw_session_id_format(const sw_session_id *sid, char *out, size_t cap)
 {
 	size_t n;
