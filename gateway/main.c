@@ -90,12 +90,9 @@ int main(int argc, char **argv)
 	snprintf(msg, sizeof(msg), "listening on %s%s%s:%u",
 		 strchr(c.listen_host, ':') ? "[" : "", c.listen_host,
 		 strchr(c.listen_host, ':') ? "]" : "", gw_server_port(srv));
-	{
-		gw_log_fields f = GW_LOG_FIELDS_INIT;
-
-		f.route = c.upstream; /* where updates go */
-		gw_log(GW_LOG_INFO, msg, &f);
-	}
+	gw_log(GW_LOG_INFO, msg, NULL);
+	snprintf(msg, sizeof(msg), "forwarding to %s", c.upstream);
+	gw_log(GW_LOG_INFO, msg, NULL);
 
 	for (;;) {
 		siginfo_t si;

@@ -1136,6 +1136,7 @@ gw_server *gw_server_start(const gw_config *c, gw_upstream *up,
 		limit = c->threads * 4;
 	s->d = MHD_start_daemon(
 		flags, c->listen_port, NULL, NULL, on_request, s,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(c->threads > 1 ? c->threads : 0),
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->client_timeout_s,
@@ -1143,7 +1144,6 @@ gw_server *gw_server_start(const gw_config *c, gw_upstream *up,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 << 10),
 		MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-		MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
 		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
 		MHD_OPTION_END);
 	if (s->d == NULL) {
