@@ -38,6 +38,9 @@
 #define STOP_DRAIN_S 30.0
 #define RESULT_MSG_MAX 160
 #define LOG_SESSION_MAX 128
+/* A body past max_body is read and dropped up to this many bytes (so the
+ * client can read its 413), then the connection is cut. */
+#define DISCARD_MAX ((size_t)1 << 20)
 
 struct gw_server {
 	struct MHD_Daemon *d;
@@ -63,6 +66,7 @@ typedef struct req {
 	bool accept_pb;
 	bool responded;     /* a response is queued */
 	bool too_big;       /* the body went past max_body */
+	size_t discarded;   /* bytes dropped after that */
 	body_kind kind;
 	sw_buf body;        /* at most max_body bytes */
 	sw_buf sid;         /* PATCH: the decoded session id */
@@ -976,20 +980,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	n = *upload_data_size;
 	if (n > 0) {
 		*upload_data_size = 0;
-		if (r->too_big)
-			return MHD_NO; /* a body past the cap: cut the connection */
+		if (r->too_big) {
+			/* past the cap nothing is kept; libmicrohttpd takes a
+			 * response only once the body has ended, so a body that
+			 * ends soon gets its 413 and an endless one is cut */
+			r->discarded += n;
+			return r->discarded > DISCARD_MAX ? MHD_NO : MHD_YES;
+		}
 		if (n > s->c->max_body - r->body.len) {
-			char m[128];
-
 			r->too_big = true;
-			snprintf(m, sizeof(m), "body over the limit of %zu bytes",
-				 s->c->max_body);
-			/* libmicrohttpd takes a response only after the whole
-			 * body; if it refuses, the next chunk closes. */
-			if (reject(r, conn, 413, "too_big", "payload_too_large", m,
-				   NULL, NULL, NULL) == MHD_YES)
-				return MHD_YES;
-			r->responded = false;
+			r->discarded = n;
+			gw_metrics_reject("too_big");
 			return MHD_YES;
 		}
 		if (sw_buf_append(&r->body, upload_data, n) != SW_OK)
