@@ -8,17 +8,47 @@
  * loop (about 10 ns instead of 60). No allocation, no exceptions, no static state. The
  * library's converter stays as sw__num_format_ref for the tests. */
 #include <stdint.h>
+#include <string.h>
 
 #include <double-conversion/double-to-string.h>
 
 #include "sessionwire/sw_num.h"
 
+/* "00" "01" ... "99": two digits per division. */
+static const char digit_pairs[201] =
+	"00010203040506070809101112131415161718192021222324252627282930313233"
+	"34353637383940414243444546474849505152535455565758596061626364656667"
+	"68697071727374757677787980818283848586878889909192939495969798"
+	"99";
+
+/* Writes u in decimal (no NUL); returns the length (1-20). */
+static size_t put_u64(uint64_t u, char *out)
+{
+	char tmp[20];
+	size_t n = sizeof(tmp);
+
+	while (u >= 100) {
+		unsigned r = (unsigned)(u % 100);
+
+		u /= 100;
+		n -= 2;
+		memcpy(tmp + n, digit_pairs + 2 * r, 2);
+	}
+	if (u >= 10) {
+		n -= 2;
+		memcpy(tmp + n, digit_pairs + 2 * u, 2);
+	} else {
+		tmp[--n] = (char)('0' + u);
+	}
+	memcpy(out, tmp + n, sizeof(tmp) - n);
+	return sizeof(tmp) - n;
+}
+
 /* Writes the integer |v| < 2^53 (sign included) in decimal; returns the
  * length. */
 static size_t num_format_int(int64_t v, char *out)
 {
-	char tmp[20];
-	size_t n = 0, len = 0;
+	size_t len = 0;
 	uint64_t u;
 
 	if (v < 0) {
@@ -27,12 +57,7 @@ static size_t num_format_int(int64_t v, char *out)
 	} else {
 		u = (uint64_t)v;
 	}
-	do {
-		tmp[n++] = (char)('0' + u % 10);
-		u /= 10;
-	} while (u != 0);
-	while (n > 0)
-		out[len++] = tmp[--n];
+	len += put_u64(u, out + len);
 	out[len] = '\0';
 	return len;
 }
@@ -98,6 +123,65 @@ static size_t num_layout(bool neg, const char *d, int k, int n, char *out)
 	return len;
 }
 
+/* 10^s, exact as doubles for s <= 22. */
+static const double p10[23] = {
+	1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
+};
+
+/* The shortest digits of a finite, non-integral x when it is a decimal of
+ * at most 15 significant digits (most costs and durations): writes them to
+ * d, sets *k and *n (value 0.d * 10^n) and returns true; false otherwise
+ * (then the caller takes the general path).
+ *
+ * Why this is exactly Number::toString's choice: we take the s for which
+ * t = |x| * 10^s is in [10^14, 10^15) (or s = 22), round it to m and keep
+ * m only if fl(m / 10^s) == |x|. m and 10^s are exact doubles, so the
+ * IEEE division is the correctly rounded (ties to even) value of the
+ * decimal D = m * 10^-s: D reads back as x. Distinct decimals of at most
+ * 15 significant digits are distinct doubles (15 = DBL_DIG: 10^15 < 2^52,
+ * and |x| >= 10^-22 is far from the subnormals), so D is the only decimal
+ * of at most 15 digits that reads back as x: no shorter one exists and
+ * none of the same length ties with it. Hence its digits, trailing zeros
+ * stripped, are the k of ECMA-262 6.1.6.1.20 and D the unique s*10^(n-k).
+ * Nothing is decided by the rounding of t: m counts only after the exact
+ * division check, and any miss falls back to Grisu (misses are rare: a
+ * D of at most 15 digits puts t within 0.2 of the integer m). */
+static bool num_short_dec(double x, char *d, int *k, int *n)
+{
+	double a = x < 0 ? -x : x, t = 0;
+	char tmp[20];
+	uint64_t m;
+	int s, len;
+
+	if (!(a < 1e14) || !(a >= 1e-22))
+		return false;
+	for (s = 1; s < 22; s++) {
+		t = a * p10[s];
+		if (t >= 1e14)
+			break;
+	}
+	t = a * p10[s];
+	m = (uint64_t)(t + 0.5);
+	if (m == 0 || m > 999999999999999u || (double)m / p10[s] != a)
+		return false;
+	while (m % 10000 == 0) {
+		m /= 10000;
+		s -= 4;
+	}
+	while (m % 10 == 0) {
+		m /= 10;
+		s--;
+	}
+	if (s < 1)
+		return false; /* cannot happen for non-integral x; be safe */
+	len = (int)put_u64(m, tmp);
+	memcpy(d, tmp, (size_t)len);
+	*k = len;
+	*n = len - s;
+	return true;
+}
+
 /* Extern "C" so the C test can compare sw_num_format with it. */
 extern "C" size_t sw__num_format_ref(double x, char out[SW_NUM_MAX]);
 
@@ -137,6 +221,8 @@ size_t sw_num_format(double x, char out[SW_NUM_MAX])
 		if ((double)i == x)
 			return num_format_int(i, out); /* -0 gives "0" */
 	}
+	if (num_short_dec(x, d, &k, &n))
+		return num_layout(x < 0, d, k, n, out);
 	/* Shortest round-trip digits (Grisu3, bignum fallback); x is not 0. */
 	DoubleToStringConverter::DoubleToAscii(x, DoubleToStringConverter::SHORTEST,
 					       0, d, (int)sizeof(d), &neg, &k, &n);
