@@ -106,20 +106,43 @@ sw_id_kind sw_id_parse(const char *s, size_t len, uint8_t raw[16])
 	return SW_ID_TEXT;
 }
 
-void sw_ulid_format(const uint8_t raw[16], char out[SW_ULID_LEN])
+/* Loads 8 bytes as a big-endian number. */
+static uint64_t be64(const uint8_t *p)
 {
-	uint64_t hi = 0, lo = 0;
+	uint64_t v;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	memcpy(&v, p, sizeof(v));
+	v = __builtin_bswap64(v);
+#else
 	int i;
 
-	for (i = 0; i < 8; i++) {
-		hi = hi << 8 | raw[i];
-		lo = lo << 8 | raw[8 + i];
-	}
-	for (i = SW_ULID_LEN - 1; i >= 0; i--) {
-		out[i] = crockford[lo & 31];
-		lo = lo >> 5 | hi << 59;
-		hi >>= 5;
-	}
+	v = 0;
+	for (i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+#endif
+	return v;
+}
+
+/* Writes the 12 characters of the 60 bits of v (highest first). */
+static void ulid_put12(uint64_t v, char *out)
+{
+	int i;
+
+	for (i = 0; i < 12; i++)
+		out[i] = crockford[(v >> (55 - 5 * i)) & 31];
+}
+
+/* The 130 bits in three independent pieces (2 + 12 + 12 characters)
+ * rather than one 128-bit shift per character. */
+void sw_ulid_format(const uint8_t raw[16], char out[SW_ULID_LEN])
+{
+	const uint64_t mask60 = ((uint64_t)1 << 60) - 1;
+	uint64_t hi = be64(raw), lo = be64(raw + 8);
+
+	out[0] = crockford[hi >> 61];
+	out[1] = crockford[(hi >> 56) & 31];
+	ulid_put12((hi << 4 | lo >> 60) & mask60, out + 2);
+	ulid_put12(lo & mask60, out + 14);
 }
 
 void sw_uuid_format(const uint8_t raw[16], char out[SW_UUID_LEN])
