@@ -149,19 +149,29 @@ static const double p10[23] = {
  * D of at most 15 digits puts t within 0.2 of the integer m). */
 static bool num_short_dec(double x, char *d, int *k, int *n)
 {
-	double a = x < 0 ? -x : x, t = 0;
+	double a = x < 0 ? -x : x, t;
 	char tmp[20];
 	uint64_t m;
 	int s, len;
 
+	uint64_t bits;
+	int e2;
+
 	if (!(a < 1e14) || !(a >= 1e-22))
 		return false;
-	for (s = 1; s < 22; s++) {
-		t = a * p10[s];
-		if (t >= 1e14)
-			break;
-	}
+	/* s from the binary exponent: 2^e2 <= a < 2^(e2+1), and
+	 * floor(e2 * log10(2)) is within one of floor(log10(a)); then at
+	 * most one step each way (s only picks which m is tried) */
+	memcpy(&bits, &a, sizeof(bits));
+	e2 = (int)(bits >> 52) - 1023;
+	s = 14 - (e2 >= 0 ? e2 * 78913 >> 18 : -((-e2 * 78913 + 262143) >> 18));
+	if (s > 22)
+		s = 22;
 	t = a * p10[s];
+	if (t >= 1e15 && s > 1)
+		t = a * p10[--s];
+	else if (t < 1e14 && s < 22)
+		t = a * p10[++s];
 	m = (uint64_t)(t + 0.5);
 	if (m == 0 || m > 999999999999999u || (double)m / p10[s] != a)
 		return false;
