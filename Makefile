@@ -219,3 +219,65 @@ install: $(LIB) $(CLI)
 	sed -e 's|@PREFIX@|$(PREFIX)|' codec/sessioncodec.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/sessioncodec.pc
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
+
+# ==== Fuzzing ====
+# make fuzz [FUZZ_SECONDS=60]: builds every tests/fuzz/<target>.c with
+# clang's libFuzzer + ASan + UBSan (the codec rebuilt alike in
+# $(O)/fuzz/lib), runs each target in turn (niced) for FUZZ_SECONDS on a
+# copy of tests/fuzz/corpus/<target>/ (crash-* reproducers left out: the
+# corpus replay of `make test` keeps those), writes findings to
+# $(O)/fuzz/crashes/ and fails if there are any. Needs clang and
+# libclang-rt-14-dev (make fuzz-deps); `make test` needs neither.
+FUZZ_CC ?= clang
+FUZZ_CXX ?= clang++
+FUZZ_SECONDS ?= 60
+FUZZ_MAX_LEN ?= 4096
+FUZZ_FLAGS ?=
+FUZZ_DEB_PACKAGES := clang libclang-rt-14-dev
+FUZZ_O := $(O)/fuzz
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/*.c))
+FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_O)/fuzz-%)
+FUZZ_LIB := $(FUZZ_O)/lib/libsessioncodec.a
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer
+
+.PHONY: fuzz fuzz-build fuzz-deps fuzz-lib
+fuzz-deps:
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(FUZZ_DEB_PACKAGES)"
+
+fuzz-lib:
+	$(MAKE) --no-print-directory O=$(FUZZ_O)/lib CC=$(FUZZ_CC) CXX=$(FUZZ_CXX) \
+		SANITIZE= WARN="-Wall -Wextra -Wno-missing-braces" \
+		CFLAGS="-O1 -g -fsanitize=fuzzer-no-link $(FUZZ_SAN)" \
+		CXXFLAGS="-O1 -g -fsanitize=fuzzer-no-link $(FUZZ_SAN)" $(FUZZ_LIB)
+
+$(FUZZ_LIB): fuzz-lib ;
+
+$(FUZZ_BINS): $(FUZZ_O)/fuzz-%: tests/fuzz/%.c tests/fuzz/fuzz.h $(FUZZ_LIB)
+	@mkdir -p $(FUZZ_O)
+	$(FUZZ_CC) $(BASEFLAGS) -O1 -g -fsanitize=fuzzer $(FUZZ_SAN) \
+		-DSW_FUZZ_LIBFUZZER -Icodec/include -c -o $@.o $<
+	$(FUZZ_CXX) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $@.o $(FUZZ_LIB) $(LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	@rm -rf $(FUZZ_O)/crashes; mkdir -p $(FUZZ_O)/crashes; fail=0; \
+	for t in $(FUZZ_TARGETS); do \
+		rm -rf $(FUZZ_O)/work/$$t; mkdir -p $(FUZZ_O)/work/$$t; \
+		find tests/fuzz/corpus/$$t -type f ! -name 'crash-*' \
+			-exec cp {} $(FUZZ_O)/work/$$t/ \; 2>/dev/null; \
+		dict=; [ -f tests/fuzz/$$t.dict ] && dict=-dict=tests/fuzz/$$t.dict; \
+		echo "fuzz: $$t for $(FUZZ_SECONDS) s (log $(FUZZ_O)/$$t.log)"; \
+		nice -n 10 $(FUZZ_O)/fuzz-$$t -max_total_time=$(FUZZ_SECONDS) \
+			-max_len=$(FUZZ_MAX_LEN) -timeout=10 -rss_limit_mb=2048 \
+			-print_final_stats=1 $$dict $(FUZZ_FLAGS) \
+			-artifact_prefix=$(FUZZ_O)/crashes/$$t- \
+			$(FUZZ_O)/work/$$t > $(FUZZ_O)/$$t.log 2>&1 || \
+			{ echo "fuzz: $$t stopped (exit $$?)"; fail=1; }; \
+		grep -E '^stat::(number_of_executed_units|average_exec_per_sec|new_units_added)' \
+			$(FUZZ_O)/$$t.log | sed "s/^/  $$t /"; \
+	done; \
+	if [ -n "$$(ls -A $(FUZZ_O)/crashes)" ] || [ $$fail != 0 ]; then \
+		echo "fuzz: findings in $(FUZZ_O)/crashes:"; ls $(FUZZ_O)/crashes; exit 1; \
+	fi; echo "fuzz: no findings"
