@@ -8,7 +8,15 @@
  *  - speed: encode, decode, protobuf -> canonical JSON, JSON -> protobuf,
  *    and the same protobuf -> JSON done the plain way (protobuf-c unpack,
  *    a cJSON tree, cJSON_PrintUnformatted) as the baseline;
- *  - number formatting: sw_num_format against snprintf("%.17g").
+ *  - number formatting: sw_num_format against snprintf("%.17g");
+ *  - protobuf-c pack and unpack of the same Session messages, and nanopb
+ *    encode/decode (Debian's nanopb, code generated from
+ *    proto/sessionwire.proto + sessionwire.options: fixed arrays) when
+ *    the Makefile found it (BENCH_HAVE_nanopb in bench_have.h).
+ *
+ * --callgrind N runs every pass N times without timing or checks and
+ * prints "callgrind <pass function> <items>" per pass, for instruction
+ * counts under valgrind --tool=callgrind (bench/run.sh).
  *
  * Every timing is the median of RUNS runs of N passes over the corpus,
  * after a warm-up, with clock_gettime(CLOCK_MONOTONIC). Every call's status
@@ -27,8 +35,15 @@
 
 #include <cjson/cJSON.h>
 
+#include "bench_have.h"
 #include "sessionwire/sessionwire.h"
 #include "sessionwire.pb-c.h"
+
+#ifdef BENCH_HAVE_nanopb
+#include <pb_decode.h>
+#include <pb_encode.h>
+#include "nanopb/sessionwire.pb.h"
+#endif
 
 #define RUNS 5
 #define DEFAULT_ITERATIONS 500UL
@@ -47,11 +62,17 @@ typedef struct msg {
 	sw_update *u;    /* sw_json_parse of json */
 	uint8_t *pb;     /* sw_pb_encode of u */
 	size_t pb_len;
+	Sessionwire__V1__Session *pc; /* protobuf-c unpack of pb */
+#ifdef BENCH_HAVE_nanopb
+	sessionwire_v1_Session *npb;  /* nanopb decode of pb */
+#endif
 	int line;
 } msg;
 
 static msg *msgs;
 static size_t n_msgs;
+/* Every message fits nanopb's bounds (else its timings are skipped). */
+static bool npb_ok;
 
 /* The number sets of the formatting benchmark and the one being timed. */
 static double *nums_corpus;
@@ -261,6 +282,9 @@ static void load_corpus(const char *dir)
 		if (m->pb == NULL)
 			die("out of memory");
 		memcpy(m->pb, buf, m->pb_len);
+		m->pc = sessionwire__v1__session__unpack(NULL, m->pb_len, m->pb);
+		if (m->pc == NULL)
+			die("protobuf-c cannot unpack line %d", lineno);
 	}
 	free(text);
 	if (n_msgs == 0)
@@ -276,6 +300,10 @@ static void free_corpus(void)
 		free(msgs[i].json);
 		free(msgs[i].pb);
 		sw_update_free(msgs[i].u);
+		sessionwire__v1__session__free_unpacked(msgs[i].pc, NULL);
+#ifdef BENCH_HAVE_nanopb
+		free(msgs[i].npb);
+#endif
 	}
 	free(msgs);
 	msgs = NULL;
@@ -802,6 +830,108 @@ static void pass_cjson(void)
 	}
 }
 
+/* protobuf-c pack of the unpacked message into a stack buffer. */
+static void pass_pc_pack(void)
+{
+	uint8_t buf[PB_STACK];
+	size_t i, len;
+
+	for (i = 0; i < n_msgs; i++) {
+		if (sessionwire__v1__session__get_packed_size(msgs[i].pc) > sizeof(buf))
+			die("protobuf-c: line %d too large", msgs[i].line);
+		len = sessionwire__v1__session__pack(msgs[i].pc, buf);
+		sink += len + (len ? buf[len - 1] : 0);
+	}
+}
+
+/* protobuf-c unpack + free_unpacked. */
+static void pass_pc_unpack(void)
+{
+	Sessionwire__V1__Session *s;
+	size_t i;
+
+	for (i = 0; i < n_msgs; i++) {
+		s = sessionwire__v1__session__unpack(NULL, msgs[i].pb_len, msgs[i].pb);
+		if (s == NULL)
+			die("protobuf-c: cannot unpack line %d", msgs[i].line);
+		sink += (uint64_t)s->duration_case;
+		sessionwire__v1__session__free_unpacked(s, NULL);
+	}
+}
+
+#ifdef BENCH_HAVE_nanopb
+/* nanopb encode of the decoded struct into a stack buffer. */
+static void pass_npb_encode(void)
+{
+	uint8_t buf[PB_STACK];
+	size_t i;
+
+	for (i = 0; i < n_msgs; i++) {
+		pb_ostream_t os = pb_ostream_from_buffer(buf, sizeof(buf));
+
+		if (!pb_encode(&os, sessionwire_v1_Session_fields, msgs[i].npb))
+			die("nanopb: cannot encode line %d: %s", msgs[i].line,
+			    PB_GET_ERROR(&os));
+		sink += os.bytes_written + buf[0];
+	}
+}
+
+/* nanopb decode into one reused struct (no heap). */
+static void pass_npb_decode(void)
+{
+	static sessionwire_v1_Session s;
+	size_t i;
+
+	for (i = 0; i < n_msgs; i++) {
+		pb_istream_t is = pb_istream_from_buffer(msgs[i].pb, msgs[i].pb_len);
+
+		if (!pb_decode(&is, sessionwire_v1_Session_fields, &s))
+			die("nanopb: cannot decode line %d: %s", msgs[i].line,
+			    PB_GET_ERROR(&is));
+		sink += s.which_duration;
+	}
+}
+
+/* Decodes every message with nanopb once (npb_ok false if one does not
+ * fit its bounds), and checks that nanopb's own encoding of it decodes,
+ * with sw_pb_decode, to the same update. */
+static void npb_prepare(void)
+{
+	uint8_t buf[PB_STACK];
+	sw_error err = { 0 };
+	sw_update *u;
+	size_t i;
+
+	npb_ok = true;
+	for (i = 0; i < n_msgs; i++) {
+		msg *m = &msgs[i];
+		pb_istream_t is = pb_istream_from_buffer(m->pb, m->pb_len);
+		pb_ostream_t os = pb_ostream_from_buffer(buf, sizeof(buf));
+		sw_status st;
+
+		m->npb = calloc(1, sizeof(*m->npb));
+		if (m->npb == NULL)
+			die("out of memory");
+		if (!pb_decode(&is, sessionwire_v1_Session_fields, m->npb)) {
+			fprintf(stderr, "bench-codec: nanopb cannot decode line "
+				"%d (%s): nanopb timings skipped\n", m->line,
+				PB_GET_ERROR(&is));
+			npb_ok = false;
+			return;
+		}
+		if (!pb_encode(&os, sessionwire_v1_Session_fields, m->npb))
+			die("nanopb: cannot encode line %d", m->line);
+		st = sw_pb_decode(buf, os.bytes_written, NULL, &u, &err);
+		if (st != SW_OK)
+			die_sw("sw_pb_decode of nanopb's bytes", m, st, &err);
+		if (!sw_update_equal(u, m->u))
+			die("nanopb's bytes of line %d decode to another update",
+			    m->line);
+		sw_update_free(u);
+	}
+}
+#endif
+
 /* sw_num_format over num_set. */
 static void pass_num_format(void)
 {
@@ -1010,6 +1140,7 @@ typedef struct results {
 	double json_mean, json_median, pb_mean, pb_median, ratio;
 	double plain_mean[N_TRICKS], all_plain_mean;
 	double encode, decode, pb_to_json, json_to_pb, cjson, speedup;
+	double pc_pack, pc_unpack, npb_encode, npb_decode; /* 0: not run */
 	double fmt_corpus, fmt_random, snp_corpus, snp_random;
 	checks chk;
 	unsigned long iters;
@@ -1092,6 +1223,15 @@ static void print_table(const results *r, const char *vectors)
 	printf("  pb -> JSON baseline (protobuf-c + cJSON)       %9.1f   "
 	       "speedup %.2fx\n", r->cjson, r->speedup);
 	printf("  JSON -> pb (sw_json_parse + sw_pb_encode)      %9.1f\n", r->json_to_pb);
+	printf("  protobuf-c pack (same Session)                 %9.1f\n", r->pc_pack);
+	printf("  protobuf-c unpack + free_unpacked              %9.1f\n", r->pc_unpack);
+	if (r->npb_encode > 0) {
+		printf("  nanopb pb_encode (fixed-array struct)          %9.1f\n", r->npb_encode);
+		printf("  nanopb pb_decode (fixed-array struct)          %9.1f\n", r->npb_decode);
+	} else {
+		printf("  nanopb: not measured (not installed, or a message "
+		       "outside its bounds)\n");
+	}
 	printf("\nnumber formatting (ns per call)            sw_num_format  "
 	       "snprintf %%.17g\n");
 	printf("  non-integral numbers of the corpus (%4zu)  %13.1f  %14.1f\n",
@@ -1138,6 +1278,11 @@ static void print_markdown(const results *r)
 	printf("| same with protobuf-c + cJSON | %.0f ns (ours %.2fx faster) |\n",
 	       r->cjson, r->speedup);
 	printf("| canonical JSON -> protobuf | %.0f ns |\n", r->json_to_pb);
+	printf("| protobuf-c pack / unpack | %.0f / %.0f ns |\n", r->pc_pack,
+	       r->pc_unpack);
+	if (r->npb_encode > 0)
+		printf("| nanopb encode / decode | %.0f / %.0f ns |\n",
+		       r->npb_encode, r->npb_decode);
 	printf("| sw_num_format, corpus non-integral | %.1f ns (snprintf %%.17g %.1f ns) |\n",
 	       r->fmt_corpus, r->snp_corpus);
 	printf("| sw_num_format, random doubles | %.1f ns (snprintf %%.17g %.1f ns) |\n",
@@ -1169,6 +1314,13 @@ static void write_json(const results *r, FILE *f, const char *path)
 		"  \"speed.pb_to_json_speedup_vs_cjson\": %.3f,\n",
 		r->pb_to_json, r->cjson, r->speedup);
 	fprintf(f, "  \"speed.json_to_pb_ns\": %.1f,\n", r->json_to_pb);
+	fprintf(f, "  \"speed.protobuf_c_pack_ns\": %.1f,\n"
+		"  \"speed.protobuf_c_unpack_ns\": %.1f,\n", r->pc_pack,
+		r->pc_unpack);
+	if (r->npb_encode > 0)
+		fprintf(f, "  \"speed.nanopb_encode_ns\": %.1f,\n"
+			"  \"speed.nanopb_decode_ns\": %.1f,\n", r->npb_encode,
+			r->npb_decode);
 	fprintf(f, "  \"speed.double_format_ns\": %.2f,\n"
 		"  \"speed.double_format_random_ns\": %.2f,\n"
 		"  \"speed.snprintf_17g_ns\": %.2f,\n"
@@ -1182,6 +1334,48 @@ static void write_json(const results *r, FILE *f, const char *path)
 		r->chk.base_same);
 	if (ferror(f) || fclose(f) != 0)
 		die("cannot write %s", path);
+}
+
+/* ==== Instruction counts ==== */
+
+/* Runs every pass n times untimed (under callgrind, bench/run.sh reads
+ * each pass function's inclusive count) and prints how many items they
+ * processed in all. */
+static void run_callgrind(unsigned long n)
+{
+	static const struct cg_pass {
+		const char *name;
+		void (*fn)(void);
+		int nums; /* items are numbers (1: corpus set), not messages */
+	} passes[] = {
+		{ "pass_encode", pass_encode, 0 },
+		{ "pass_decode", pass_decode, 0 },
+		{ "pass_pb_to_json", pass_pb_to_json, 0 },
+		{ "pass_cjson", pass_cjson, 0 },
+		{ "pass_json_to_pb", pass_json_to_pb, 0 },
+		{ "pass_pc_pack", pass_pc_pack, 0 },
+		{ "pass_pc_unpack", pass_pc_unpack, 0 },
+#ifdef BENCH_HAVE_nanopb
+		{ "pass_npb_encode", pass_npb_encode, 0 },
+		{ "pass_npb_decode", pass_npb_decode, 0 },
+#endif
+		{ "pass_num_format", pass_num_format, 1 },
+	};
+	size_t p;
+	unsigned long k;
+
+	num_set = nums_corpus;
+	num_n = n_nums_corpus;
+	for (p = 0; p < sizeof(passes) / sizeof(passes[0]); p++) {
+#ifdef BENCH_HAVE_nanopb
+		if (!npb_ok && strncmp(passes[p].name, "pass_npb", 8) == 0)
+			continue;
+#endif
+		for (k = 0; k < n; k++)
+			passes[p].fn();
+		printf("callgrind %s %lu\n", passes[p].name,
+		       n * (unsigned long)(passes[p].nums ? num_n : n_msgs));
+	}
 }
 
 /* ==== main ==== */
@@ -1200,13 +1394,15 @@ static void usage(FILE *f)
 		"  --iterations N   passes over the corpus per run (default %lu);\n"
 		"                   each timing is the median of %d runs\n"
 		"  --json FILE      also write the results as a flat JSON object\n"
+		"  --callgrind N    run each pass N times untimed, print\n"
+		"                   'callgrind <function> <items>' lines, exit\n"
 		"  --help           this text\n", DEFAULT_ITERATIONS, RUNS);
 }
 
 int main(int argc, char **argv)
 {
 	const char *vectors = "../shared/vectors", *json_out = NULL;
-	unsigned long iters = DEFAULT_ITERATIONS;
+	unsigned long iters = DEFAULT_ITERATIONS, cg = 0;
 	FILE *json_f = NULL;
 	results r;
 	double t0;
@@ -1220,6 +1416,12 @@ int main(int argc, char **argv)
 			vectors = argv[++i];
 		} else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
 			json_out = argv[++i];
+		} else if (strcmp(argv[i], "--callgrind") == 0 && i + 1 < argc) {
+			if (!parse_count(argv[++i], 1000, &cg)) {
+				fprintf(stderr, "bench-codec: --callgrind wants "
+					"a count from 1 to 1000, not '%s'\n", argv[i]);
+				return 2;
+			}
 		} else if (strcmp(argv[i], "--iterations") == 0 && i + 1 < argc) {
 			if (!parse_count(argv[++i], MAX_ITERATIONS, &iters)) {
 				fprintf(stderr, "bench-codec: --iterations wants "
@@ -1245,6 +1447,16 @@ int main(int argc, char **argv)
 	load_corpus(vectors);
 	make_num_sets();
 	sw_buf_init(&jbuf, 0, NULL);
+#ifdef BENCH_HAVE_nanopb
+	npb_prepare();
+#endif
+	if (cg) {
+		run_callgrind(cg);
+		sw_buf_free(&jbuf);
+		free(nums_corpus);
+		free_corpus();
+		return 0;
+	}
 
 	check_corpus(&r.chk);
 	if (r.chk.ours_ok != n_msgs || r.chk.base_values != n_msgs)
@@ -1258,6 +1470,14 @@ int main(int argc, char **argv)
 	r.pb_to_json = time_ns("pb -> JSON", pass_pb_to_json, iters, n_msgs);
 	r.cjson = time_ns("baseline", pass_cjson, iters, n_msgs);
 	r.json_to_pb = time_ns("JSON -> pb", pass_json_to_pb, iters, n_msgs);
+	r.pc_pack = time_ns("protobuf-c pack", pass_pc_pack, iters, n_msgs);
+	r.pc_unpack = time_ns("protobuf-c unpack", pass_pc_unpack, iters, n_msgs);
+#ifdef BENCH_HAVE_nanopb
+	if (npb_ok) {
+		r.npb_encode = time_ns("nanopb encode", pass_npb_encode, iters, n_msgs);
+		r.npb_decode = time_ns("nanopb decode", pass_npb_decode, iters, n_msgs);
+	}
+#endif
 	r.speedup = r.pb_to_json > 0 ? r.cjson / r.pb_to_json : 0;
 
 	num_set = nums_corpus;
