@@ -164,14 +164,16 @@ long gw_retry_after_ms(const char *value, long now_unix_s);
 typedef struct gw_server gw_server;
 
 /* Starts listening (libmicrohttpd, epoll, worker threads). tokens may be
- * NULL only with allow_anonymous. Everything borrowed must outlive the
- * server. NULL with err on failure. */
+ * NULL only with allow_anonymous; on success the server owns them (freed
+ * when replaced or at gw_server_stop). c and up are borrowed and must
+ * outlive the server. NULL with err on failure (tokens still the
+ * caller's). */
 gw_server *gw_server_start(const gw_config *c, gw_upstream *up,
 			   gw_tokens *tokens, char *err, size_t errlen);
 /* The port it listens on (useful with listen_port 0). */
 uint16_t gw_server_port(const gw_server *s);
-/* Replaces the device tokens (SIGHUP); the old set is freed once no
- * request uses it. */
+/* Replaces the device tokens (SIGHUP), taking ownership; the old set is
+ * freed once no request uses it. */
 void gw_server_set_tokens(gw_server *s, gw_tokens *tokens);
 /* Stops accepting, lets requests in flight finish, stops. NULL is fine. */
 void gw_server_stop(gw_server *s);
