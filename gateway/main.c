@@ -90,9 +90,12 @@ int main(int argc, char **argv)
 	snprintf(msg, sizeof(msg), "listening on %s%s%s:%u",
 		 strchr(c.listen_host, ':') ? "[" : "", c.listen_host,
 		 strchr(c.listen_host, ':') ? "]" : "", gw_server_port(srv));
+	/* scripts read the port from this line: print it at any log level */
+	gw_log_set_level(GW_LOG_INFO);
 	gw_log(GW_LOG_INFO, msg, NULL);
 	snprintf(msg, sizeof(msg), "forwarding to %s", c.upstream);
 	gw_log(GW_LOG_INFO, msg, NULL);
+	gw_log_set_level(c.log_level);
 
 	for (;;) {
 		siginfo_t si;
