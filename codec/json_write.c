@@ -311,26 +311,344 @@ static bool triple(jw *w, const double v[3], int usage, int names)
 	return close_container(w, '}');
 }
 
-/* A rough size of the whole output, to reserve once up front. */
-static size_t estimate(const sw_update *u)
+/* ==== The compact fast path ====
+ * When the output cannot exceed the room already reserved (worst_size),
+ * the compact writer below needs no room checks and writes straight into
+ * the buffer: same bytes, same errors (it checks values in the same order)
+ * as the general writer, which does the pretty form and tight buffers. */
+
+/* Slack past the worst case so keys can be copied as fixed 32-byte
+ * blocks. */
+#define FAST_SLACK 32
+
+/* a + b, stuck at SIZE_MAX. */
+static inline size_t add_sat(size_t a, size_t b)
 {
-	size_t est = 512, i;
+	return a > SIZE_MAX - b ? SIZE_MAX : a + b;
+}
+
+/* The worst-case escaped size of a string, with its quotes. */
+static inline size_t str_worst(size_t n)
+{
+	return n <= (SIZE_MAX - 2) / 6 ? 6 * n + 2 : SIZE_MAX;
+}
+
+/* The most bytes any request of the general writer can add up to for u
+ * (compact form), plus FAST_SLACK; SIZE_MAX when it overflows. */
+static size_t worst_size(const sw_update *u)
+{
+	/* separator + the longest key ("\"completion_tokens\":") */
+	const size_t key = 1 + 20;
+	size_t n = 2 + FAST_SLACK, i;
 
 	if (u->has & SW_F_ID)
-		est += 6 * u->id.len;
+		n = add_sat(n, key + str_worst(u->id.len));
 	if (u->has & SW_F_EXTERNAL_ID)
-		est += 6 * u->external_id.len;
+		n = add_sat(n, key + str_worst(u->external_id.len));
 	if (u->has & SW_F_WORKSPACE_ID)
-		est += 6 * u->workspace_id.len;
+		n = add_sat(n, key + str_worst(u->workspace_id.len));
 	if (u->has & SW_F_PROJECT_ID)
-		est += 6 * u->project_id.len;
-	if ((u->has & SW_F_CONTACT_IDS) && u->contact_ids)
-		for (i = 0; i < u->n_contact_ids; i++)
-			est += 6 * u->contact_ids[i].len + 16;
-	if ((u->has & SW_F_TAGS) && u->tags)
-		for (i = 0; i < u->n_tags; i++)
-			est += 6 * u->tags[i].len + 16;
-	return est;
+		n = add_sat(n, key + (u->project_id_null ? 4
+				      : str_worst(u->project_id.len)));
+	if (u->has & SW_F_DURATION)
+		n = add_sat(n, key + SW_NUM_MAX);
+	if (u->has & SW_F_TRACES_COUNT)
+		n = add_sat(n, key + SW_NUM_MAX);
+	if (u->has & SW_F_BILLING)
+		n = add_sat(n, key + 2 + 3 * (key + SW_NUM_MAX));
+	if (u->has & SW_F_USAGE)
+		n = add_sat(n, key + 2 + 3 * (key + SW_NUM_MAX));
+	if (u->has & SW_F_STARTED_AT)
+		n = add_sat(n, key + SW_DATE_LEN + 2);
+	if (u->has & SW_F_UPDATED_AT)
+		n = add_sat(n, key + SW_DATE_LEN + 2);
+	if (u->has & SW_F_CONTACT_IDS) {
+		n = add_sat(n, key + 2);
+		for (i = 0; u->contact_ids && i < u->n_contact_ids; i++)
+			n = add_sat(n, 1 + str_worst(u->contact_ids[i].len));
+	}
+	if (u->has & SW_F_TAGS) {
+		n = add_sat(n, key + 2);
+		for (i = 0; u->tags && i < u->n_tags; i++)
+			n = add_sat(n, 1 + str_worst(u->tags[i].len));
+	}
+	return n;
+}
+
+/* Keys as fixed 32-byte blocks: ",\"name\":" (the comma skipped for the
+ * first member), copied whole and advanced by their length. */
+typedef struct fast_key {
+	char s[32];
+	unsigned char n; /* with the comma */
+} fast_key;
+
+#define FKEY(name) { ",\"" name "\":", sizeof(name) + 3 }
+
+static const fast_key fast_field_keys[2][SW_FIELD_COUNT] = {
+#define SW__WIRE_FKEY(name, bit, wire, sdk) [bit] = FKEY(wire),
+	{ SW_FIELD_MAP(SW__WIRE_FKEY) },
+#undef SW__WIRE_FKEY
+#define SW__SDK_FKEY(name, bit, wire, sdk) [bit] = FKEY(sdk),
+	{ SW_FIELD_MAP(SW__SDK_FKEY) },
+#undef SW__SDK_FKEY
+};
+
+static const fast_key fast_inner_keys[2][2][3] = {
+	{ { FKEY("input_cost"), FKEY("output_cost"), FKEY("total_cost") },
+	  { FKEY("inputCost"), FKEY("outputCost"), FKEY("totalCost") } },
+	{ { FKEY("prompt_tokens"), FKEY("completion_tokens"),
+	    FKEY("total_tokens") },
+	  { FKEY("promptTokens"), FKEY("completionTokens"),
+	    FKEY("totalTokens") } },
+};
+
+/* Writes key k at p (32 bytes of room), with its comma unless first. */
+static inline char *fast_key_put(char *p, const fast_key *k, bool first)
+{
+	memcpy(p, k->s + first, 32 - 1);
+	return p + k->n - first;
+}
+
+#define ONES ((uint64_t)0x0101010101010101u)
+#define HIGHS ((uint64_t)0x8080808080808080u)
+
+/* True when one of the 8 bytes of v needs an escape: below 0x20, '"' or
+ * '\\' (exact: the "has a zero byte" and "has a byte below n" tests). */
+static inline bool swar_needs_esc(uint64_t v)
+{
+	uint64_t q = v ^ (ONES * '"'), b = v ^ (ONES * '\\');
+
+	return (((v - ONES * 0x20) & ~v) | ((q - ONES) & ~q) |
+		((b - ONES) & ~b)) & HIGHS;
+}
+
+/* Writes s[0..n) as a JSON string at p (6n + 2 bytes of room): eight
+ * bytes at a time while none needs an escape. */
+static inline char *fast_str(char *p, const unsigned char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *e = s + n;
+	uint64_t v;
+
+	*p++ = '"';
+	while (s < e) {
+		if (e - s >= 8) {
+			memcpy(&v, s, 8);
+			if (!swar_needs_esc(v)) {
+				memcpy(p, &v, 8);
+				p += 8;
+				s += 8;
+				continue;
+			}
+		}
+		if (!esc[*s]) {
+			*p++ = (char)*s++;
+			continue;
+		}
+		*p++ = '\\';
+		*p++ = (char)esc[*s];
+		if (esc[*s] == 'u') {
+			*p++ = '0';
+			*p++ = '0';
+			*p++ = hex[*s >> 4];
+			*p++ = hex[*s & 15];
+		}
+		s++;
+	}
+	*p++ = '"';
+	return p;
+}
+
+/* "00" "01" ... "99" */
+static const char digit_pairs[201] =
+	"00010203040506070809101112131415161718192021222324252627282930313233"
+	"34353637383940414243444546474849505152535455565758596061626364656667"
+	"68697071727374757677787980818283848586878889909192939495969798"
+	"99";
+
+/* Two digits of v < 100 at p. */
+static inline void put2(char *p, unsigned v)
+{
+	memcpy(p, digit_pairs + 2 * v, 2);
+}
+
+/* "YYYY-MM-DDTHH:MM:SS.sssZ" of ms (within SW_DATE_MIN_MS..MAX_MS) at p:
+ * what sw_date_format writes (same calendar: Howard Hinnant's
+ * civil_from_days), with two digits per step. */
+static inline void fast_date(char *p, int64_t ms)
+{
+	const int64_t day_ms = 86400000;
+	int64_t days = ms / day_ms, rem = ms % day_ms, z, era, doe, yoe, doy,
+		mp, y;
+	unsigned m, d, t;
+
+	if (rem < 0) {
+		rem += day_ms;
+		days--;
+	}
+	z = days + 719468;
+	era = (z >= 0 ? z : z - 146096) / 146097;
+	doe = z - era * 146097;
+	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	d = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
+	m = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
+	y = yoe + era * 400 + (m <= 2);
+	t = (unsigned)rem;
+	put2(p, (unsigned)y / 100);
+	put2(p + 2, (unsigned)y % 100);
+	p[4] = '-';
+	put2(p + 5, m);
+	p[7] = '-';
+	put2(p + 8, d);
+	p[10] = 'T';
+	put2(p + 11, t / 3600000);
+	p[13] = ':';
+	put2(p + 14, t / 60000 % 60);
+	p[16] = ':';
+	put2(p + 17, t / 1000 % 60);
+	p[19] = '.';
+	p[20] = (char)('0' + t % 1000 / 100);
+	put2(p + 21, t % 100);
+	p[23] = 'Z';
+}
+
+/* A string value; false with w->st on a length without data. */
+static inline bool fast_str_val(jw *w, const sw_str *v)
+{
+	if (v->len && v->ptr == NULL) {
+		w->st = SW_EINVAL;
+		return false;
+	}
+	w->p = fast_str(w->p, (const unsigned char *)v->ptr, v->len);
+	return true;
+}
+
+static inline bool fast_num(jw *w, double x, const char *path)
+{
+	size_t n = sw_num_format(x, w->p);
+
+	if (n == 0) {
+		w->path = path;
+		w->st = SW_ERANGE;
+		return false;
+	}
+	w->p += n;
+	return true;
+}
+
+static inline bool fast_date_val(jw *w, int64_t ms, const char *path)
+{
+	if (ms < SW_DATE_MIN_MS || ms > SW_DATE_MAX_MS) {
+		w->path = path;
+		w->st = SW_EDATE;
+		return false;
+	}
+	w->p[0] = '"';
+	fast_date(w->p + 1, ms);
+	w->p[SW_DATE_LEN + 1] = '"';
+	w->p += SW_DATE_LEN + 2;
+	return true;
+}
+
+static bool fast_list(jw *w, const sw_str *items, size_t n)
+{
+	size_t i;
+
+	if (n && items == NULL) {
+		w->st = SW_EINVAL;
+		return false;
+	}
+	*w->p++ = '[';
+	for (i = 0; i < n; i++) {
+		if (i)
+			*w->p++ = ',';
+		if (!fast_str_val(w, &items[i]))
+			return false;
+	}
+	*w->p++ = ']';
+	return true;
+}
+
+static bool fast_triple(jw *w, const double v[3], int usage, int names)
+{
+	int i;
+
+	*w->p++ = '{';
+	for (i = 0; i < 3; i++) {
+		w->p = fast_key_put(w->p, &fast_inner_keys[usage][names][i],
+				    i == 0);
+		if (!fast_num(w, v[i], inner_paths[usage][i]))
+			return false;
+	}
+	*w->p++ = '}';
+	return true;
+}
+
+/* The compact body with no room checks (see worst_size). */
+static bool fast_body(jw *w, const sw_update *u, int names)
+{
+	uint32_t has = u->has;
+	bool first = true, ok = true;
+	unsigned bit;
+
+	*w->p++ = '{';
+	for (bit = 0; bit < SW_FIELD_COUNT; bit++) {
+		if (!(has & (1u << bit)))
+			continue;
+		w->path = sw_field_wire_name(bit);
+		w->p = fast_key_put(w->p, &fast_field_keys[names][bit], first);
+		first = false;
+		switch (1u << bit) {
+		case SW_F_ID:
+			ok = fast_str_val(w, &u->id);
+			break;
+		case SW_F_EXTERNAL_ID:
+			ok = fast_str_val(w, &u->external_id);
+			break;
+		case SW_F_DURATION:
+			ok = fast_num(w, u->duration, "duration");
+			break;
+		case SW_F_CONTACT_IDS:
+			ok = fast_list(w, u->contact_ids, u->n_contact_ids);
+			break;
+		case SW_F_BILLING:
+			ok = fast_triple(w, u->billing, 0, names);
+			break;
+		case SW_F_USAGE:
+			ok = fast_triple(w, u->usage, 1, names);
+			break;
+		case SW_F_TRACES_COUNT:
+			ok = fast_num(w, u->traces_count, "traces_count");
+			break;
+		case SW_F_TAGS:
+			ok = fast_list(w, u->tags, u->n_tags);
+			break;
+		case SW_F_WORKSPACE_ID:
+			ok = fast_str_val(w, &u->workspace_id);
+			break;
+		case SW_F_PROJECT_ID:
+			if (u->project_id_null) {
+				memcpy(w->p, "null", 4);
+				w->p += 4;
+			} else {
+				ok = fast_str_val(w, &u->project_id);
+			}
+			break;
+		case SW_F_STARTED_AT:
+			ok = fast_date_val(w, u->started_at, "started_at");
+			break;
+		default: /* SW_F_UPDATED_AT */
+			ok = fast_date_val(w, u->updated_at, "updated_at");
+			break;
+		}
+		if (!ok)
+			return false;
+	}
+	w->path = "";
+	*w->p++ = '}';
+	return true;
 }
 
 /* One present field: its key and its value. */
@@ -387,7 +705,8 @@ static bool body(jw *w, const sw_update *u, int names)
 sw_status sw_json_write(const sw_update *u, const sw_write_opts *opts,
 			sw_buf *out, sw_error *err)
 {
-	size_t saved;
+	size_t saved, worst;
+	int names;
 	jw w;
 
 	if (u == NULL || out == NULL)
@@ -398,14 +717,21 @@ sw_status sw_json_write(const sw_update *u, const sw_write_opts *opts,
 	w.b = out;
 	w.path = "";
 	w.pretty = opts && opts->pretty;
-	/* One reservation for the likely size; else start with what there is. */
-	if (grow(&w, estimate(u)) != SW_OK) {
+	/* One reservation for the worst case: then the compact form needs
+	 * no room checks. Else start with what there is. */
+	worst = worst_size(u);
+	if (grow(&w, worst) != SW_OK) {
 		w.st = grow(&w, 0);
 		if (w.st != SW_OK)
 			goto fail;
 	}
-	if (!body(&w, u, opts && opts->names == SW_NAMES_SDK))
+	names = opts && opts->names == SW_NAMES_SDK;
+	if (!w.pretty && (size_t)(w.end - w.p) >= worst) {
+		if (!fast_body(&w, u, names))
+			goto fail;
+	} else if (!body(&w, u, names)) {
 		goto fail;
+	}
 	out->len = (size_t)(w.p - out->data);
 	out->data[out->len] = '\0';
 	return SW_OK;
