@@ -165,7 +165,7 @@ run: deps
 
 bench: deps
 	$(MAKE) bench-deps
-	$(MAKE) all CFLAGS="-O2 -g -DNDEBUG"
+	$(MAKE) $(BENCH_BIN) CFLAGS="-O2 -g -DNDEBUG"
 	$(MAKE) -f bench/device/device.mk O=$(O)
 	bench/run.sh $(O) $(VECTORS)
 
