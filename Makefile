@@ -232,6 +232,9 @@ FUZZ_CC ?= clang
 FUZZ_CXX ?= clang++
 FUZZ_SECONDS ?= 60
 FUZZ_MAX_LEN ?= 4096
+# Wall-clock seconds per input before libFuzzer calls it a hang: generous,
+# because a niced fuzzer on a busy machine can stall for seconds.
+FUZZ_TIMEOUT ?= 60
 FUZZ_FLAGS ?=
 FUZZ_DEB_PACKAGES := clang libclang-rt-14-dev
 FUZZ_O := $(O)/fuzz
@@ -270,7 +273,7 @@ fuzz: fuzz-build
 		dict=; [ -f tests/fuzz/$$t.dict ] && dict=-dict=tests/fuzz/$$t.dict; \
 		echo "fuzz: $$t for $(FUZZ_SECONDS) s (log $(FUZZ_O)/$$t.log)"; \
 		nice -n 10 $(FUZZ_O)/fuzz-$$t -max_total_time=$(FUZZ_SECONDS) \
-			-max_len=$(FUZZ_MAX_LEN) -timeout=10 -rss_limit_mb=2048 \
+			-max_len=$(FUZZ_MAX_LEN) -timeout=$(FUZZ_TIMEOUT) -rss_limit_mb=2048 \
 			-print_final_stats=1 $$dict $(FUZZ_FLAGS) \
 			-artifact_prefix=$(FUZZ_O)/crashes/$$t- \
 			$(FUZZ_O)/work/$$t > $(FUZZ_O)/$$t.log 2>&1 || \
