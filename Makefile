@@ -13,7 +13,7 @@
 DEB_PACKAGES := build-essential pkg-config protobuf-c-compiler \
 	libprotobuf-c-dev protobuf-compiler libcjson-dev libcunit1-dev \
 	libdouble-conversion-dev libmicrohttpd-dev libcurl4-openssl-dev \
-	libssl-dev valgrind
+	libssl-dev curl valgrind
 # Only `make bench` (bench-deps) installs these; `make test` never needs them.
 BENCH_PACKAGES := gnuplot-nox libzstd-dev zlib1g-dev libcbor-dev \
 	libmsgpack-dev libnanopb-dev nanopb gcc-arm-none-eabi \
