@@ -192,6 +192,21 @@ static void load(corpus *c)
 		die("%s has no messages", c->path);
 }
 
+/* Frees what load() made. */
+static void unload(corpus *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->n; i++) {
+		free(c->m[i].json);
+		free(c->m[i].pb);
+		sw_update_free(c->m[i].u);
+	}
+	free(c->m);
+	c->m = NULL;
+	c->n = 0;
+}
+
 /* ==== Statistics ==== */
 
 typedef struct stats {
@@ -1023,5 +1038,16 @@ int main(int argc, char **argv)
 		die("cannot write %s", md_path);
 	if (dat_path)
 		write_dat(dat_path, rs, nc);
+#ifdef BENCH_HAVE_zstd
+	ZSTD_freeCDict(cd_json);
+	ZSTD_freeDDict(dd_json);
+	ZSTD_freeCDict(cd_pb);
+	ZSTD_freeDDict(dd_pb);
+	ZSTD_freeCCtx(zc);
+	ZSTD_freeDCtx(zd);
+#endif
+	for (k = 0; k < nc; k++)
+		unload(&cs[k]);
+	unload(&train_c);
 	return 0;
 }
