@@ -15,21 +15,31 @@
 static const char crockford[33] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 static const char hexdigits[17] = "0123456789abcdef";
 
-/* The value of a canonical (uppercase) Crockford character, or -1. */
-static int ulid_digit(unsigned char c)
-{
-	/* '0'..'Z' -> value, -1 for the gaps and for I, L, O, U */
-	static const signed char tab['Z' - '0' + 1] = {
-		0, 1, 2, 3, 4, 5, 6, 7, 8, 9,           /* 0-9 */
-		-1, -1, -1, -1, -1, -1, -1,             /* :;<=>?@ */
-		10, 11, 12, 13, 14, 15, 16, 17, -1,     /* A-I */
-		18, 19, -1, 20, 21, -1,                 /* J-O */
-		22, 23, 24, 25, 26, -1, 27, 28, 29, 30, 31 /* P-Z */
-	};
+/* 1 + the value of each byte as a canonical (uppercase) Crockford
+ * character; 0 for the rest, I L O U included. */
+static const unsigned char ulid_val1[256] = {
+	['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5,
+	['5'] = 6, ['6'] = 7, ['7'] = 8, ['8'] = 9, ['9'] = 10,
+	['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15,
+	['F'] = 16, ['G'] = 17, ['H'] = 18, ['J'] = 19, ['K'] = 20,
+	['M'] = 21, ['N'] = 22, ['P'] = 23, ['Q'] = 24, ['R'] = 25,
+	['S'] = 26, ['T'] = 27, ['V'] = 28, ['W'] = 29, ['X'] = 30,
+	['Y'] = 31, ['Z'] = 32,
+};
 
-	if (c < '0' || c > 'Z')
-		return -1;
-	return tab[c - '0'];
+/* The 60 bits of 12 characters at u; *bad gets a negative value when one
+ * is not a Crockford digit. */
+static uint64_t ulid_get12(const unsigned char *u, int *bad)
+{
+	uint64_t x = 0;
+	int i, v;
+
+	for (i = 0; i < 12; i++) {
+		v = (int)ulid_val1[u[i]] - 1;
+		*bad |= v;
+		x = x << 5 | (uint64_t)(v & 31);
+	}
+	return x;
 }
 
 /* The value of a lowercase hex digit, or -1. */
@@ -47,21 +57,22 @@ static int hex_digit(unsigned char c)
  * (no __int128: this also builds for 32-bit microcontrollers). */
 static bool ulid_parse(const char *s, uint8_t raw[16])
 {
-	uint64_t hi, lo;
-	int i, v;
+	const unsigned char *u = (const unsigned char *)s;
+	uint64_t top, mid, low, hi, lo;
+	int i, v0, v1, bad = 0;
 
-	v = ulid_digit((unsigned char)s[0]);
-	if (v < 0 || v > 7)
-		return false; /* over 7: more than 128 bits */
-	hi = 0;
-	lo = (uint64_t)v;
-	for (i = 1; i < SW_ULID_LEN; i++) {
-		v = ulid_digit((unsigned char)s[i]);
-		if (v < 0)
-			return false;
-		hi = hi << 5 | lo >> 59;
-		lo = lo << 5 | (uint64_t)v;
-	}
+	v0 = (int)ulid_val1[u[0]] - 1;
+	v1 = (int)ulid_val1[u[1]] - 1;
+	if (v0 < 0 || v0 > 7 || v1 < 0)
+		return false; /* first over 7: more than 128 bits */
+	/* 2 + 12 + 12 characters: bits 127-120, 119-60 and 59-0 */
+	top = (uint64_t)v0 << 5 | (uint64_t)v1;
+	mid = ulid_get12(u + 2, &bad);
+	low = ulid_get12(u + 14, &bad);
+	if (bad < 0)
+		return false;
+	hi = top << 56 | mid >> 4;
+	lo = mid << 60 | low;
 	for (i = 0; i < 8; i++) {
 		raw[i] = (uint8_t)(hi >> (56 - 8 * i));
 		raw[8 + i] = (uint8_t)(lo >> (56 - 8 * i));
