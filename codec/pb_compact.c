@@ -79,9 +79,48 @@ const sw__pb_msg sw__pb_usage = {
 	"Usage", usage_fields, sizeof(usage_fields) / sizeof(usage_fields[0])
 };
 
+/* The field numbers by [slot][form] (0: none), the same as a search of the
+ * tables above (the encoder asks for one per value). */
+static const uint8_t session_nums[13][SW__PB_MSG + 1] = {
+	[0] = { [SW__PB_ULID] = 1, [SW__PB_UUID] = 17, [SW__PB_TEXT] = 16 },
+	[1] = { [SW__PB_ULID] = 2, [SW__PB_UUID] = 18, [SW__PB_TEXT] = 3 },
+	[2] = { [SW__PB_INT] = 4, [SW__PB_DEC] = 20, [SW__PB_DOUBLE] = 19 },
+	[3] = { [SW__PB_ULID] = 5, [SW__PB_UUID] = 22, [SW__PB_TEXT] = 21 },
+	[4] = { [SW__PB_MSG] = 6 },
+	[5] = { [SW__PB_MSG] = 7 },
+	[6] = { [SW__PB_INT] = 8, [SW__PB_DEC] = 24, [SW__PB_DOUBLE] = 23 },
+	[7] = { [SW__PB_TEXT] = 9 },
+	[8] = { [SW__PB_ULID] = 10, [SW__PB_UUID] = 26, [SW__PB_TEXT] = 25 },
+	[9] = { [SW__PB_ULID] = 11, [SW__PB_UUID] = 28, [SW__PB_TEXT] = 27 },
+	[10] = { [SW__PB_MS] = 12 },
+	[11] = { [SW__PB_MS] = 13, [SW__PB_DELTA] = 14 },
+	[12] = { [SW__PB_FLAGS] = 15 },
+};
+
+static const uint8_t billing_nums[3][SW__PB_MSG + 1] = {
+	[0] = { [SW__PB_INT] = 1, [SW__PB_DEC] = 2, [SW__PB_DOUBLE] = 3 },
+	[1] = { [SW__PB_INT] = 4, [SW__PB_DEC] = 5, [SW__PB_DOUBLE] = 6 },
+	[2] = { [SW__PB_INT] = 7, [SW__PB_DEC] = 8, [SW__PB_DOUBLE] = 9 },
+};
+
+static const uint8_t usage_nums[3][SW__PB_MSG + 1] = {
+	[0] = { [SW__PB_INT] = 1, [SW__PB_DEC] = 2, [SW__PB_DOUBLE] = 3 },
+	[1] = { [SW__PB_INT] = 4, [SW__PB_DEC] = 5, [SW__PB_DOUBLE] = 6 },
+	[2] = { [SW__PB_INT] = 7, [SW__PB_DEC] = 8, [SW__PB_DOUBLE] = 9 },
+};
+
 unsigned sw__pb_field_num(const sw__pb_msg *m, unsigned slot, unsigned form)
 {
 	size_t i;
+
+	if (form <= SW__PB_MSG) {
+		if (m == &sw__pb_session && slot <= SW__PB_SLOT_FLAGS)
+			return session_nums[slot][form];
+		if (m == &sw__pb_billing && slot <= SW_TOTAL)
+			return billing_nums[slot][form];
+		if (m == &sw__pb_usage && slot <= SW_TOTAL)
+			return usage_nums[slot][form];
+	}
 
 	for (i = 0; i < m->n_fields; i++)
 		if (m->fields[i].slot == slot && m->fields[i].form == form)
@@ -144,11 +183,19 @@ static bool dec_find(double x, uint64_t *code)
 	int k;
 
 	for (s = 1; s <= 22; s++) {
-		double t = x * p10[s];
+		double t = x * p10[s], a = fabs(t), f;
 		int64_t r;
 
-		if (!(fabs(t) <= TWO53 + 2))
+		if (!(a <= TWO53 + 2))
 			return false; /* larger s only makes t larger */
+		/* Skip s when t is far from every integer: a match m gives
+		 * x = m / 10^s (1 + d1) or m * 10^-s (1 + d2)(1 + d3) and
+		 * t = x * 10^s (1 + d4), |di| <= 2^-53, so |t - m| <=
+		 * 3.4e-16 |t|. f (exact: a < 2^54, Sterbenz) is the
+		 * distance of a to the integer below it. */
+		f = a - (double)(int64_t)a;
+		if ((f < 0.5 ? f : 1 - f) > a * 1e-15)
+			continue;
 		r = llround(t);
 		for (k = 0; k < 3; k++) {
 			int64_t m = r + delta[k];
