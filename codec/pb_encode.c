@@ -26,16 +26,23 @@ static void put(wr *w, const void *p, size_t n)
 	w->pos += n;
 }
 
-/* Writes a varint. */
-static void put_varint(wr *w, uint64_t v)
+/* Writes a varint near the end of the buffer (or counts it). */
+static void __attribute__((noinline)) put_varint_slow(wr *w, uint64_t v)
 {
 	uint8_t tmp[10];
 
-	if (w->buf != NULL && w->pos <= w->cap && w->cap - w->pos >= 10) {
+	put(w, tmp, sw__pb_varint_put(tmp, v));
+}
+
+/* Writes a varint (in place when 10 bytes are left: a NULL buf has cap
+ * 0). */
+static inline void put_varint(wr *w, uint64_t v)
+{
+	if (w->pos <= w->cap && w->cap - w->pos >= 10) {
 		w->pos += sw__pb_varint_put(w->buf + w->pos, v); /* room */
 		return;
 	}
-	put(w, tmp, sw__pb_varint_put(tmp, v));
+	put_varint_slow(w, v);
 }
 
 /* Writes the tag of field num with wire type wt. */
