@@ -97,11 +97,23 @@ breakdown() {
 	}
 	END { printf "%d %d %d\n", codec, soft, other }' "$B/syms.b" "$B/syms.a"
 }
+# Bytes of section $2 in size -A output $1.
+sect() { awk -v s="$2" '$1 == s { print $2 + 0; f = 1 } END { if (!f) print 0 }' "$1"; }
 if [ -f "$D/m4-sw.size" ] && [ -f "$D/m4-base.size" ]; then
 	set -- $(td "$D/m4-sw.size") $(td "$D/m4-base.size")
 	m4_text=$(($1 - $3)); m4_data=$(($2 - $4))
+	arm-none-eabi-size -A "$D/m4-sw.elf" > "$B/m4-sw.sections"
+	arm-none-eabi-size -A "$D/m4-base.elf" > "$B/m4-base.sections"
+	m4_code=$(( $(sect "$B/m4-sw.sections" .text) - $(sect "$B/m4-base.sections" .text) ))
+	m4_ro=$(( $(sect "$B/m4-sw.sections" .rodata) - $(sect "$B/m4-base.sections" .rodata) ))
+	# newlib's atexit refers to malloc weakly: once codec/block.c's
+	# sw__alloc (itself dropped) pulls malloc into the link, it stays.
+	m4_heap=$(arm-none-eabi-nm -S -t d "$D/m4-sw.elf" | awk '$4 ~ /^_*(malloc|free|_?malloc_r|_?free_r|_?sbrk_r|sbrk|__malloc)/ && !s[$1]++ { n += $2 } END { print n + 0 }')
 	set -- $(breakdown arm-none-eabi-nm "$D/m4-sw.elf" "$D/m4-base.elf")
 	cat >> "$DV" <<EOF
+  "device.encode_code_bytes_cortex_m4": $m4_code,
+  "device.encode_rodata_bytes_cortex_m4": $m4_ro,
+  "device.encode_heap_code_bytes_cortex_m4": $m4_heap,
   "device.encode_text_bytes_cortex_m4": $m4_text,
   "device.encode_data_bytes_cortex_m4": $m4_data,
   "device.encode_text_data_bytes_cortex_m4": $((m4_text + m4_data)),
@@ -247,7 +259,14 @@ m4=$(val device.encode_text_data_bytes_cortex_m4)
 			"$(val device.encode_data_bytes_cortex_m4) B = **$m4 B**." \
 			"Of the new symbols: codec $(val device.encode_codec_symbols_bytes_cortex_m4) B," \
 			"soft-float double routines (libgcc) $(val device.encode_softfloat_symbols_bytes_cortex_m4) B," \
-			"libc/libm $(val device.encode_libc_symbols_bytes_cortex_m4) B."
+			"libc/libm $(val device.encode_libc_symbols_bytes_cortex_m4) B," \
+			"of which $(val device.encode_heap_code_bytes_cortex_m4) B are" \
+			"malloc/free, kept only because newlib's atexit refers to malloc" \
+			"weakly and codec/block.c (sw__limits' file) also calls malloc" \
+			"(stdio is dropped). By section: code (.text)" \
+			"$(val device.encode_code_bytes_cortex_m4) B, constants (.rodata:" \
+			"field tables, field names and error messages)" \
+			"$(val device.encode_rodata_bytes_cortex_m4) B."
 	fi
 	if [ -n "$(val device.nanopb_encode_text_data_bytes_x86_64)" ]; then
 		echo "On x86-64 (host cc -Os, --gc-sections; Debian ships nanopb" \

@@ -19,6 +19,7 @@ NPB := $(O)/gen/nanopb
 # What sw_pb_encode can reach: the linker keeps only what it does reach.
 SW_SRC := codec/pb_encode.c codec/pb_compact.c codec/id.c codec/update.c \
 	codec/status.c codec/block.c codec/utf8.c codec/date.c
+SW_HDR := $(wildcard codec/*.h codec/include/sessionwire/*.h)
 COMMON := -Os -ffunction-sections -fdata-sections -std=gnu11 \
 	-ffp-contract=off -fno-strict-aliasing -Icodec/include -Icodec -I$(NPB)
 ARM_FLAGS := -mcpu=cortex-m4 -mthumb -mfloat-abi=soft $(COMMON)
@@ -34,17 +35,17 @@ ELFS := $(if $(HAVE_ARM),$(D)/m4-sw.elf $(D)/m4-base.elf) \
 
 all: $(ELFS:.elf=.size)
 
-$(D)/m4-sw.elf: bench/device/main.c $(SW_SRC)
+$(D)/m4-sw.elf: bench/device/main.c $(SW_SRC) $(SW_HDR)
 	@mkdir -p $(D)
-	$(ARM_CC) $(ARM_FLAGS) -o $@ $^ $(ARM_LD) -Wl,-Map=$(@:.elf=.map)
+	$(ARM_CC) $(ARM_FLAGS) -o $@ $(filter %.c,$^) $(ARM_LD) -Wl,-Map=$(@:.elf=.map)
 
 $(D)/m4-base.elf: bench/device/main.c
 	@mkdir -p $(D)
 	$(ARM_CC) $(ARM_FLAGS) -DBASELINE -o $@ $^ $(ARM_LD)
 
-$(D)/x86-sw.elf: bench/device/main.c $(SW_SRC)
+$(D)/x86-sw.elf: bench/device/main.c $(SW_SRC) $(SW_HDR)
 	@mkdir -p $(D)
-	$(CC) $(COMMON) -o $@ $^ $(HOST_LD)
+	$(CC) $(COMMON) -o $@ $(filter %.c,$^) $(HOST_LD)
 
 $(D)/x86-base.elf: bench/device/main.c
 	@mkdir -p $(D)
