@@ -235,7 +235,11 @@ static void make_plan(const sw_update *u, unsigned plain, plan *p)
 	static const unsigned id_slots[4] = { 0, 1, 8, 9 };
 	int i;
 
-	memset(p, 0, sizeof(*p));
+	/* no memset of the whole plan (it showed in profiles): every other
+	 * member is set before it is read, for present values only */
+	p->flags = 0;
+	p->contacts_form = 0;
+	p->updated_form = 0;
 	for (i = 0; i < 4; i++) {
 		unsigned slot = id_slots[i];
 
