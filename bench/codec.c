@@ -71,8 +71,10 @@ typedef struct msg {
 
 static msg *msgs;
 static size_t n_msgs;
+#ifdef BENCH_HAVE_nanopb
 /* Every message fits nanopb's bounds (else its timings are skipped). */
 static bool npb_ok;
+#endif
 
 /* The number sets of the formatting benchmark and the one being timed. */
 static double *nums_corpus;

@@ -55,6 +55,9 @@
 #include <msgpack.h>
 #endif
 
+/* For helpers that only some bench-only packages use. */
+#define MAYBE_UNUSED __attribute__((unused))
+
 #define PB_MAX 8192
 #define OUT_MAX 65536
 #define DEFAULT_DICT_SIZE 32768
@@ -240,7 +243,8 @@ static stats stats_of(size_t *v, size_t n)
 
 /* ==== Compression ==== */
 
-static uint8_t out_buf[OUT_MAX], back_buf[OUT_MAX];
+static uint8_t out_buf[OUT_MAX];
+static MAYBE_UNUSED uint8_t back_buf[OUT_MAX];
 
 #ifdef BENCH_HAVE_zlib
 /* gzip -9 of one message (gzip header and trailer included), checked by
@@ -428,7 +432,7 @@ static size_t naive_size(const sw_update *u)
 
 /* How a generic JSON converter would carry a number: 0 unsigned int,
  * 1 negative int, 2 float32 (exact), 3 float64. */
-static int num_kind(double x)
+static MAYBE_UNUSED int num_kind(double x)
 {
 	if (x == floor(x) && fabs(x) < 0x1p63 && !(x == 0 && signbit(x)))
 		return x >= 0 ? 0 : 1;
@@ -436,19 +440,19 @@ static int num_kind(double x)
 }
 
 /* The date ms as its JSON string, into d (SW_DATE_LEN + 1). */
-static void date_str(int64_t ms, char *d)
+static MAYBE_UNUSED void date_str(int64_t ms, char *d)
 {
 	if (sw_date_format(ms, d) != SW_DATE_LEN)
 		die("date out of range");
 }
 
-static const char *const bill_keys[3] = { "input_cost", "output_cost",
+static MAYBE_UNUSED const char *const bill_keys[3] = { "input_cost", "output_cost",
 					  "total_cost" };
-static const char *const usage_keys[3] = { "prompt_tokens",
+static MAYBE_UNUSED const char *const usage_keys[3] = { "prompt_tokens",
 					   "completion_tokens", "total_tokens" };
 
 /* Number of members of the body object. */
-static size_t n_members(const sw_update *u)
+static MAYBE_UNUSED size_t n_members(const sw_update *u)
 {
 	size_t n = 0;
 	unsigned b;
