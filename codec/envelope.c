@@ -231,14 +231,13 @@ sw_status sw_envelope_encode(const sw_session_id *sid, bool has_seq,
 	st = enc_args(buf, cap, len, err);
 	if (st != SW_OK)
 		return st;
-	if (sid == NULL)
-		return sw__fail(err, SW_EINVAL, "session_id", (size_t)-1,
-				"expected a session id, found NULL");
 	if (update == NULL && update_len != 0)
 		return sw__fail(err, SW_EINVAL, "update", (size_t)-1,
 				"expected update bytes, found NULL with a "
 				"length");
-	switch (sid->kind) {
+	switch (sid == NULL ? -1 : (int)sid->kind) {
+	case -1: /* in a batch: the previous item's session */
+		break;
 	case SW_ID_ULID:
 		put_bytes(&w, 1, sid->raw, 16);
 		break;
@@ -595,10 +594,12 @@ static sw_status missing(const char *prefix, const char *name,
 
 /* ==== Decoding: Envelope and Batch ==== */
 
-/* Decodes the Envelope in buf[start..end) into env. */
+/* Decodes the Envelope in buf[start..end) into env. In a batch, prev is
+ * the item before (NULL for the first and for a lone envelope): an item
+ * without a session id takes prev's, one without seq takes prev's + 1. */
 static sw_status envelope_read(const uint8_t *buf, size_t start, size_t end,
-			       const char *prefix, sw_envelope *env,
-			       sw_error *err)
+			       const char *prefix, const sw_envelope *prev,
+			       sw_envelope *env, sw_error *err)
 {
 	size_t pos = start, sid_off = (size_t)-1, seq_off = (size_t)-1,
 	       upd_off = (size_t)-1;
@@ -666,6 +667,15 @@ static sw_status envelope_read(const uint8_t *buf, size_t start, size_t end,
 			break;
 		}
 	}
+	if (sid_off == (size_t)-1 && prev != NULL) {
+		env->session_id = prev->session_id;
+		sid_off = start;
+	}
+	if (seq_off == (size_t)-1 && prev != NULL && prev->seq < UINT64_MAX) {
+		env->has_seq = true;
+		env->seq = prev->seq + 1;
+		seq_off = start;
+	}
 	if (sid_off == (size_t)-1)
 		return missing(prefix, "session_id", "expected a session id "
 			       "(session_id_ulid, session_id_text or "
@@ -686,7 +696,7 @@ sw_status sw_envelope_decode(const uint8_t *buf, size_t len,
 	if (env == NULL || (buf == NULL && len != 0))
 		return sw__fail(err, SW_EINVAL, "", (size_t)-1,
 				"expected input bytes and an envelope");
-	return envelope_read(buf, 0, len, "", env, err);
+	return envelope_read(buf, 0, len, "", NULL, env, err);
 }
 
 /* Decodes a Batch into items[0..*n), each checked as an Envelope. */
@@ -719,7 +729,7 @@ sw_status sw_batch_decode(const uint8_t *buf, size_t len, sw_envelope *items,
 					msg);
 		}
 		st = envelope_read(buf, x.val_off, x.val_off + x.len, prefix,
-				   &items[i], err);
+				   i ? &items[i - 1] : NULL, &items[i], err);
 		if (st != SW_OK)
 			return st;
 		i++;

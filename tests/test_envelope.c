@@ -367,8 +367,10 @@ static void envelope_encode_rejects_bad_ids(void)
 		CU_ASSERT_STRING_EQUAL(e.path, t[i].path);
 		CU_ASSERT_NOT_EQUAL(e.message[0], '\0');
 	}
+	/* NULL session: a batch item of the previous item's session */
 	CU_ASSERT_EQUAL(sw_envelope_encode(NULL, true, 1, NULL, 0, buf,
-					   sizeof(buf), &len, NULL), SW_EINVAL);
+					   sizeof(buf), &len, NULL), SW_OK);
+	CU_ASSERT_EQUAL(len, 2);
 	CU_ASSERT_EQUAL(sw_envelope_encode(NULL, true, 1, NULL, 0, NULL, 5,
 					   &len, NULL), SW_EINVAL);
 }
@@ -824,9 +826,11 @@ static const bad_row bad_rows[] = {
 	  "items[0].session_id_text", 4 },
 	{ "item: session id missing", K_BATCH, "0a 04 20 07 2a 00", 4,
 	  SW_EMISSING, "items[0].session_id", 2 },
-	{ "item 3: seq missing", K_BATCH,
-	  ITEM ITEM ITEM "0a 08 12 04 64657631 2a 00", 8, SW_EMISSING,
-	  "items[3].seq", 38 },
+	{ "first item: seq missing", K_BATCH,
+	  "0a 08 12 04 64657631 2a 00", 4, SW_EMISSING, "items[0].seq", 2 },
+	{ "item 3: seq missing after seq 2^64-1", K_BATCH,
+	  "0a 13 12 04 64657631 20 ffffffffffffffffff01 2a 00"
+	  " 0a 08 12 04 64657631 2a 00", 4, SW_EMISSING, "items[1].seq", 23 },
 	{ "item: update missing", K_BATCH, "0a 08 12 04 64657631 20 07", 4,
 	  SW_EMISSING, "items[0].update", 2 },
 	{ "item: seq varint over 64 bits", K_BATCH,
@@ -1302,6 +1306,42 @@ static void encoders_use_no_heap_and_no_stdio(void)
 	CU_ASSERT_EQUAL(before.hblkhd, after.hblkhd);
 }
 
+/* After the first item, a missing session id or seq follows from the item
+ * before; the encoder leaves them out when given NULL / has_seq false. */
+static void batch_items_inherit_session_and_next_seq(void)
+{
+	uint8_t upd[1] = { 0 }, env[64], batch[256];
+	size_t env_len, len = 0, n = 0, i;
+	sw_envelope items[4];
+	sw_session_id sid;
+	sw_error e;
+
+	sw_session_id_set(&sid, "01JWFXNRXWPG3W0C5MTEY913XX", 26);
+	for (i = 0; i < 3; i++) {
+		CU_ASSERT_EQUAL_FATAL(sw_envelope_encode(i ? NULL : &sid, i == 0,
+							 41, upd, 0, env,
+							 sizeof(env), &env_len,
+							 NULL), SW_OK);
+		/* first: id 18, seq 2, update 2; then only the update */
+		CU_ASSERT_EQUAL(env_len, i == 0 ? 22u : 2u);
+		CU_ASSERT_EQUAL_FATAL(sw_batch_append(env, env_len, batch,
+						      sizeof(batch), &len, NULL),
+				      SW_OK);
+	}
+	sw_error_clear(&e);
+	CU_ASSERT_EQUAL_FATAL(sw_batch_decode(batch, len, items, 4, &n, &e), SW_OK);
+	CU_ASSERT_EQUAL_FATAL(n, 3);
+	for (i = 0; i < 3; i++) {
+		CU_ASSERT_EQUAL(items[i].session_id.kind, SW_ID_ULID);
+		CU_ASSERT_EQUAL(memcmp(items[i].session_id.raw, sid.raw, 16), 0);
+		CU_ASSERT_TRUE(items[i].has_seq);
+		CU_ASSERT_EQUAL(items[i].seq, 41 + i);
+	}
+	/* a lone envelope has nothing to inherit from */
+	CU_ASSERT_EQUAL(sw_envelope_decode(env, env_len, &items[0], NULL),
+			SW_EMISSING);
+}
+
 int init_envelope_tests(void)
 {
 	CU_pSuite s = CU_add_suite("envelope", NULL, NULL);
@@ -1315,6 +1355,7 @@ int init_envelope_tests(void)
 	CU_add_test(s, "envelope_encode_rejects_bad_ids", envelope_encode_rejects_bad_ids);
 	CU_add_test(s, "batch_round_trips_0_1_100_items", batch_round_trips_0_1_100_items);
 	CU_add_test(s, "batch_append_keeps_len_on_a_small_buffer", batch_append_keeps_len_on_a_small_buffer);
+	CU_add_test(s, "batch_items_inherit_session_and_next_seq", batch_items_inherit_session_and_next_seq);
 	CU_add_test(s, "ack_round_trips_and_matches_protobuf_c", ack_round_trips_and_matches_protobuf_c);
 	CU_add_test(s, "ack_decode_takes_absent_status_as_zero", ack_decode_takes_absent_status_as_zero);
 	CU_add_test(s, "ack_encode_rejects_bad_messages_and_small_buffers", ack_encode_rejects_bad_messages_and_small_buffers);

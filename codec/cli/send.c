@@ -286,14 +286,17 @@ static int build_batch(const send_opts *o, sw_buf *body, size_t *items)
 		if (st == SW_OK)
 			st = append_pb(u, &pb, &err);
 		sw_update_free(u);
+		/* One session, consecutive seqs: only the first item carries
+		 * them; the others inherit (see Batch in the .proto). */
 		if (st == SW_OK)
-			st = sw_envelope_encode(&sid, true, seq,
-						(const uint8_t *)pb.data, pb.len,
-						NULL, 0, &env_len, &err);
+			st = sw_envelope_encode(*items ? NULL : &sid, *items == 0,
+						seq, (const uint8_t *)pb.data,
+						pb.len, NULL, 0, &env_len, &err);
 		if (st == SW_OK) {
 			p = sw_buf_reserve(&env, env_len, &st);
 			if (p != NULL)
-				st = sw_envelope_encode(&sid, true, seq,
+				st = sw_envelope_encode(*items ? NULL : &sid,
+							*items == 0, seq,
 							(const uint8_t *)pb.data,
 							pb.len, (uint8_t *)p,
 							env_len, &env_len, &err);

@@ -56,7 +56,9 @@ typedef struct sw_envelope {
 } sw_envelope;
 
 /* Encodes one Envelope from an already encoded Session (update may be
- * NULL with update_len 0: no update field). buf NULL + cap 0: size only. */
+ * NULL with update_len 0: no update field). buf NULL + cap 0: size only.
+ * Inside a Batch an item may leave out what follows from the item before:
+ * sid NULL = the same session, has_seq false = the previous seq + 1. */
 SW_CHECK sw_status sw_envelope_encode(const sw_session_id *sid, bool has_seq,
 				      uint64_t seq, const uint8_t *update,
 				      size_t update_len, uint8_t *buf,
@@ -69,8 +71,10 @@ SW_CHECK sw_status sw_batch_append(const uint8_t *env, size_t env_len,
 
 /* Decodes a Batch without copying: fills items[0..*n) (at most cap; more
  * items is SW_ETOOBIG "more than N items"). Each envelope is checked
- * (session id present and valid, seq present, update present; strings
- * UTF-8); the update bytes are not decoded here (sw_pb_decode them).
+ * (session id valid, update present; strings UTF-8); an item after the
+ * first without a session id gets the previous item's, without seq the
+ * previous seq + 1 (the first item must have both). The update bytes are
+ * not decoded here (sw_pb_decode them).
  * Paths: "items[3].session_id". */
 SW_CHECK sw_status sw_batch_decode(const uint8_t *buf, size_t len,
 				   sw_envelope *items, size_t cap, size_t *n,
