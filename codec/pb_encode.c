@@ -75,12 +75,11 @@ static bool ulid_time_ok(const sw_update *u, unsigned plain)
 	       u->started_at >= 0 && u->started_at < ((int64_t)1 << 48);
 }
 
-/* Picks the form of one id. */
-static void id_choose(const sw_str *s, const sw_update *u, unsigned plain,
-		      id_plan *p)
+/* Sets the form of an id whose kind k and raw bytes (in p->raw) are
+ * known. */
+static void id_plan_kind(sw_id_kind k, const sw_update *u, unsigned plain,
+			 id_plan *p)
 {
-	sw_id_kind k = sw_id_parse(s->ptr, s->len, p->raw);
-
 	p->form = SW__PB_TEXT;
 	p->off = 0;
 	p->len = 16;
@@ -96,6 +95,13 @@ static void id_choose(const sw_str *s, const sw_update *u, unsigned plain,
 	}
 }
 
+/* Picks the form of one id. */
+static void id_choose(const sw_str *s, const sw_update *u, unsigned plain,
+		      id_plan *p)
+{
+	id_plan_kind(sw_id_parse(s->ptr, s->len, p->raw), u, plain, p);
+}
+
 /* Writes one id as field num (its form already chosen). */
 static void put_id(wr *w, unsigned num, const sw_str *s, const id_plan *p)
 {
@@ -105,16 +111,23 @@ static void put_id(wr *w, unsigned num, const sw_str *s, const id_plan *p)
 		put_bytes(w, num, p->raw + p->off, p->len);
 }
 
-/* The one form every contact id can take. */
-static unsigned contacts_form(const sw_update *u, unsigned plain)
+/* Contact ids whose raw bytes the plan keeps (not parsed twice). */
+#define CONTACTS_KEPT 8
+
+/* The one form every contact id can take; the raw bytes of the first
+ * CONTACTS_KEPT go to raw[] (all of them parsed when the form is not
+ * text). */
+static unsigned contacts_form(const sw_update *u, unsigned plain,
+			      uint8_t raw[CONTACTS_KEPT][16])
 {
 	bool ulid = !(plain & SW_PB_PLAIN_ULID), uuid = !(plain & SW_PB_PLAIN_UUID);
-	uint8_t raw[16];
+	uint8_t tmp[16];
 	size_t i;
 
 	for (i = 0; i < u->n_contact_ids && (ulid || uuid); i++) {
 		sw_id_kind k = sw_id_parse(u->contact_ids[i].ptr,
-					   u->contact_ids[i].len, raw);
+					   u->contact_ids[i].len,
+					   i < CONTACTS_KEPT ? raw[i] : tmp);
 
 		ulid = ulid && k == SW_ID_ULID;
 		uuid = uuid && k == SW_ID_UUID;
@@ -195,6 +208,7 @@ typedef struct plan {
 	sw__pb_num duration, traces;
 	trio_plan billing, usage;
 	unsigned contacts_form;
+	uint8_t contacts_raw[CONTACTS_KEPT][16]; /* not text: the first ids */
 	unsigned updated_form; /* SW__PB_MS, SW__PB_DELTA, or 0: by flag */
 	uint32_t flags;
 } plan;
@@ -261,7 +275,8 @@ static void make_plan(const sw_update *u, unsigned plain, plan *p)
 		if (u->n_contact_ids == 0)
 			p->flags |= SW__PB_FLAG_CONTACT_IDS_EMPTY;
 		else
-			p->contacts_form = contacts_form(u, plain);
+			p->contacts_form = contacts_form(u, plain,
+							 p->contacts_raw);
 	}
 	if (u->has & SW_F_TAGS && u->n_tags == 0)
 		p->flags |= SW__PB_FLAG_TAGS_EMPTY;
@@ -356,7 +371,7 @@ static size_t make_items(const sw_update *u, const plan *p, item *it)
 
 /* Writes the list items of contact_ids as field num. */
 static void put_contacts(wr *w, unsigned num, const sw_update *u,
-			 unsigned plain, unsigned form)
+			 unsigned plain, const plan *pl)
 {
 	id_plan p;
 	size_t i;
@@ -364,11 +379,17 @@ static void put_contacts(wr *w, unsigned num, const sw_update *u,
 	for (i = 0; i < u->n_contact_ids; i++) {
 		const sw_str *s = &u->contact_ids[i];
 
-		if (form == SW__PB_TEXT) {
+		if (pl->contacts_form == SW__PB_TEXT) {
 			put_bytes(w, num, s->ptr, s->len);
 			continue;
 		}
-		id_choose(s, u, plain, &p);
+		if (i < CONTACTS_KEPT) { /* every one is of this form */
+			memcpy(p.raw, pl->contacts_raw[i], 16);
+			id_plan_kind(pl->contacts_form == SW__PB_ULID
+				     ? SW_ID_ULID : SW_ID_UUID, u, plain, &p);
+		} else {
+			id_choose(s, u, plain, &p);
+		}
 		put_id(w, num, s, &p);
 	}
 }
@@ -395,7 +416,7 @@ static void put_message(wr *w, const sw_update *u, unsigned plain,
 			put_num(w, num, &p->traces);
 			break;
 		case 3:
-			put_contacts(w, num, u, plain, p->contacts_form);
+			put_contacts(w, num, u, plain, p);
 			break;
 		case 7:
 			for (k = 0; k < u->n_tags; k++)
