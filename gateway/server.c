@@ -848,13 +848,17 @@ static enum MHD_Result begin(req *r, struct MHD_Connection *conn,
 {
 	gw_server *s = r->s;
 	const gw_config *c = s->c;
-	const char *ct, *cl, *seg;
+	const char *ct, *cl, *seg, *accept;
 	enum MHD_Result ret = MHD_YES;
 	char m[256];
 	int inflight;
 
 	r->route = route_of(url);
-	r->accept_pb = accepts_pb(header(conn, MHD_HTTP_HEADER_ACCEPT));
+	accept = header(conn, MHD_HTTP_HEADER_ACCEPT);
+	/* /v1/updates speaks protobuf only: its answers are protobuf unless
+	 * the device asks for something else (saves a header per batch). */
+	r->accept_pb = accepts_pb(accept) ||
+		       (accept == NULL && r->route == GW_ROUTE_BATCH);
 	if (r->route == GW_ROUTE_OTHER)
 		return reject(r, conn, 404, "not_found", "not_found",
 			      "no such path (PATCH /v2/traces/sessions/{id}, POST /v1/updates, GET /healthz, /readyz, /metrics)",

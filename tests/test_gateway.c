@@ -685,6 +685,31 @@ static void batch_refuses_json_and_garbage(void)
 	CU_ASSERT_EQUAL(fu_count(fu), 0);
 }
 
+/* /v1/updates is protobuf only: without an Accept header (a device saving
+ * bytes) even its errors come back as a protobuf Error. */
+static void batch_without_accept_answers_protobuf(void)
+{
+	static const uint8_t junk[] = { 0x0a, 0x7f, 0x01 };
+	static const char *const no_accept[] = {
+		"Content-Type: application/x-protobuf",
+		"Authorization: Bearer tok-a-0123456789abcdef-plain",
+		"Accept:", NULL /* curl: send no Accept at all */
+	};
+	sw_error_msg em;
+	http_res r;
+
+	fu_clear(fu);
+	CU_ASSERT_EQUAL(http("POST", "/v1/updates", no_accept, junk,
+			     sizeof(junk), &r), 400);
+	CU_ASSERT_STRING_EQUAL(r.ctype, "application/x-protobuf");
+	CU_ASSERT_EQUAL(sw_error_msg_decode((const uint8_t *)r.body, r.len, &em,
+					    NULL), SW_OK);
+	CU_ASSERT_EQUAL(em.status, 400);
+	CU_ASSERT_EQUAL(em.code.len, strlen("invalid_body"));
+	free(r.body);
+	CU_ASSERT_EQUAL(fu_count(fu), 0);
+}
+
 /* ==== Device auth ==== */
 
 static void auth_missing_or_wrong_token_is_401_and_nothing_forwarded(void)
@@ -1228,6 +1253,7 @@ int init_gateway_tests(void)
 	CU_add_test(s, "batch_later_items_of_a_failed_session_wait", batch_later_items_of_a_failed_session_wait);
 	CU_add_test(s, "batch_over_max_items_is_413_and_nothing_forwarded", batch_over_max_items_is_413_and_nothing_forwarded);
 	CU_add_test(s, "batch_refuses_json_and_garbage", batch_refuses_json_and_garbage);
+	CU_add_test(s, "batch_without_accept_answers_protobuf", batch_without_accept_answers_protobuf);
 	CU_add_test(s, "auth_missing_or_wrong_token_is_401_and_nothing_forwarded", auth_missing_or_wrong_token_is_401_and_nothing_forwarded);
 	CU_add_test(s, "auth_hashed_token_is_accepted", auth_hashed_token_is_accepted);
 	CU_add_test(s, "auth_reload_takes_effect", auth_reload_takes_effect);

@@ -548,8 +548,10 @@ int cli_send(int argc, char **argv)
 
 	mime = o.json ? "application/json" : "application/x-protobuf";
 	hdr = add_header(NULL, "Content-Type: ", mime);
+	/* /v1/updates answers protobuf unless asked otherwise: no Accept */
 	if (hdr)
-		hdr = add_header(hdr, "Accept: ", mime);
+		hdr = o.batch ? add_header(hdr, "Accept:", "") /* no curl default */
+			      : add_header(hdr, "Accept: ", mime);
 	if (hdr && o.token)
 		hdr = add_header(hdr, "Authorization: Bearer ", o.token);
 	if (hdr)
