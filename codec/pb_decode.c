@@ -536,11 +536,12 @@ static sw_status resolve(dec *d)
 
 /* ==== Pass 2: strings into the block ==== */
 
-/* The text of an id value (form, bytes) into the pool. */
+/* The text of an id value (form, bytes) into the pool (ULIDs and UUIDs
+ * formatted in place: pass 1 counted their text lengths). */
 static sw_str id_text(sw__builder *b, unsigned form, const uint8_t *p,
 		      size_t n, int64_t started_at)
 {
-	char text[SW_UUID_LEN];
+	sw_str r = { b->pool, 0 };
 	uint8_t raw[16];
 	int i;
 
@@ -554,14 +555,18 @@ static sw_str id_text(sw__builder *b, unsigned form, const uint8_t *p,
 		} else {
 			memcpy(raw, p, 16);
 		}
-		sw_ulid_format(raw, text);
-		return sw__block_str(b, text, SW_ULID_LEN);
+		sw_ulid_format(raw, b->pool);
+		r.len = SW_ULID_LEN;
+		break;
 	case SW__PB_UUID:
-		sw_uuid_format(p, text);
-		return sw__block_str(b, text, SW_UUID_LEN);
+		sw_uuid_format(p, b->pool);
+		r.len = SW_UUID_LEN;
+		break;
 	default:
 		return sw__block_str(b, (const char *)p, n);
 	}
+	b->pool += r.len;
+	return r;
 }
 
 /* Fills the block from the checked input. */
@@ -638,8 +643,7 @@ sw_status sw_pb_decode(const uint8_t *buf, size_t len,
 	d.len = len;
 	d.lim = sw__limits(opts ? &opts->limits : NULL);
 	d.err = err;
-	d.short_ulid_off = (size_t)-1;
-	sw_update_init(&d.u);
+	d.short_ulid_off = (size_t)-1; /* d.u: zeroed, as sw_update_init does */
 	if (len > d.lim.max_input)
 		return fail(&d, SW_ETOOBIG, "", 0,
 			    "expected at most %zu bytes of protobuf, found %zu",
