@@ -138,6 +138,8 @@ static size_t utf8_check(const char *s, size_t n)
 			break;
 		i += 8;
 	}
+	while (i < n && (unsigned char)s[i] < 0x80)
+		i++;
 	if (i == n)
 		return n;
 	return i + sw__utf8_check(s + i, n - i);
