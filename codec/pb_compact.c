@@ -221,8 +221,11 @@ void sw__pb_num_choose(double x, unsigned plain, sw__pb_num *out)
 	out->form = SW__PB_DOUBLE;
 	out->v = double_bits(x);
 	out->size = 8;
-	if (!(plain & SW_PB_PLAIN_INT) && x == floor(x) &&
-	    fabs(x) < 9223372036854775808.0 && !same_double(x, -0.0)) {
+	/* integral: every double from 2^52 up is; below, the truncation
+	 * (exact in int64) must give x back (faster than floor) */
+	if (!(plain & SW_PB_PLAIN_INT) && fabs(x) < 9223372036854775808.0 &&
+	    (fabs(x) >= 4503599627370496.0 || (double)(int64_t)x == x) &&
+	    !same_double(x, -0.0)) {
 		uint64_t zz = sw__pb_zigzag((int64_t)x);
 
 		n = sw__pb_varint_len(zz);
