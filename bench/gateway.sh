@@ -1,0 +1,459 @@
+#!/bin/sh
+# gateway.sh - the gateway part of `make bench` (alone: `make bench-gateway`).
+# Usage: bench/gateway.sh [O] [VECTORS]
+#
+# On 127.0.0.1 only: $O/fake-upstream (no log, nothing recorded), in front
+# of it $O/session-gateway (device tokens file, --log-level warn, default
+# --threads) and nginx (Debian nginx-light, bench/nginx.conf.in: a plain
+# reverse proxy, worker_processes auto, upstream keepalive), and, when the
+# gateway has --spool, a second gateway in spool mode. wrk sends the same
+# protobuf PATCH (the median-sized update of typical.jsonl, made with
+# `session-codec encode`) to each, interleaved: ROUNDS rounds of
+# gateway, nginx[, spool], SECONDS each, same threads and connections;
+# medians of req/s and p50/p99 (wrk --latency). The gateway's RSS is
+# sampled from /proc/PID/status during its runs.
+# Then bytes on the wire per update (bench-wire computes them; session-codec
+# send and curl measure them against the running gateway).
+#
+# Writes $O/bench/gateway.json (gateway.* and wire.* keys), merged into
+# $O/bench/summary.json, and a section of $O/bench/report.md (replaced on
+# each run). Every server is stopped by PID on exit. Tunables (env):
+# GW_BENCH_SECONDS (5), GW_BENCH_ROUNDS (3), GW_BENCH_CONNECTIONS (32),
+# GW_BENCH_THREADS (2).
+set -eu
+
+O=${1:-build}
+V=${2:-../shared/vectors}
+B=$O/bench
+W=$B/gw
+NX=$B/nginx
+SECS=${GW_BENCH_SECONDS:-5}
+ROUNDS=${GW_BENCH_ROUNDS:-3}
+CONNS=${GW_BENCH_CONNECTIONS:-32}
+THREADS=${GW_BENCH_THREADS:-2}
+SRC=$V/typical.jsonl
+# an org key as long as a real one (48 characters), and a device token
+API_KEY=orq_bench_0123456789abcdef0123456789abcdef012345
+TOKEN=dev-4f1c9a7e2b8d6035c1e9f4a7b2d80c63
+start=$(date +%s)
+
+say() { printf '\n== %s\n' "$*"; }
+die() { echo "gateway.sh: $*" >&2; exit 1; }
+
+for f in session-gateway fake-upstream session-codec bench-wire; do
+	[ -x "$O/$f" ] || die "$O/$f missing (make O=$O all)"
+done
+[ -r "$SRC" ] || die "cannot read $SRC"
+rm -rf "$W" "$NX"
+mkdir -p "$W" "$NX/tmp"
+
+# ==== Processes: started here, stopped by PID ====
+up_pid= gw_pid= sp_pid= nx_pid= smp_pid=
+stop() {
+	[ -n "$1" ] || return 0
+	kill "$1" 2>/dev/null || return 0
+	i=0
+	while kill -0 "$1" 2>/dev/null && [ $i -lt 50 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	kill -9 "$1" 2>/dev/null || :
+	wait "$1" 2>/dev/null || :
+}
+cleanup() {
+	stop "$smp_pid"; smp_pid=
+	stop "$nx_pid"; nx_pid=   # nginx master: SIGTERM stops its workers
+	stop "$sp_pid"; sp_pid=
+	stop "$gw_pid"; gw_pid=
+	stop "$up_pid"; up_pid=
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Waits (up to 10 s) for "listening on 127.0.0.1:PORT" in file $1; prints PORT.
+port_of() {
+	i=0
+	while [ $i -lt 100 ]; do
+		p=$(grep -o 'listening on 127\.0\.0\.1:[0-9]*' "$1" 2>/dev/null |
+			head -n 1 | sed 's/.*://')
+		[ -n "$p" ] && { echo "$p"; return 0; }
+		kill -0 "$3" 2>/dev/null || break
+		sleep 0.1
+		i=$((i + 1))
+	done
+	echo "gateway.sh: $2 did not start; its output:" >&2
+	cat "$1" >&2
+	return 1
+}
+
+say "servers (127.0.0.1)"
+"$O/fake-upstream" --port 0 > "$W/upstream.out" 2>&1 &
+up_pid=$!
+up_port=$(port_of "$W/upstream.out" fake-upstream "$up_pid")
+printf 'bench-device %s\n' "$TOKEN" > "$W/tokens"
+
+# Starts a gateway (extra flags "$@") logging to $W/$1.log; sets gw_port.
+start_gateway() {
+	name=$1
+	shift
+	ORQ_API_KEY=$API_KEY "$O/session-gateway" --listen 127.0.0.1:0 \
+		--upstream "http://127.0.0.1:$up_port" --device-tokens "$W/tokens" \
+		--log-level warn "$@" 2> "$W/$name.log" &
+	last_pid=$!
+	last_port=$(port_of "$W/$name.log" "session-gateway ($name)" "$last_pid")
+}
+start_gateway gateway
+gw_pid=$last_pid gw_port=$last_port
+echo "fake-upstream 127.0.0.1:$up_port (pid $up_pid), session-gateway 127.0.0.1:$gw_port (pid $gw_pid)"
+
+# Spool mode, when the gateway has it: --spool DIR
+sp_port=
+if "$O/session-gateway" --help 2>&1 | grep -q -- '--spool'; then
+	mkdir -p "$W/spool"
+	if start_gateway spool --spool "$W/spool"; then
+		sp_pid=$last_pid sp_port=$last_port
+		echo "session-gateway --spool 127.0.0.1:$sp_port (pid $sp_pid)"
+	else
+		echo "spool mode did not start: skipped"
+		stop "$last_pid"
+	fi
+else
+	echo "session-gateway has no --spool yet: spool mode skipped"
+fi
+
+# nginx on a free port (it cannot report an ephemeral one): a few tries.
+nx_port=
+NGINX=$(command -v nginx || ls /usr/sbin/nginx 2>/dev/null || :)
+if [ -n "$NGINX" ] && command -v wrk >/dev/null; then
+	tries=0
+	while [ -z "$nx_port" ] && [ $tries -lt 5 ]; do
+		tries=$((tries + 1))
+		p=$(awk -v s="$$$tries" 'BEGIN { srand(s); print 20000 + int(rand() * 40000) }')
+		ss -Htln 2>/dev/null | grep -q ":$p " && continue
+		sed -e "s|@DIR@|$(cd "$NX" && pwd)|g" -e "s|@PORT@|$p|g" \
+			-e "s|@UPSTREAM_PORT@|$up_port|g" -e "s|@API_KEY@|$API_KEY|g" \
+			-e "s|@USER@|$(id -un)|g" -e "s|@GROUP@|$(id -gn)|g" \
+			-e "s|@WORKERS@|auto|g" bench/nginx.conf.in > "$NX/nginx.conf"
+		"$NGINX" -p "$NX" -c "$(cd "$NX" && pwd)/nginx.conf" -e "$(cd "$NX" && pwd)/error.log" \
+			> "$NX/stdout" 2>&1 &
+		nx_pid=$!
+		i=0
+		while [ $i -lt 50 ] && kill -0 "$nx_pid" 2>/dev/null; do
+			if curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$p/healthz"; then
+				nx_port=$p
+				break
+			fi
+			sleep 0.1
+			i=$((i + 1))
+		done
+		if [ -z "$nx_port" ]; then
+			stop "$nx_pid"
+			nx_pid=
+		fi
+	done
+	if [ -n "$nx_port" ]; then
+		echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*\///') 127.0.0.1:$nx_port (master pid $nx_pid, worker_processes auto = $(nproc))"
+	else
+		echo "nginx did not start; see $NX/error.log: no comparison"
+	fi
+else
+	echo "nginx or wrk not installed (make bench-deps): no load test"
+fi
+
+# ==== The request body: the median-sized update, as protobuf ====
+sed -e 's/^{"sdk"://' -e 's/,"wire":".*$//' "$SRC" > "$W/sdk.jsonl"
+"$O/session-codec" encode --lines --in "$W/sdk.jsonl" > "$W/pb.hex"
+n_lines=$(wc -l < "$W/pb.hex")
+pick=$(awk '{ print length($0) / 2, NR }' "$W/pb.hex" | sort -n -k1,1 -k2,2 |
+	sed -n "$(( (n_lines + 1) / 2 ))p" | awk '{ print $2 }')
+sed -n "${pick}p" "$W/sdk.jsonl" | "$O/session-codec" encode --out "$W/body.pb"
+body_len=$(wc -c < "$W/body.pb")
+sid=$(sed -n "${pick}{s/.*\"session_id\":\"\\([^\"]*\\)\".*/\\1/;p;}" "$SRC")
+json_len=$(sed -n "${pick}p" "$W/sdk.jsonl" | "$O/session-codec" canon | tr -d '\n' | wc -c)
+# the bytes as Lua decimal escapes (wrk.body is a binary-safe Lua string)
+lua_body=$(od -An -v -tu1 "$W/body.pb" | tr -s ' \n' '\n\n' |
+	awk 'NF { printf "\\%d", $1 }')
+cat > "$W/patch.lua" <<EOF
+-- one protobuf PATCH, typical.jsonl line $pick ($body_len B; JSON $json_len B)
+wrk.method = "PATCH"
+wrk.path = "/v2/traces/sessions/$sid"
+wrk.headers["Content-Type"] = "application/x-protobuf"
+wrk.headers["Accept"] = "application/x-protobuf"
+wrk.headers["Authorization"] = "Bearer $TOKEN"
+wrk.body = "$lua_body"
+EOF
+echo "request: PATCH /v2/traces/sessions/$sid, protobuf body $body_len B (line $pick of typical.jsonl; its JSON: $json_len B)"
+# the gateways must answer it 2xx before it is measured
+for port in $gw_port $sp_port; do
+	code=$(curl -s -o "$W/check.out" -w '%{http_code}' -X PATCH \
+		-H 'Content-Type: application/x-protobuf' -H 'Accept: application/x-protobuf' \
+		-H "Authorization: Bearer $TOKEN" --data-binary "@$W/body.pb" \
+		"http://127.0.0.1:$port/v2/traces/sessions/$sid")
+	case $code in 2??) ;; *) die "gateway on $port answers the bench request $code";; esac
+done
+
+# ==== Load: wrk, interleaved ====
+# "key value" lines of a wrk --latency output: rps p50_ms p99_ms non2xx errors
+wrk_parse() {
+	awk '
+	function ms(v) {
+		if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
+		if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
+		if (v ~ /m$/) return substr(v, 1, length(v) - 1) * 60000
+		if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
+		return v + 0
+	}
+	/Requests\/sec:/ { rps = $2 }
+	$1 == "50%" { p50 = ms($2) }
+	$1 == "99%" { p99 = ms($2) }
+	/Non-2xx or 3xx responses:/ { bad = $NF }
+	/Socket errors:/ { gsub(/,/, ""); err = $4 + $6 + $8 + $10 }
+	END { printf "%s %.3f %.3f %d %d\n", rps, p50, p99, bad, err }' "$1"
+}
+# Samples VmRSS (KiB) of $1 every 0.2 s into $2 until killed.
+sample_rss() {
+	while kill -0 "$1" 2>/dev/null; do
+		awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || :
+		sleep 0.2
+	done >> "$2"
+}
+# Runs wrk for $2 seconds against port $3; output in $W/$1.wrk
+run_wrk() {
+	wrk -t "$THREADS" -c "$CONNS" -d "${2}s" --timeout 10s --latency \
+		-s "$W/patch.lua" "http://127.0.0.1:$3" > "$W/$1.wrk" 2>&1 ||
+		die "wrk failed: $(cat "$W/$1.wrk")"
+}
+
+have_load=
+if [ -n "$nx_port" ]; then
+	have_load=1
+	targets="gateway:$gw_port nginx:$nx_port"
+	[ -n "$sp_port" ] && targets="$targets spool:$sp_port"
+	say "load: wrk -t $THREADS -c $CONNS, $ROUNDS rounds x ($targets) x ${SECS} s, after a 1 s warm-up each"
+	for t in $targets; do
+		run_wrk "warmup-${t%%:*}" 1 "${t#*:}"
+	done
+	: > "$W/rss-gateway.kib"
+	: > "$W/rss-spool.kib"
+	r=1
+	while [ "$r" -le "$ROUNDS" ]; do
+		for t in $targets; do
+			name=${t%%:*}
+			smp_pid=
+			case $name in
+			gateway) sample_rss "$gw_pid" "$W/rss-gateway.kib" & smp_pid=$! ;;
+			spool) sample_rss "$sp_pid" "$W/rss-spool.kib" & smp_pid=$! ;;
+			esac
+			run_wrk "$name-$r" "$SECS" "${t#*:}"
+			stop "$smp_pid"; smp_pid=
+			set -- $(wrk_parse "$W/$name-$r.wrk")
+			printf '  round %d %-8s %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  non-2xx %s  socket errors %s\n' \
+				"$r" "$name" "$1" "$2" "$3" "$4" "$5"
+			echo "$name $r $*" >> "$W/runs.txt"
+		done
+		r=$((r + 1))
+	done
+	hwm_gw=$(awk '/^VmHWM:/ { print $2 }' "/proc/$gw_pid/status")
+	[ -n "$sp_pid" ] && hwm_sp=$(awk '/^VmHWM:/ { print $2 }' "/proc/$sp_pid/status")
+	curl -s "http://127.0.0.1:$gw_port/metrics" > "$W/metrics.txt" || :
+fi
+
+# median of column $2 of runs.txt rows of target $1
+med() {
+	awk -v t="$1" -v c="$2" '$1 == t { print $c }' "$W/runs.txt" | sort -g |
+		awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+sum_col() { awk -v t="$1" -v c="$2" '$1 == t { s += $c } END { print s + 0 }' "$W/runs.txt"; }
+kib_max() { sort -n "$1" | tail -n 1; }
+
+# ==== Bytes on the wire ====
+say "bytes on the wire per update (typical.jsonl)"
+"$O/bench-wire" --vectors "$SRC" --host "127.0.0.1:$gw_port" --token "$TOKEN" \
+	--key-len ${#API_KEY} --json "$W/wire.json" --out-dir "$W" | tee "$W/wire.txt"
+# send: every update as its own PATCH, then batches of 10 of one session
+gw="http://127.0.0.1:$gw_port"
+: > "$W/send-patch.txt"
+i=1
+while [ $i -le "$n_lines" ]; do
+	s=$(sed -n "${i}{s/.*\"session_id\":\"\\([^\"]*\\)\".*/\\1/;p;}" "$SRC")
+	sed -n "${i}p" "$W/sdk.jsonl" |
+		"$O/session-codec" send --gateway "$gw" --token "$TOKEN" --session "$s" \
+		> "$W/send.out" 2>&1 || die "send of line $i failed: $(cat "$W/send.out")"
+	grep '^bytes on the wire' "$W/send.out" >> "$W/send-patch.txt"
+	i=$((i + 1))
+done
+: > "$W/send-batch.txt"
+: > "$W/curl-distinct.txt"
+k=1
+while [ $((k * 10)) -le "$n_lines" ]; do
+	a=$(( (k - 1) * 10 + 1 ))
+	s=$(sed -n "${a}{s/.*\"session_id\":\"\\([^\"]*\\)\".*/\\1/;p;}" "$SRC")
+	sed -n "${a},$((a + 9))p" "$W/sdk.jsonl" > "$W/batch.jsonl"
+	"$O/session-codec" send --gateway "$gw" --token "$TOKEN" --session "$s" \
+		--seq 1 --batch "$W/batch.jsonl" > "$W/send.out" 2>&1 ||
+		die "send of batch $k failed: $(cat "$W/send.out")"
+	grep '^bytes on the wire' "$W/send.out" >> "$W/send-batch.txt"
+	# the same updates, 10 sessions: the Batch bench-wire wrote, sent by curl
+	# with send's headers (no Accept, no User-Agent, no Expect)
+	f=$W/distinct-$(printf %02d $k).pb
+	curl -sS -o "$W/ack.pb" -w '%{http_code} %{size_request} %{size_upload}\n' \
+		-H 'Content-Type: application/x-protobuf' -H 'Accept:' -H 'User-Agent:' \
+		-H 'Expect:' -H "Authorization: Bearer $TOKEN" --data-binary "@$f" \
+		"$gw/v1/updates" >> "$W/curl-distinct.txt"
+	k=$((k + 1))
+done
+# total bytes per update from send's "... total = T" lines
+per_update() { awk -v n="$2" '{ s += $NF } END { printf "%.1f", s / n }' "$1"; }
+n_batched=$(( (n_lines / 10) * 10 ))
+patch_meas=$(per_update "$W/send-patch.txt" "$n_lines")
+batch_meas=$(per_update "$W/send-batch.txt" "$n_batched")
+awk '$1 !~ /^2/ { bad++ } END { exit bad > 0 }' "$W/curl-distinct.txt" ||
+	die "a batch of 10 sessions was not accepted: $(cat "$W/curl-distinct.txt")"
+# curl's size_request: request line, headers and body
+dist_meas=$(awk -v n="$n_batched" '{ s += $2 } END { printf "%.1f", s / n }' "$W/curl-distinct.txt")
+wval() { sed -n "s/^ *\"$1\": *\([^,]*\),*$/\1/p" "$W/wire.json"; }
+echo "measured: PATCH $patch_meas B (send), batch of 10 one session $batch_meas B (send)," \
+	"10 sessions $dist_meas B (curl) per update"
+for pair in "$patch_meas wire.patch_bytes_per_update_computed" \
+	"$batch_meas wire.batch10_bytes_per_update_computed" \
+	"$dist_meas wire.batch10_distinct_bytes_per_update_computed"; do
+	set -- $pair
+	[ "$1" = "$(wval "$2")" ] ||
+		echo "WARNING: measured $1 B but bench-wire computes $(wval "$2") B ($2)"
+done
+
+# ==== gateway.json ====
+J=$B/gateway.json
+{
+	echo "{"
+	sed -e '1d' -e '$d' -e 's/,$//' "$W/wire.json" | grep -v '_computed"' | sed 's/$/,/'
+	echo "  \"wire.patch_bytes_per_update\": $patch_meas,"
+	echo "  \"wire.batch10_bytes_per_update\": $batch_meas,"
+	echo "  \"wire.batch10_distinct_bytes_per_update\": $dist_meas,"
+	if [ -n "$have_load" ]; then
+		g_rps=$(med gateway 3); n_rps=$(med nginx 3)
+		g_p50=$(med gateway 4); n_p50=$(med nginx 4)
+		g_p99=$(med gateway 5); n_p99=$(med nginx 5)
+		rss_max=$(kib_max "$W/rss-gateway.kib")
+		echo "  \"gateway.rps\": $g_rps,"
+		echo "  \"gateway.nginx_rps\": $n_rps,"
+		awk -v a="$g_rps" -v b="$n_rps" 'BEGIN { printf "  \"gateway.rps_ratio_vs_nginx\": %.3f,\n", a / b }'
+		echo "  \"gateway.p50_ms\": $g_p50,"
+		echo "  \"gateway.nginx_p50_ms\": $n_p50,"
+		echo "  \"gateway.p99_ms\": $g_p99,"
+		echo "  \"gateway.nginx_p99_ms\": $n_p99,"
+		awk -v a="$g_p99" -v b="$n_p99" 'BEGIN { printf "  \"gateway.p99_ratio_vs_nginx\": %.3f,\n", a / b }'
+		awk -v a="$hwm_gw" -v b="$rss_max" 'BEGIN {
+			printf "  \"gateway.rss_mib\": %.1f,\n", a / 1024
+			printf "  \"gateway.rss_sampled_max_mib\": %.1f,\n", b / 1024 }'
+		echo "  \"gateway.non2xx\": $(sum_col gateway 6),"
+		echo "  \"gateway.nginx_non2xx\": $(sum_col nginx 6),"
+		if [ -n "$sp_port" ]; then
+			s_rps=$(med spool 3)
+			echo "  \"gateway.spool_rps\": $s_rps,"
+			awk -v a="$s_rps" -v b="$n_rps" 'BEGIN { printf "  \"gateway.spool_rps_ratio_vs_nginx\": %.3f,\n", a / b }'
+			echo "  \"gateway.spool_p99_ms\": $(med spool 5),"
+			awk -v a="$hwm_sp" 'BEGIN { printf "  \"gateway.spool_rss_mib\": %.1f,\n", a / 1024 }'
+			echo "  \"gateway.spool_non2xx\": $(sum_col spool 6),"
+		fi
+		echo "  \"gateway.wrk_connections\": $CONNS,"
+		echo "  \"gateway.wrk_threads\": $THREADS,"
+		echo "  \"gateway.seconds_per_run\": $SECS,"
+		echo "  \"gateway.rounds\": $ROUNDS,"
+		echo "  \"gateway.request_body_bytes\": $body_len,"
+	fi
+	echo "  \"gateway.bench_seconds\": $(( $(date +%s) - start ))"
+	echo "}"
+} > "$J"
+
+# ==== Merge into summary.json: its gateway.* and wire.* keys replaced ====
+S=$B/summary.json
+{
+	[ -f "$S" ] && sed -e '1d' -e '$d' -e 's/,$//' "$S" | grep -v '^ *"\(gateway\|wire\)\.'
+	sed -e '1d' -e '$d' -e 's/,$//' "$J"
+} | awk 'NR > 1 { print prev "," } { prev = $0 } END { print prev }' |
+	{ echo "{"; cat; echo "}"; } > "$S.tmp"
+mv "$S.tmp" "$S"
+
+# ==== report.md: the section between the markers replaced ====
+jv() { sed -n "s/^ *\"$1\": *\([^,]*\),*$/\1/p" "$J"; }
+verdict() { awk "BEGIN { print ($1) ? \"met\" : \"MISSED\" }"; }
+{
+	echo "<!-- gateway:begin -->"
+	echo "## Gateway under load"
+	echo
+	if [ -n "$have_load" ]; then
+		echo "\`bench/gateway.sh\` ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, everything on" \
+			"this one machine over 127.0.0.1): wrk -t $THREADS -c $CONNS --latency," \
+			"$ROUNDS rounds of $SECS s per server, interleaved (gateway, nginx$([ -n "$sp_port" ] && echo ", spool"))," \
+			"medians. Each request: PATCH /v2/traces/sessions/$sid, protobuf body" \
+			"$body_len B (the median-sized update of typical.jsonl), Accept: application/x-protobuf," \
+			"a device token. Behind both: \`fake-upstream\` (libmicrohttpd, a thread per" \
+			"connection, 200 + a session JSON, nothing recorded)."
+		echo "session-gateway: default \`--threads 8\`, \`--log-level warn\`, device tokens file;" \
+			"it checks the token, decodes the protobuf, writes the SDK's JSON, PATCHes it" \
+			"upstream over pooled libcurl connections, and turns the JSON answer back into" \
+			"protobuf. nginx $("$NGINX" -v 2>&1 | sed 's/.*\///') (Debian nginx-light):" \
+			"\`worker_processes auto\` ($(nproc)), no access log, upstream keepalive 64," \
+			"forwards the bytes as they are (it does no translation)."
+		echo
+		echo "| server | req/s | p50 ms | p99 ms | peak RSS MiB | non-2xx |"
+		echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+		echo "| session-gateway | $(jv gateway.rps) | $(jv gateway.p50_ms) | $(jv gateway.p99_ms) | $(jv gateway.rss_mib) | $(jv gateway.non2xx) |"
+		[ -n "$sp_port" ] &&
+			echo "| session-gateway --spool | $(jv gateway.spool_rps) | $(med spool 4) | $(jv gateway.spool_p99_ms) | $(jv gateway.spool_rss_mib) | $(jv gateway.spool_non2xx) |"
+		echo "| nginx (reverse proxy) | $(jv gateway.nginx_rps) | $(jv gateway.nginx_p50_ms) | $(jv gateway.nginx_p99_ms) | | $(jv gateway.nginx_non2xx) |"
+		echo
+		echo "Every run: \`$W/runs.txt\` (target round req/s p50 p99 non-2xx socket-errors)" \
+			"and \`$W/*.wrk\`. RSS: VmHWM of the gateway after the load" \
+			"(VmRSS sampled every 0.2 s during its runs: at most $(jv gateway.rss_sampled_max_mib) MiB)."
+		[ -z "$sp_port" ] && echo "Spool mode: not measured (this session-gateway has no \`--spool\`)."
+	else
+		echo "Not measured: nginx or wrk is missing (\`make bench-deps\`)."
+	fi
+	echo
+	echo "## Bytes on the wire per update (typical.jsonl, $(wval wire.updates) updates)"
+	echo
+	echo "Request line + headers + body. The SDK's request: \`PATCH /v2/traces/sessions/<id> HTTP/1.1\`," \
+		"Host: my.orq.ai, Content-Type and Accept application/json, Authorization: Bearer" \
+		"and a ${#API_KEY}-character key (assumed length), the TypeScript SDK's User-Agent" \
+		"(\`speakeasy-sdk/typescript 4.2.9 2.799.0 2.0 @orq-ai/node\`), Content-Length, and the" \
+		"canonical JSON body; Node's fetch adds connection, accept-language, sec-fetch-mode and" \
+		"accept-encoding headers of its own (second figure). The device's requests as" \
+		"\`session-codec send\` (libcurl) sends them to the gateway: Host: 127.0.0.1:$gw_port," \
+		"a ${#TOKEN}-character device token, no User-Agent; measured by send (PATCH, one-session" \
+		"batches) and curl (10-session batches), and equal to bench-wire's count."
+	echo
+	echo "| request | bytes per update | of which body |"
+	echo "| --- | ---: | ---: |"
+	echo "| SDK: JSON PATCH to the API | $(wval wire.sdk_json_http_bytes_per_update) ($(wval wire.sdk_json_http_node_fetch_bytes_per_update) with Node fetch's headers) | $(wval wire.sdk_json_body_bytes_per_update) |"
+	echo "| device: protobuf PATCH to the gateway | $patch_meas | $(wval wire.patch_body_bytes_per_update) |"
+	echo "| device: batch of 10, one session (POST /v1/updates) | $batch_meas | $(wval wire.batch10_body_bytes_per_update) |"
+	echo "| device: batch of 10, 10 sessions | $dist_meas | $(wval wire.batch10_distinct_body_bytes_per_update) |"
+	echo
+	echo "### Targets (gateway)"
+	echo
+	echo "| target | measured | |"
+	echo "| --- | --- | --- |"
+	if [ -n "$have_load" ]; then
+		echo "| gateway req/s >= 0.8x nginx (aim 1.0x) | $(jv gateway.rps_ratio_vs_nginx)x | $(verdict "$(jv gateway.rps_ratio_vs_nginx) >= 0.8"), aim $(verdict "$(jv gateway.rps_ratio_vs_nginx) >= 1.0") |"
+		echo "| gateway p99 <= 2x nginx | $(jv gateway.p99_ratio_vs_nginx)x ($(jv gateway.p99_ms) vs $(jv gateway.nginx_p99_ms) ms) | $(verdict "$(jv gateway.p99_ratio_vs_nginx) <= 2") |"
+		echo "| gateway RSS under load <= 32 MiB | $(jv gateway.rss_mib) MiB | $(verdict "$(jv gateway.rss_mib) <= 32") |"
+	fi
+	echo "| batch of 10 <= 100 B per update | $batch_meas B (one session), $dist_meas B (10 sessions) | $(verdict "$batch_meas <= 100") (one session), $(verdict "$dist_meas <= 100") (10 sessions) |"
+	echo "<!-- gateway:end -->"
+} > "$B/gateway.md"
+R=$B/report.md
+if [ -f "$R" ] && grep -q '^<!-- gateway:begin -->' "$R"; then
+	awk -v f="$B/gateway.md" '
+	/^<!-- gateway:begin -->/ { while ((getline l < f) > 0) print l; skip = 1; next }
+	/^<!-- gateway:end -->/ { skip = 0; next }
+	!skip' "$R" > "$R.tmp"
+	mv "$R.tmp" "$R"
+else
+	{ [ -f "$R" ] && { cat "$R"; echo; }; cat "$B/gateway.md"; } > "$R.tmp"
+	mv "$R.tmp" "$R"
+fi
+
+say "gateway report ($(( $(date +%s) - start )) s)"
+sed -e '/^<!--/d' "$B/gateway.md"
