@@ -166,8 +166,19 @@ run: deps
 bench: deps
 	$(MAKE) bench-deps
 	$(MAKE) $(BENCH_BIN) CFLAGS="-O2 -g -DNDEBUG"
+	$(MAKE) $(BENCH_GW)
 	$(MAKE) -f bench/device/device.mk O=$(O)
 	bench/run.sh $(O) $(VECTORS)
+
+# The gateway part alone (run.sh also runs it): session-gateway vs nginx
+# under wrk, and bytes on the wire per update; merged into summary.json
+# and report.md.
+.PHONY: bench-gateway
+BENCH_GW := $(CLI) $(GW_BIN) $(FAKE_UPSTREAM) $(O)/bench-wire
+bench-gateway: deps
+	$(MAKE) bench-deps
+	$(MAKE) $(BENCH_GW)
+	bench/gateway.sh $(O) $(VECTORS)
 
 bench-deps:
 	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(BENCH_PACKAGES)"

@@ -4,6 +4,7 @@
 #   $O/bench/report.md     the tables, the targets met or missed
 #   $O/bench/sizes.svg     bytes per update in every encoding (gnuplot)
 #   $O/bench/speed.svg     ns and instructions per message (gnuplot)
+# and then runs bench/gateway.sh (gateway.*, wire.*: see there).
 # It builds nothing. Usage: bench/run.sh [O] [VECTORS]
 #
 # Corpora: ../shared/vectors/typical.jsonl (200 updates made with the SDK)
@@ -292,3 +293,12 @@ m4=$(val device.encode_text_data_bytes_cortex_m4)
 
 say "report: $B/report.md"
 cat "$B/report.md"
+
+# ==== Gateway under load, bytes on the wire (bench/gateway.sh) ====
+# It adds its gateway.* and wire.* keys to summary.json and its section to
+# report.md.
+if [ -x "$O/session-gateway" ] && [ -x "$O/fake-upstream" ] && [ -x "$O/bench-wire" ]; then
+	bench/gateway.sh "$O" "$V"
+else
+	say "gateway: session-gateway, fake-upstream or bench-wire not built: skipped"
+fi
