@@ -304,12 +304,16 @@ typedef struct item {
 	unsigned num, slot;
 } item;
 
-/* Lists the fields to write, sorted by field number. */
+/* Lists the fields to write, sorted by field number. No sort is needed:
+ * in slot order, the numbers up to 15 (first forms and flags) ascend, and
+ * so do those from 16 (the other forms), so the list is the first group
+ * then the second (test_pb checks the bytes against protobuf-c). */
 static size_t make_items(const sw_update *u, const plan *p, item *it)
 {
 	const sw__pb_msg *m = &sw__pb_session;
-	size_t n = 0, i, j;
-	unsigned slot;
+	item high[SW_FIELD_COUNT];
+	size_t n = 0, nh = 0, i;
+	unsigned slot, num;
 
 	for (slot = 0; slot < SW_FIELD_COUNT; slot++) {
 		unsigned form = 0;
@@ -350,22 +354,22 @@ static size_t make_items(const sw_update *u, const plan *p, item *it)
 			form = p->updated_form;
 			break;
 		}
-		it[n].num = sw__pb_field_num(m, slot, form);
-		it[n].slot = slot;
-		n++;
+		num = sw__pb_field_num(m, slot, form);
+		if (num < 16) {
+			it[n].num = num;
+			it[n++].slot = slot;
+		} else {
+			high[nh].num = num;
+			high[nh++].slot = slot;
+		}
 	}
 	if (p->flags) {
 		it[n].num = sw__pb_field_num(m, SW__PB_SLOT_FLAGS, SW__PB_FLAGS);
 		it[n].slot = SW__PB_SLOT_FLAGS;
 		n++;
 	}
-	for (i = 1; i < n; i++) { /* insertion sort: at most 13 items */
-		item x = it[i];
-
-		for (j = i; j > 0 && it[j - 1].num > x.num; j--)
-			it[j] = it[j - 1];
-		it[j] = x;
-	}
+	for (i = 0; i < nh; i++)
+		it[n++] = high[i];
 	return n;
 }
 
