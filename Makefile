@@ -13,7 +13,7 @@
 DEB_PACKAGES := build-essential pkg-config protobuf-c-compiler \
 	libprotobuf-c-dev protobuf-compiler libcjson-dev libcunit1-dev \
 	libdouble-conversion-dev libmicrohttpd-dev libcurl4-openssl-dev \
-	libssl-dev curl valgrind
+	libssl-dev libsqlite3-dev curl valgrind
 # Only `make bench` (bench-deps) installs these; `make test` never needs them.
 BENCH_PACKAGES := gnuplot-nox libzstd-dev zlib1g-dev libcbor-dev \
 	libmsgpack-dev libnanopb-dev nanopb gcc-arm-none-eabi \
@@ -37,7 +37,7 @@ CPPFLAGS += -Icodec/include -Igateway -I$(O)/gen -MMD -MP
 LDFLAGS ?=
 LDLIBS := $(shell pkg-config --libs libprotobuf-c libcjson 2>/dev/null || echo -lprotobuf-c -lcjson) \
 	-ldouble-conversion -lstdc++ -lm -pthread
-NET_LIBS := -lmicrohttpd -lcurl -lcrypto
+NET_LIBS := -lmicrohttpd -lcurl -lcrypto -lsqlite3
 
 ifneq ($(SANITIZE),)
 SANFLAGS := -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer

@@ -80,6 +80,12 @@ static const opt opts[] = {
 	  "log request bodies (debugging only)" },
 	{ "log-level", OPT_LEVEL, OFF(log_level), 0, 0, 0, "LEVEL",
 	  "debug, info, warn or error" },
+	{ "spool", OPT_PATH, OFF(spool_dir), CAP(spool_dir), 0, 0, "DIR",
+	  "store-and-forward: 202 once an update is on disk in DIR/spool.db, forwarded in order after" },
+	{ "spool-max-bytes", OPT_SIZE, OFF(spool_max_bytes), 0, 4096,
+	  1LL << 50, "BYTES", "spooled updates and dead letters above this: 507" },
+	{ "spool-forwarders", OPT_UINT, OFF(spool_forwarders), 0, 1, 1024, "N",
+	  "threads draining the spool (sessions sent concurrently)" },
 	{ "config", OPT_CONFIG, 0, 0, 0, 0, "FILE",
 	  "read `key = value` lines first (keys as these flags, without --)" },
 	{ "help", OPT_HELP, 0, 0, 0, 0, NULL, "print this help and exit" },
@@ -106,6 +112,8 @@ void gw_config_defaults(gw_config *c)
 	c->backoff_base_ms = 100;
 	c->backoff_max_ms = 5000;
 	c->log_level = GW_LOG_INFO;
+	c->spool_max_bytes = (size_t)256 << 20;
+	c->spool_forwarders = 8;
 }
 
 static const opt *find_opt(const char *name, size_t n)
@@ -594,7 +602,9 @@ void gw_config_usage(FILE *f)
 	      "The key is never accepted as a flag or config key, never logged\n"
 	      "and never sent to devices.\n"
 	      "Signals: SIGHUP reloads --device-tokens; SIGTERM/SIGINT stop\n"
-	      "accepting, finish requests in flight and exit 0.\n", f);
+	      "accepting, finish requests in flight and exit 0.\n"
+	      "With --spool, `session-gateway spool --help` shows the admin\n"
+	      "command (stats, list, retry, drop on the spool directory).\n", f);
 }
 
 void gw_config_free(gw_config *c)

@@ -41,6 +41,9 @@ typedef struct gw_config {
 	long backoff_max_ms;       /* 5000 */
 	bool log_bodies;           /* log request bodies (off) */
 	int log_level;             /* GW_LOG_INFO */
+	char spool_dir[512];       /* "" = direct mode; else store-and-forward */
+	size_t spool_max_bytes;    /* 256 MiB of stored updates, then 507 */
+	unsigned spool_forwarders; /* 8 threads draining the spool */
 } gw_config;
 
 /* Fills the documented defaults. */
@@ -109,6 +112,15 @@ void gw_metrics_retry(void);
 void gw_metrics_reject(const char *reason); /* "auth", "too_big", ... */
 void gw_metrics_bytes(size_t from_device, size_t json_upstream);
 void gw_metrics_inflight(int delta);
+/* The spool: one commit (fsync) of n rows (updates, marks) in seconds. */
+void gw_metrics_spool_commit(double seconds, unsigned rows, unsigned updates);
+/* The spool's state after a commit; oldest_ms: arrival (unix ms) of the
+ * queue's head, 0 when empty. */
+void gw_metrics_spool_state(long long depth, long long bytes,
+			    long long dead, long long oldest_ms);
+void gw_metrics_spool_retry(void);
+void gw_metrics_spool_dead(void);
+void gw_metrics_spool_delivered(void);
 /* Appends the Prometheus text format (version 0.0.4) to out. */
 sw_status gw_metrics_render(sw_buf *out);
 
@@ -159,6 +171,82 @@ void gw_response_free(gw_response *r);
  * now; -1 when it is neither. */
 long gw_retry_after_ms(const char *value, long now_unix_s);
 
+/* ==== The spool (spool.c, forwarder.c, spool_admin.c) ====
+ *
+ * --spool DIR: store-and-forward. DIR/spool.db is SQLite in WAL mode with
+ * synchronous=FULL. One writer thread owns the write connection: callers
+ * queue jobs (new updates, marks of the forwarder), the writer runs every
+ * queued job in one transaction (one WAL fsync: group commit) and wakes
+ * the callers after COMMIT returned. An update is acknowledged only then.
+ */
+
+typedef struct gw_spool gw_spool;
+
+/* One update to store. */
+typedef struct gw_spool_rec {
+	const char *sid;       /* the decoded session id */
+	size_t sid_len;
+	uint64_t seq;          /* the device's seq (0 for a PATCH) */
+	const char *path;      /* the encoded upstream path, NUL-terminated */
+	const char *json;      /* canonical JSON, what goes upstream */
+	size_t json_len;
+} gw_spool_rec;
+
+enum { GW_SPOOL_OK = 0, GW_SPOOL_FULL = 1, GW_SPOOL_ERROR = -1 };
+
+/* Opens (creating) DIR and DIR/spool.db from c->spool_dir, checks the
+ * database, takes DIR/spool.lock, starts the writer thread. c is borrowed.
+ * NULL with err (a sentence naming the file and the fix) on failure. */
+gw_spool *gw_spool_open(const gw_config *c, char *err, size_t errlen);
+/* Stores recs[0..n) in one transaction and returns once it is on disk:
+ * GW_SPOOL_OK, GW_SPOOL_FULL (nothing stored: over spool_max_bytes) or
+ * GW_SPOOL_ERROR (nothing stored; err says why). Thread-safe. */
+int gw_spool_put(gw_spool *sp, const gw_spool_rec *recs, size_t n,
+		 char *err, size_t errlen);
+/* Finishes queued commits, stops the writer, closes. NULL is fine. */
+void gw_spool_close(gw_spool *sp);
+/* Rows waiting, bytes stored (updates and dead letters), as of the last
+ * commit. */
+void gw_spool_usage(gw_spool *sp, long long *depth, long long *bytes);
+
+/* What the forwarder tells the writer about one row. */
+typedef enum gw_mark {
+	GW_MARK_DONE = 0,  /* upstream 2xx: delete */
+	GW_MARK_RETRY = 1, /* retry at next_ms, attempts + 1 */
+	GW_MARK_DEAD = 2   /* final failure: to dead_letters */
+} gw_mark;
+
+/* Marks row id (size: its stored bytes) and waits for the commit. 0 or
+ * -1. status/body: the upstream's answer (body may be NULL). */
+int gw_spool__mark(gw_spool *sp, gw_mark m, int64_t id, long long size,
+		   int attempts, int64_t next_ms, int status,
+		   const char *body, size_t body_len);
+/* The database file; a new read connection on it (NULL on failure). */
+const char *gw_spool__db_path(const gw_spool *sp);
+struct sqlite3 *gw_spool__reader(gw_spool *sp);
+/* Commits so far; waits up to timeout_ms for one past seen. */
+uint64_t gw_spool__commits(gw_spool *sp);
+void gw_spool__wait(gw_spool *sp, uint64_t seen, long timeout_ms);
+/* Row overhead counted against spool_max_bytes besides its strings. */
+#define GW_SPOOL_ROW_OVERHEAD 64
+/* Wall clock in unix milliseconds. */
+int64_t gw_spool__now_ms(void);
+
+typedef struct gw_forwarder gw_forwarder;
+
+/* Starts c->spool_forwarders threads draining sp through their own
+ * upstream (one attempt per call; the retry policy lives in the spool).
+ * NULL with err on failure. */
+gw_forwarder *gw_forwarder_start(const gw_config *c, gw_spool *sp,
+				 char *err, size_t errlen);
+/* Stops the threads (an upstream call in flight finishes and its mark is
+ * committed), frees. NULL is fine. */
+void gw_forwarder_stop(gw_forwarder *fw);
+
+/* `session-gateway spool stats|list|retry|drop --spool DIR ...`; argv[0]
+ * is "spool". Returns the exit status. */
+int gw_spool_admin(int argc, char **argv, FILE *out, FILE *errf);
+
 /* ==== The HTTP server (server.c) ==== */
 
 typedef struct gw_server gw_server;
@@ -170,6 +258,12 @@ typedef struct gw_server gw_server;
  * caller's). */
 gw_server *gw_server_start(const gw_config *c, gw_upstream *up,
 			   gw_tokens *tokens, char *err, size_t errlen);
+/* The same in spool mode (sp not NULL): updates are stored in sp and
+ * acknowledged with 202 once committed; sp is borrowed and must outlive
+ * the server. */
+gw_server *gw_server_start_spool(const gw_config *c, gw_upstream *up,
+				 gw_spool *sp, gw_tokens *tokens, char *err,
+				 size_t errlen);
 /* The port it listens on (useful with listen_port 0). */
 uint16_t gw_server_port(const gw_server *s);
 /* Replaces the device tokens (SIGHUP), taking ownership; the old set is

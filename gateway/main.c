@@ -2,6 +2,11 @@
  * handled synchronously in the main thread (sigtimedwait):
  *   SIGHUP           reload --device-tokens (keep the old set on error)
  *   SIGTERM, SIGINT  stop accepting, finish requests in flight, exit 0
+ * With --spool DIR the spool is opened first (its writer thread), then the
+ * forwarders, then the server; they stop in the reverse order: no new
+ * requests, commits in flight finished, forwarders stopped (an upstream
+ * call in flight finishes and is marked), the database closed.
+ * `session-gateway spool ...` is the spool admin command (spool_admin.c).
  * Exit status 2 for a configuration error, 1 when the server cannot start. */
 #include <errno.h>
 #include <pthread.h>
@@ -31,10 +36,14 @@ int main(int argc, char **argv)
 	gw_tokens *tokens = NULL;
 	gw_upstream *up = NULL;
 	gw_server *srv = NULL;
+	gw_spool *sp = NULL;
+	gw_forwarder *fw = NULL;
 	char err[512], msg[600];
 	sigset_t set;
 	int rc;
 
+	if (argc >= 2 && strcmp(argv[1], "spool") == 0)
+		return gw_spool_admin(argc - 1, argv + 1, stdout, stderr);
 	gw_config_defaults(&c);
 	rc = gw_config_parse_args(&c, argc, argv, err, sizeof(err));
 	if (rc == 1)
@@ -76,7 +85,21 @@ int main(int argc, char **argv)
 		rc = config_error(err);
 		goto out_curl;
 	}
-	srv = gw_server_start(&c, up, tokens, err, sizeof(err));
+	if (c.spool_dir[0] != '\0') {
+		sp = gw_spool_open(&c, err, sizeof(err));
+		if (sp != NULL)
+			fw = gw_forwarder_start(&c, sp, err, sizeof(err));
+		if (sp == NULL || fw == NULL) {
+			gw_log_fields f = GW_LOG_FIELDS_INIT;
+
+			f.error = err;
+			gw_log(GW_LOG_ERROR, "cannot open the spool", &f);
+			fprintf(stderr, "session-gateway: %s\n", err);
+			rc = 1;
+			goto out_spool;
+		}
+	}
+	srv = gw_server_start_spool(&c, up, sp, tokens, err, sizeof(err));
 	if (srv == NULL) {
 		gw_log_fields f = GW_LOG_FIELDS_INIT;
 
@@ -84,7 +107,7 @@ int main(int argc, char **argv)
 		gw_log(GW_LOG_ERROR, "cannot start", &f);
 		fprintf(stderr, "session-gateway: %s\n", err);
 		rc = 1;
-		goto out_up;
+		goto out_spool;
 	}
 	tokens = NULL; /* the server owns it now */
 	snprintf(msg, sizeof(msg), "listening on %s%s%s:%u",
@@ -95,6 +118,15 @@ int main(int argc, char **argv)
 	gw_log(GW_LOG_INFO, msg, NULL);
 	snprintf(msg, sizeof(msg), "forwarding to %s", c.upstream);
 	gw_log(GW_LOG_INFO, msg, NULL);
+	if (sp != NULL) {
+		long long depth = 0, bytes = 0;
+
+		gw_spool_usage(sp, &depth, &bytes);
+		snprintf(msg, sizeof(msg),
+			 "spool %s: %lld updates waiting, %lld of %zu bytes used",
+			 c.spool_dir, depth, bytes, c.spool_max_bytes);
+		gw_log(GW_LOG_INFO, msg, NULL);
+	}
 	gw_log_set_level(c.log_level);
 
 	for (;;) {
@@ -130,9 +162,16 @@ int main(int argc, char **argv)
 		break;
 	}
 	gw_server_stop(srv);
+	gw_forwarder_stop(fw);
+	fw = NULL;
+	gw_spool_close(sp);
+	sp = NULL;
 	gw_log(GW_LOG_INFO, "stopped", NULL);
 	rc = 0;
-out_up:
+out_spool:
+	gw_forwarder_stop(fw);
+	gw_spool_close(sp);
+
 	gw_upstream_free(up);
 out_curl:
 	curl_global_cleanup();

@@ -4,13 +4,14 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "gw.h"
 
 /* ==== Label sets ==== */
 
 static const int status_codes[] = { 200, 202, 400, 401, 404, 405, 413,
-				    415, 429, 500, 502, 503, 504 };
+				    415, 429, 500, 502, 503, 504, 507 };
 #define N_CODES (sizeof(status_codes) / sizeof(status_codes[0]))
 /* index N_CODES: "other"; for upstream answers N_CODES + 1: "none" */
 #define CODE_OTHER N_CODES
@@ -24,7 +25,7 @@ static const char *const route_names[GW_ROUTE_COUNT] = {
 static const char *const reasons[] = {
 	"auth", "too_big", "too_many_items", "content_type", "method",
 	"not_found", "bad_request", "invalid_body", "overload",
-	"shutting_down", "upstream", "other"
+	"shutting_down", "upstream", "spool_full", "spool_error", "other"
 };
 #define N_REASONS (sizeof(reasons) / sizeof(reasons[0]))
 
@@ -47,6 +48,12 @@ static atomic_ullong upstream_json_bytes;
 static atomic_llong inflight;
 static histo request_duration[GW_ROUTE_COUNT];
 static histo upstream_duration;
+/* The spool (rendered only once a spool reported its state). */
+static atomic_bool spool_used;
+static atomic_llong spool_depth, spool_bytes, spool_dead, spool_oldest_ms;
+static atomic_ullong spool_commits, spool_commit_rows, spool_stored;
+static atomic_ullong spool_retries, spool_dead_total, spool_delivered;
+static histo spool_commit_duration;
 
 /* Slot of an HTTP status in the fixed set. */
 static size_t code_slot(int status)
@@ -124,6 +131,39 @@ void gw_metrics_inflight(int delta)
 	atomic_fetch_add_explicit(&inflight, delta, memory_order_relaxed);
 }
 
+void gw_metrics_spool_commit(double seconds, unsigned rows, unsigned updates)
+{
+	atomic_fetch_add_explicit(&spool_commits, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&spool_commit_rows, rows, memory_order_relaxed);
+	atomic_fetch_add_explicit(&spool_stored, updates, memory_order_relaxed);
+	histo_observe(&spool_commit_duration, seconds);
+}
+
+void gw_metrics_spool_state(long long depth, long long bytes,
+			    long long dead, long long oldest_ms)
+{
+	atomic_store(&spool_depth, depth);
+	atomic_store(&spool_bytes, bytes);
+	atomic_store(&spool_dead, dead);
+	atomic_store(&spool_oldest_ms, oldest_ms);
+	atomic_store(&spool_used, true);
+}
+
+void gw_metrics_spool_retry(void)
+{
+	atomic_fetch_add_explicit(&spool_retries, 1, memory_order_relaxed);
+}
+
+void gw_metrics_spool_dead(void)
+{
+	atomic_fetch_add_explicit(&spool_dead_total, 1, memory_order_relaxed);
+}
+
+void gw_metrics_spool_delivered(void)
+{
+	atomic_fetch_add_explicit(&spool_delivered, 1, memory_order_relaxed);
+}
+
 /* ==== Rendering ==== */
 
 static sw_status put(sw_buf *out, const char *s)
@@ -183,6 +223,79 @@ static sw_status render_counter(sw_buf *out, const char *name,
 	snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s counter\n%s %llu\n",
 		 name, help, name, name, v);
 	return put(out, line);
+}
+
+static sw_status render_gauge(sw_buf *out, const char *name,
+			      const char *help, double v)
+{
+	char line[256];
+
+	snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n",
+		 name, help, name, name, v);
+	return put(out, line);
+}
+
+/* The spool's gauges, counters and commit latency. */
+static sw_status render_spool(sw_buf *out)
+{
+	struct timespec ts;
+	long long oldest = atomic_load(&spool_oldest_ms);
+	double age = 0;
+	sw_status st;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (oldest > 0) {
+		age = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 -
+		      (double)oldest / 1e3;
+		if (age < 0)
+			age = 0;
+	}
+	st = render_gauge(out, "sessionwire_spool_depth",
+			  "Updates in the spool waiting to go upstream.",
+			  (double)atomic_load(&spool_depth));
+	if (st == SW_OK)
+		st = render_gauge(out, "sessionwire_spool_bytes",
+				  "Bytes counted against --spool-max-bytes (updates and dead letters).",
+				  (double)atomic_load(&spool_bytes));
+	if (st == SW_OK)
+		st = render_gauge(out, "sessionwire_spool_oldest_age_seconds",
+				  "Age of the oldest update waiting in the spool (0: empty).",
+				  age);
+	if (st == SW_OK)
+		st = render_gauge(out, "sessionwire_spool_dead_letters",
+				  "Updates in the dead_letters table.",
+				  (double)atomic_load(&spool_dead));
+	if (st == SW_OK)
+		st = render_counter(out, "sessionwire_spool_stored_total",
+				    "Updates committed to the spool (acknowledged).",
+				    atomic_load(&spool_stored));
+	if (st == SW_OK)
+		st = render_counter(out, "sessionwire_spool_delivered_total",
+				    "Spooled updates the upstream accepted (2xx).",
+				    atomic_load(&spool_delivered));
+	if (st == SW_OK)
+		st = render_counter(out, "sessionwire_spool_retries_total",
+				    "Spooled updates rescheduled after a retryable failure.",
+				    atomic_load(&spool_retries));
+	if (st == SW_OK)
+		st = render_counter(out, "sessionwire_spool_dead_letters_total",
+				    "Spooled updates moved to dead_letters by this process.",
+				    atomic_load(&spool_dead_total));
+	if (st == SW_OK)
+		st = render_counter(out, "sessionwire_spool_commits_total",
+				    "Spool transactions committed (one WAL fsync each).",
+				    atomic_load(&spool_commits));
+	if (st == SW_OK)
+		st = render_counter(out, "sessionwire_spool_commit_rows_total",
+				    "Rows written by those commits (updates and marks).",
+				    atomic_load(&spool_commit_rows));
+	if (st == SW_OK)
+		st = put(out, "# HELP sessionwire_spool_commit_duration_seconds Time of one spool COMMIT (the fsync).\n"
+			      "# TYPE sessionwire_spool_commit_duration_seconds histogram\n");
+	if (st == SW_OK)
+		st = render_histo(out, "sessionwire_spool_commit_duration_seconds",
+				  "", &spool_commit_duration);
+	return st;
 }
 
 sw_status gw_metrics_render(sw_buf *out)
@@ -265,5 +378,7 @@ sw_status gw_metrics_render(sw_buf *out)
 	if (st == SW_OK)
 		st = render_histo(out, "sessionwire_upstream_duration_seconds",
 				  "", &upstream_duration);
+	if (st == SW_OK && atomic_load(&spool_used))
+		st = render_spool(out);
 	return st;
 }

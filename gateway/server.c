@@ -13,6 +13,13 @@
  * order, which keeps every session's updates in order; running different
  * sessions concurrently is left for later.
  *
+ * Spool mode (gw_server_start_spool): the update is translated the same
+ * way, then stored with gw_spool_put instead of forwarded; the answer is
+ * 202 (a batch item: Result.status 202) once the spool's transaction has
+ * committed, 507 when the spool is full, 503 when it cannot be written.
+ * Nothing is acknowledged that is not on disk. A batch's valid items are
+ * stored in one transaction, in (session, seq) order.
+ *
  * Tokens: the server owns the set given to gw_server_start and every set
  * given to gw_server_set_tokens; it frees a set when it is replaced (under
  * the write lock, so no request still reads it) and at gw_server_stop.
@@ -46,6 +53,7 @@ struct gw_server {
 	struct MHD_Daemon *d;
 	const gw_config *c;
 	gw_upstream *up;
+	gw_spool *sp;       /* NULL: direct mode */
 	pthread_rwlock_t tok_lock;
 	gw_tokens *tokens;
 	atomic_int inflight;
@@ -521,17 +529,17 @@ static enum MHD_Result reply_upstream(req *r, struct MHD_Connection *conn,
 /* Decodes, canonicalises and forwards one update. On success *u_resp holds
  * the upstream's answer and 0 is returned; otherwise the HTTP status to
  * give (400 invalid update, 502/504 no answer) with msg/field filled. */
-static int forward(req *r, const uint8_t *body, size_t len, body_kind kind,
-		   const char *path, gw_response *u_resp, char *msg,
-		   size_t msglen, char *field, size_t fieldlen)
+/* Decodes and canonicalises one update into json (initialised here; the
+ * caller frees it). 0, or 400 with msg/field filled. */
+static int canonical(req *r, const uint8_t *body, size_t len, body_kind kind,
+		     sw_buf *json, char *msg, size_t msglen, char *field,
+		     size_t fieldlen)
 {
 	gw_server *s = r->s;
 	sw_parse_opts o;
 	sw_update *u = NULL;
 	sw_error e;
-	sw_buf json;
 	sw_status st;
-	int ret = 0;
 
 	memset(&o, 0, sizeof(o));
 	o.kind = SW_KIND_UPDATE;
@@ -544,18 +552,43 @@ static int forward(req *r, const uint8_t *body, size_t len, body_kind kind,
 	if (st != SW_OK) {
 		snprintf(msg, msglen, "%s: %s", sw_strerror(st), e.message);
 		copy_trunc(field, fieldlen, e.path, strlen(e.path));
+		sw_buf_init(json, 0, NULL);
 		return 400;
 	}
-	sw_buf_init(&json, 0, NULL);
-	st = sw_json_write(u, NULL, &json, &e);
+	sw_buf_init(json, 0, NULL);
+	st = sw_json_write(u, NULL, json, &e);
 	sw_update_free(u);
 	if (st != SW_OK) {
 		snprintf(msg, msglen, "%s: %s", sw_strerror(st), e.message);
 		copy_trunc(field, fieldlen, e.path, strlen(e.path));
-		sw_buf_free(&json);
 		return 400;
 	}
-	gw_metrics_bytes(len, json.len);
+	gw_metrics_bytes(len, json->len);
+	if (s->c->log_bodies && r->log_body == NULL) {
+		/* the first canonical body goes into the request's log line */
+		r->log_body = malloc(json->len + 1);
+		if (r->log_body != NULL) {
+			memcpy(r->log_body, json->data, json->len + 1);
+			r->log_body_len = json->len;
+		}
+	}
+	return 0;
+}
+
+static int forward(req *r, const uint8_t *body, size_t len, body_kind kind,
+		   const char *path, gw_response *u_resp, char *msg,
+		   size_t msglen, char *field, size_t fieldlen)
+{
+	gw_server *s = r->s;
+	sw_buf json;
+	int ret;
+
+	ret = canonical(r, body, len, kind, &json, msg, msglen, field,
+			fieldlen);
+	if (ret != 0) {
+		sw_buf_free(&json);
+		return ret;
+	}
 	if (gw_upstream_patch(s->up, path, json.data, json.len, u_resp) != 0) {
 		ret = timed_out(u_resp->error) ? 504 : 502;
 		snprintf(msg, msglen, "upstream %s: %s",
@@ -563,15 +596,103 @@ static int forward(req *r, const uint8_t *body, size_t len, body_kind kind,
 			 u_resp->error[0] ? u_resp->error : "no answer");
 		field[0] = '\0';
 	}
-	if (s->c->log_bodies && r->log_body == NULL) {
-		/* the first canonical body goes into the request's log line */
-		r->log_body = json.data;
-		r->log_body_len = json.len;
-		json.data = NULL;
-		json.len = json.cap = 0;
-	}
 	r->attempts += u_resp->attempts;
 	sw_buf_free(&json);
+	return ret;
+}
+
+/* ==== Spool mode ==== */
+
+/* Refuses after gw_spool_put did not store: 507 full, 503 not writable. */
+static enum MHD_Result spool_refused(req *r, struct MHD_Connection *conn,
+				     int rc, const char *err)
+{
+	if (rc == GW_SPOOL_FULL)
+		return reject(r, conn, 507, "spool_full", "spool_full", err,
+			      NULL, MHD_HTTP_HEADER_RETRY_AFTER, "30");
+	return reject(r, conn, 503, "spool_error", "spool_unavailable", err,
+		      NULL, MHD_HTTP_HEADER_RETRY_AFTER, "5");
+}
+
+/* The 202 of a spooled PATCH: an Ack with one Result (protobuf) or
+ * {"status":"accepted",...}. */
+static enum MHD_Result spool_accepted(req *r, struct MHD_Connection *conn)
+{
+	static const char m[] = "accepted: stored in the spool, forwarded in order";
+	size_t len = 0;
+
+	if (r->accept_pb) {
+		sw_result res;
+		uint8_t *buf;
+
+		memset(&res, 0, sizeof(res));
+		res.status = 202;
+		res.message.ptr = m;
+		res.message.len = strlen(m);
+		if (sw_ack_encode(&res, 1, NULL, 0, &len, NULL) != SW_OK &&
+		    len == 0)
+			return MHD_NO;
+		buf = malloc(len ? len : 1);
+		if (buf == NULL ||
+		    sw_ack_encode(&res, 1, buf, len, &len, NULL) != SW_OK) {
+			free(buf);
+			return MHD_NO;
+		}
+		return send_resp(r, conn, 202,
+				 resp_take(buf, len, "application/x-protobuf"),
+				 len);
+	} else {
+		sw_buf b;
+		sw_status st;
+
+		sw_buf_init(&b, 0, NULL);
+		st = sw_buf_append(&b, "{\"status\":\"accepted\",", 21);
+		if (st == SW_OK)
+			st = put_json_str(&b, "session_id", r->session);
+		if (st == SW_OK)
+			st = sw_buf_append(&b, ",", 1);
+		if (st == SW_OK)
+			st = put_json_str(&b, "message", m);
+		if (st == SW_OK)
+			st = sw_buf_append(&b, "}", 1);
+		if (st != SW_OK) {
+			sw_buf_free(&b);
+			return MHD_NO;
+		}
+		len = b.len;
+		return send_resp(r, conn, 202,
+				 resp_take(b.data, b.len, "application/json"),
+				 len);
+	}
+}
+
+static enum MHD_Result spool_patch(req *r, struct MHD_Connection *conn)
+{
+	char msg[256], field[SW_ERROR_PATH_MAX], err[256];
+	gw_spool_rec rec;
+	sw_buf json;
+	enum MHD_Result ret;
+	int rc;
+
+	rc = canonical(r, (const uint8_t *)r->body.data, r->body.len, r->kind,
+		       &json, msg, sizeof(msg), field, sizeof(field));
+	if (rc != 0) {
+		sw_buf_free(&json);
+		return reject(r, conn, 400, "invalid_body", "invalid_body", msg,
+			      field, NULL, NULL);
+	}
+	memset(&rec, 0, sizeof(rec));
+	rec.sid = r->sid.data;
+	rec.sid_len = r->sid.len;
+	rec.path = r->upath.data;
+	rec.json = json.data;
+	rec.json_len = json.len;
+	rc = gw_spool_put(r->s->sp, &rec, 1, err, sizeof(err));
+	sw_buf_free(&json);
+	if (rc != GW_SPOOL_OK)
+		ret = spool_refused(r, conn, rc, err);
+	else
+		ret = spool_accepted(r, conn);
 	return ret;
 }
 
@@ -584,6 +705,8 @@ static enum MHD_Result handle_patch(req *r, struct MHD_Connection *conn)
 	enum MHD_Result ret;
 	int st;
 
+	if (r->s->sp != NULL)
+		return spool_patch(r, conn);
 	memset(&u, 0, sizeof(u));
 	st = forward(r, (const uint8_t *)r->body.data, r->body.len, r->kind,
 		     r->upath.data, &u, msg, sizeof(msg), field, sizeof(field));
@@ -644,6 +767,9 @@ static enum MHD_Result handle_batch(req *r, struct MHD_Connection *conn)
 	sw_status st;
 	enum MHD_Result ret;
 	const batch_item *blocked = NULL;
+	sw_buf *spooled = NULL;   /* spool mode: [2k] path, [2k+1] JSON */
+	gw_spool_rec *recs = NULL;
+	size_t *rec_item = NULL, n_recs = 0;
 
 	items = calloc(cap, sizeof(*items));
 	if (items == NULL)
@@ -674,6 +800,15 @@ static enum MHD_Result handle_batch(req *r, struct MHD_Connection *conn)
 	if (order == NULL || res == NULL || msgs == NULL) {
 		ret = MHD_NO;
 		goto done;
+	}
+	if (s->sp != NULL) {
+		spooled = calloc(2 * (n ? n : 1), sizeof(*spooled));
+		recs = calloc(n ? n : 1, sizeof(*recs));
+		rec_item = calloc(n ? n : 1, sizeof(*rec_item));
+		if (spooled == NULL || recs == NULL || rec_item == NULL) {
+			ret = MHD_NO;
+			goto done;
+		}
 	}
 	for (k = 0; k < n; k++) {
 		char tmp[64];
@@ -730,6 +865,38 @@ static enum MHD_Result handle_batch(req *r, struct MHD_Connection *conn)
 			sw_buf_free(&path);
 			continue;
 		}
+		if (s->sp != NULL) {
+			/* spool mode: translate now, store all together below */
+			hs = canonical(r, items[i].update, items[i].update_len,
+				       BODY_PB, &spooled[2 * n_recs + 1], m,
+				       RESULT_MSG_MAX, field, sizeof(field));
+			if (hs != 0) {
+				size_t ml = strlen(m);
+
+				sw_buf_free(&spooled[2 * n_recs + 1]);
+				sw_buf_free(&path);
+				gw_metrics_reject("invalid_body");
+				if (field[0] && ml + strlen(field) + 3 < RESULT_MSG_MAX) {
+					memmove(m + strlen(field) + 2, m, ml + 1);
+					memcpy(m, field, strlen(field));
+					memcpy(m + strlen(field), ": ", 2);
+				}
+				utf8_sanitise(m);
+				res[i].status = 400;
+				res[i].message.ptr = m;
+				res[i].message.len = strlen(m);
+				continue;
+			}
+			spooled[2 * n_recs] = path;
+			recs[n_recs].sid = it->sid;
+			recs[n_recs].sid_len = it->sid_len;
+			recs[n_recs].seq = it->seq;
+			recs[n_recs].path = path.data;
+			recs[n_recs].json = spooled[2 * n_recs + 1].data;
+			recs[n_recs].json_len = spooled[2 * n_recs + 1].len;
+			rec_item[n_recs++] = i;
+			continue;
+		}
 		memset(&u, 0, sizeof(u));
 		hs = forward(r, items[i].update, items[i].update_len, BODY_PB,
 			     path.data, &u, m, RESULT_MSG_MAX, field,
@@ -767,6 +934,35 @@ static enum MHD_Result handle_batch(req *r, struct MHD_Connection *conn)
 		if (must_resend(hs) && hs != 400)
 			blocked = it;
 	}
+	if (s->sp != NULL && n_recs > 0) {
+		static const char ok_msg[] = "accepted";
+		char err[256];
+		int rc = gw_spool_put(s->sp, recs, n_recs, err, sizeof(err));
+
+		if (rc != GW_SPOOL_OK) {
+			gw_metrics_reject(rc == GW_SPOOL_FULL ? "spool_full"
+							      : "spool_error");
+			snprintf(r->error, sizeof(r->error), "%s", err);
+		}
+		for (k = 0; k < n_recs; k++) {
+			size_t i = rec_item[k];
+			char *m = msgs + i * RESULT_MSG_MAX;
+
+			if (rc == GW_SPOOL_OK) {
+				res[i].status = 202;
+				res[i].message.ptr = ok_msg;
+				res[i].message.len = sizeof(ok_msg) - 1;
+				continue;
+			}
+			res[i].status = rc == GW_SPOOL_FULL ? 507 : 503;
+			res[i].has_retry_after = true;
+			res[i].retry_after_ms = rc == GW_SPOOL_FULL ? 30000 : 5000;
+			snprintf(m, RESULT_MSG_MAX, "%.150s", err);
+			utf8_sanitise(m);
+			res[i].message.ptr = m;
+			res[i].message.len = strlen(m);
+		}
+	}
 	if (sw_ack_encode(res, n, NULL, 0, &ack_len, NULL) != SW_OK &&
 	    ack_len == 0) {
 		ret = reject(r, conn, 500, "other", "internal",
@@ -785,6 +981,12 @@ static enum MHD_Result handle_batch(req *r, struct MHD_Connection *conn)
 			resp_take(ack, ack_len, "application/x-protobuf"),
 			ack_len);
 done:
+	if (spooled)
+		for (k = 0; k < 2 * n_recs; k++)
+			sw_buf_free(&spooled[k]);
+	free(spooled);
+	free(recs);
+	free(rec_item);
 	if (order)
 		for (k = 0; k < n; k++)
 			free(order[k].sid);
@@ -1091,6 +1293,13 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
 gw_server *gw_server_start(const gw_config *c, gw_upstream *up,
 			   gw_tokens *tokens, char *err, size_t errlen)
 {
+	return gw_server_start_spool(c, up, NULL, tokens, err, errlen);
+}
+
+gw_server *gw_server_start_spool(const gw_config *c, gw_upstream *up,
+				 gw_spool *sp, gw_tokens *tokens, char *err,
+				 size_t errlen)
+{
 	gw_server *s;
 	struct sockaddr_storage ss;
 	socklen_t sl;
@@ -1130,6 +1339,7 @@ gw_server *gw_server_start(const gw_config *c, gw_upstream *up,
 	}
 	s->c = c;
 	s->up = up;
+	s->sp = sp;
 	s->tokens = tokens;
 	if (pthread_rwlock_init(&s->tok_lock, NULL) != 0) {
 		free(s);

@@ -1,0 +1,729 @@
+/* spool.c - the durable store of --spool DIR: SQLite (WAL,
+ * synchronous=FULL) in DIR/spool.db, one writer thread doing group commit.
+ *
+ * Tables:
+ *   spool(id, sid, seq, path, json, arrived_ms, attempts, next_attempt_ms,
+ *         last_status, last_error)  updates waiting to go upstream; id is
+ *                                   the arrival order, the per-session FIFO
+ *   dead_letters(id, sid, seq, path, json, arrived_ms, attempts, failed_ms,
+ *                status, body)      final upstream failures
+ *   meta(key, value)                version, bytes, depth, dead: kept in the
+ *                                   same transactions as the rows
+ *
+ * Group commit: server threads (new updates) and forwarder threads (marks)
+ * queue jobs under sp->mu and sleep; the writer takes the whole queue,
+ * runs it in one BEGIN IMMEDIATE ... COMMIT (one WAL fsync whatever the
+ * number of jobs), then marks every job done and wakes them all. A job's
+ * caller learns its result only after COMMIT returned: an update is
+ * acknowledged only once it is on disk. Any SQLite error rolls the whole
+ * transaction back and every job in it fails (nothing half-stored).
+ *
+ * DIR/spool.lock (flock) keeps a second gateway off the same spool; the
+ * kernel drops the lock when a process dies, so a restart after SIGKILL
+ * takes it at once.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "gw.h"
+
+#define DEAD_BODY_MAX 4096
+#define ERRMSG_MAX 200
+
+typedef enum job_kind { JOB_PUT, JOB_MARK } job_kind;
+
+typedef struct job {
+	job_kind kind;
+	const gw_spool_rec *recs; /* JOB_PUT */
+	size_t n;
+	gw_mark mark;             /* JOB_MARK */
+	int64_t id;
+	long long size;
+	int attempts;
+	int64_t next_ms;
+	int status;
+	const char *body;
+	size_t body_len;
+	int result;               /* GW_SPOOL_* */
+	bool done;
+	char err[ERRMSG_MAX];
+	struct job *next;
+} job;
+
+struct gw_spool {
+	const gw_config *c;
+	char dir[512];
+	char db_path[600];
+	int lock_fd;
+	sqlite3 *db;              /* the writer's connection */
+	sqlite3_stmt *st_insert, *st_delete, *st_retry, *st_dead,
+		*st_meta_get, *st_meta_set, *st_oldest;
+	pthread_t writer;
+	bool writer_started;
+	pthread_mutex_t mu;
+	pthread_cond_t work;      /* the writer waits for jobs */
+	pthread_cond_t done;      /* callers wait for their commit */
+	job *head, *tail;
+	bool stop;
+	uint64_t puts;            /* commits that stored new updates */
+	long long depth, bytes, dead;
+};
+
+static double mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int64_t gw_spool__now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ==== Opening ==== */
+
+static const char schema[] =
+	"CREATE TABLE IF NOT EXISTS spool("
+	" id INTEGER PRIMARY KEY,"
+	" sid BLOB NOT NULL,"
+	" seq INTEGER NOT NULL,"
+	" path TEXT NOT NULL,"
+	" json BLOB NOT NULL,"
+	" arrived_ms INTEGER NOT NULL,"
+	" attempts INTEGER NOT NULL DEFAULT 0,"
+	" next_attempt_ms INTEGER NOT NULL DEFAULT 0,"
+	" last_status INTEGER NOT NULL DEFAULT 0,"
+	" last_error TEXT);"
+	"CREATE INDEX IF NOT EXISTS spool_by_session ON spool(sid, id);"
+	"CREATE TABLE IF NOT EXISTS dead_letters("
+	" id INTEGER PRIMARY KEY,"
+	" sid BLOB NOT NULL,"
+	" seq INTEGER NOT NULL,"
+	" path TEXT NOT NULL,"
+	" json BLOB NOT NULL,"
+	" arrived_ms INTEGER NOT NULL,"
+	" attempts INTEGER NOT NULL,"
+	" failed_ms INTEGER NOT NULL,"
+	" status INTEGER NOT NULL,"
+	" body BLOB);"
+	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY,"
+	" value INTEGER NOT NULL);"
+	"INSERT OR IGNORE INTO meta VALUES('version',1),('bytes',0),"
+	" ('depth',0),('dead',0);";
+
+/* Says what went wrong with the database, and what to do about it. */
+static void db_error(gw_spool *sp, sqlite3 *db, const char *what, int rc,
+		     char *err, size_t errlen)
+{
+	int ec = rc & 0xff;
+	const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+
+	if (ec == SQLITE_CORRUPT || ec == SQLITE_NOTADB)
+		snprintf(err, errlen,
+			 "spool %s is damaged (%s: %s); the gateway will not start on it: move it (and its -wal, -shm files) aside to start an empty spool, or inspect it with sqlite3",
+			 sp->db_path, what, msg);
+	else if (ec == SQLITE_CANTOPEN || ec == SQLITE_READONLY ||
+		 ec == SQLITE_PERM || ec == SQLITE_IOERR)
+		snprintf(err, errlen,
+			 "spool %s cannot be opened for writing (%s: %s); check that --spool %s is a writable directory",
+			 sp->db_path, what, msg, sp->dir);
+	else
+		snprintf(err, errlen, "spool %s: %s: %s", sp->db_path, what,
+			 msg);
+}
+
+/* Runs sql; on error fills err. */
+static int exec_sql(gw_spool *sp, const char *sql, const char *what,
+		    char *err, size_t errlen)
+{
+	int rc = sqlite3_exec(sp->db, sql, NULL, NULL, NULL);
+
+	if (rc != SQLITE_OK) {
+		db_error(sp, sp->db, what, rc, err, errlen);
+		return -1;
+	}
+	return 0;
+}
+
+/* Runs a pragma returning one text row and compares it with want. */
+static int pragma_is(gw_spool *sp, const char *sql, const char *want,
+		     char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(sp->db, sql, -1, &st, NULL);
+	const unsigned char *v;
+
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		db_error(sp, sp->db, sql, rc, err, errlen);
+		sqlite3_finalize(st);
+		return -1;
+	}
+	v = sqlite3_column_text(st, 0);
+	if (v == NULL || strcmp((const char *)v, want) != 0) {
+		snprintf(err, errlen,
+			 "spool %s is damaged (%s answered \"%.120s\"); move it (and its -wal, -shm files) aside to start an empty spool",
+			 sp->db_path, sql, v ? (const char *)v : "nothing");
+		sqlite3_finalize(st);
+		return -1;
+	}
+	sqlite3_finalize(st);
+	return 0;
+}
+
+static int prepare(gw_spool *sp, const char *sql, sqlite3_stmt **st,
+		   char *err, size_t errlen)
+{
+	int rc = sqlite3_prepare_v3(sp->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+				    st, NULL);
+
+	if (rc != SQLITE_OK) {
+		db_error(sp, sp->db, "prepare", rc, err, errlen);
+		return -1;
+	}
+	return 0;
+}
+
+/* Reads meta key into *v. */
+static int meta_get(gw_spool *sp, const char *key, long long *v)
+{
+	int rc;
+
+	sqlite3_reset(sp->st_meta_get);
+	sqlite3_bind_text(sp->st_meta_get, 1, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(sp->st_meta_get);
+	if (rc == SQLITE_ROW) {
+		*v = sqlite3_column_int64(sp->st_meta_get, 0);
+		rc = SQLITE_OK;
+	} else if (rc == SQLITE_DONE) {
+		*v = 0;
+		rc = SQLITE_OK;
+	}
+	sqlite3_reset(sp->st_meta_get);
+	return rc;
+}
+
+static int meta_set(gw_spool *sp, const char *key, long long v)
+{
+	int rc;
+
+	sqlite3_reset(sp->st_meta_set);
+	sqlite3_bind_text(sp->st_meta_set, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(sp->st_meta_set, 2, v);
+	rc = sqlite3_step(sp->st_meta_set);
+	sqlite3_reset(sp->st_meta_set);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Arrival of the queue's head (unix ms), 0 when empty. */
+static long long oldest_ms(gw_spool *sp)
+{
+	long long v = 0;
+
+	sqlite3_reset(sp->st_oldest);
+	if (sqlite3_step(sp->st_oldest) == SQLITE_ROW)
+		v = sqlite3_column_int64(sp->st_oldest, 0);
+	sqlite3_reset(sp->st_oldest);
+	return v;
+}
+
+/* Creates dir when missing; checks it is a directory we can write. */
+static int make_dir(const char *dir, char *err, size_t errlen)
+{
+	struct stat stb;
+
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		snprintf(err, errlen, "--spool %s: cannot create the directory: %s",
+			 dir, strerror(errno));
+		return -1;
+	}
+	if (stat(dir, &stb) != 0) {
+		snprintf(err, errlen, "--spool %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(stb.st_mode)) {
+		snprintf(err, errlen, "--spool %s: not a directory", dir);
+		return -1;
+	}
+	if (access(dir, W_OK | X_OK) != 0) {
+		snprintf(err, errlen, "--spool %s: the directory is not writable: %s",
+			 dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void *writer_main(void *arg);
+
+gw_spool *gw_spool_open(const gw_config *c, char *err, size_t errlen)
+{
+	gw_spool *sp;
+	char lock_path[600];
+	int rc;
+
+	if (c->spool_dir[0] == '\0') {
+		snprintf(err, errlen, "no --spool directory given");
+		return NULL;
+	}
+	if (sqlite3_threadsafe() == 0) {
+		snprintf(err, errlen, "this SQLite library is built without thread support");
+		return NULL;
+	}
+	sp = calloc(1, sizeof(*sp));
+	if (sp == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	sp->c = c;
+	sp->lock_fd = -1;
+	snprintf(sp->dir, sizeof(sp->dir), "%s", c->spool_dir);
+	snprintf(sp->db_path, sizeof(sp->db_path), "%s/spool.db", sp->dir);
+	if (make_dir(sp->dir, err, errlen) != 0)
+		goto fail;
+	snprintf(lock_path, sizeof(lock_path), "%s/spool.lock", sp->dir);
+	sp->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (sp->lock_fd < 0) {
+		snprintf(err, errlen, "--spool %s: cannot create %s: %s", sp->dir,
+			 lock_path, strerror(errno));
+		goto fail;
+	}
+	if (flock(sp->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		snprintf(err, errlen, "--spool %s: %s",
+			 sp->dir, errno == EWOULDBLOCK
+				? "another session-gateway uses this spool (spool.lock is held)"
+				: strerror(errno));
+		goto fail;
+	}
+	rc = sqlite3_open_v2(sp->db_path, &sp->db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				     SQLITE_OPEN_FULLMUTEX,
+			     NULL);
+	if (rc != SQLITE_OK) {
+		db_error(sp, sp->db, "open", rc, err, errlen);
+		goto fail;
+	}
+	sqlite3_extended_result_codes(sp->db, 1);
+	sqlite3_busy_timeout(sp->db, 10000);
+	if (pragma_is(sp, "PRAGMA journal_mode=WAL", "wal", err, errlen) != 0 ||
+	    exec_sql(sp, "PRAGMA synchronous=FULL", "PRAGMA synchronous",
+		     err, errlen) != 0 ||
+	    pragma_is(sp, "PRAGMA quick_check", "ok", err, errlen) != 0 ||
+	    exec_sql(sp, schema, "creating the tables", err, errlen) != 0)
+		goto fail;
+	if (prepare(sp, "INSERT INTO spool(sid,seq,path,json,arrived_ms) VALUES(?1,?2,?3,?4,?5)",
+		    &sp->st_insert, err, errlen) != 0 ||
+	    prepare(sp, "DELETE FROM spool WHERE id=?1", &sp->st_delete, err,
+		    errlen) != 0 ||
+	    prepare(sp, "UPDATE spool SET attempts=?2, next_attempt_ms=?3, last_status=?4, last_error=?5 WHERE id=?1",
+		    &sp->st_retry, err, errlen) != 0 ||
+	    prepare(sp, "INSERT INTO dead_letters(sid,seq,path,json,arrived_ms,attempts,failed_ms,status,body)"
+			" SELECT sid,seq,path,json,arrived_ms,?2,?3,?4,?5 FROM spool WHERE id=?1",
+		    &sp->st_dead, err, errlen) != 0 ||
+	    prepare(sp, "SELECT value FROM meta WHERE key=?1", &sp->st_meta_get,
+		    err, errlen) != 0 ||
+	    prepare(sp, "INSERT OR REPLACE INTO meta(key,value) VALUES(?1,?2)",
+		    &sp->st_meta_set, err, errlen) != 0 ||
+	    prepare(sp, "SELECT arrived_ms FROM spool ORDER BY id LIMIT 1",
+		    &sp->st_oldest, err, errlen) != 0)
+		goto fail;
+	if ((rc = meta_get(sp, "depth", &sp->depth)) != SQLITE_OK ||
+	    (rc = meta_get(sp, "bytes", &sp->bytes)) != SQLITE_OK ||
+	    (rc = meta_get(sp, "dead", &sp->dead)) != SQLITE_OK) {
+		db_error(sp, sp->db, "reading meta", rc, err, errlen);
+		goto fail;
+	}
+	gw_metrics_spool_state(sp->depth, sp->bytes, sp->dead, oldest_ms(sp));
+	pthread_mutex_init(&sp->mu, NULL);
+	pthread_cond_init(&sp->work, NULL);
+	pthread_cond_init(&sp->done, NULL);
+	if (pthread_create(&sp->writer, NULL, writer_main, sp) != 0) {
+		snprintf(err, errlen, "cannot start the spool writer thread");
+		pthread_cond_destroy(&sp->done);
+		pthread_cond_destroy(&sp->work);
+		pthread_mutex_destroy(&sp->mu);
+		goto fail;
+	}
+	sp->writer_started = true;
+	return sp;
+
+fail:
+	gw_spool_close(sp);
+	return NULL;
+}
+
+/* ==== The writer ==== */
+
+static long long rec_size(const gw_spool_rec *r)
+{
+	return (long long)(r->sid_len + strlen(r->path) + r->json_len) +
+	       GW_SPOOL_ROW_OVERHEAD;
+}
+
+/* Runs one job inside the open transaction. Returns an SQLite code;
+ * SQLITE_OK also when the job was refused for space (j->result). */
+static int run_job(gw_spool *sp, job *j, long long *depth, long long *bytes,
+		   long long *dead, int64_t now)
+{
+	sqlite3_stmt *st;
+	long long need = 0;
+	size_t i;
+	int rc;
+
+	j->result = GW_SPOOL_OK;
+	if (j->kind == JOB_PUT) {
+		for (i = 0; i < j->n; i++)
+			need += rec_size(&j->recs[i]);
+		if (*bytes + need > (long long)sp->c->spool_max_bytes) {
+			j->result = GW_SPOOL_FULL;
+			return SQLITE_OK;
+		}
+		st = sp->st_insert;
+		for (i = 0; i < j->n; i++) {
+			const gw_spool_rec *r = &j->recs[i];
+
+			sqlite3_reset(st);
+			sqlite3_bind_blob(st, 1, r->sid, (int)r->sid_len,
+					  SQLITE_STATIC);
+			sqlite3_bind_int64(st, 2, (sqlite3_int64)r->seq);
+			sqlite3_bind_text(st, 3, r->path, -1, SQLITE_STATIC);
+			sqlite3_bind_blob(st, 4, r->json ? r->json : "",
+					  (int)r->json_len, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 5, now);
+			rc = sqlite3_step(st);
+			sqlite3_reset(st);
+			if (rc != SQLITE_DONE)
+				return rc;
+		}
+		*bytes += need;
+		*depth += (long long)j->n;
+		return SQLITE_OK;
+	}
+	switch (j->mark) {
+	case GW_MARK_RETRY:
+		st = sp->st_retry;
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, j->id);
+		sqlite3_bind_int(st, 2, j->attempts);
+		sqlite3_bind_int64(st, 3, j->next_ms);
+		sqlite3_bind_int(st, 4, j->status);
+		if (j->body)
+			sqlite3_bind_text(st, 5, j->body,
+					  (int)(j->body_len > DEAD_BODY_MAX
+							? DEAD_BODY_MAX : j->body_len),
+					  SQLITE_STATIC);
+		else
+			sqlite3_bind_null(st, 5);
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		return rc == SQLITE_DONE ? SQLITE_OK : rc;
+	case GW_MARK_DEAD: {
+		size_t bl = j->body_len > DEAD_BODY_MAX ? DEAD_BODY_MAX
+							: j->body_len;
+
+		st = sp->st_dead;
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, j->id);
+		sqlite3_bind_int(st, 2, j->attempts);
+		sqlite3_bind_int64(st, 3, now);
+		sqlite3_bind_int(st, 4, j->status);
+		if (j->body)
+			sqlite3_bind_blob(st, 5, j->body, (int)bl, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(st, 5);
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return rc;
+		if (sqlite3_changes(sp->db) == 1) {
+			*dead += 1;
+			*bytes += (long long)(j->body ? bl : 0);
+		}
+	}
+		/* the row leaves the spool */
+		__attribute__((fallthrough));
+	case GW_MARK_DONE:
+		st = sp->st_delete;
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, j->id);
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return rc;
+		if (sqlite3_changes(sp->db) == 1) {
+			*depth -= 1;
+			if (j->mark == GW_MARK_DONE)
+				*bytes -= j->size;
+		}
+		return SQLITE_OK;
+	}
+	return SQLITE_MISUSE;
+}
+
+/* Runs every job of list in one transaction. */
+static void run_txn(gw_spool *sp, job *list)
+{
+	long long depth, bytes, dead;
+	unsigned rows = 0, updates = 0;
+	int64_t now = gw_spool__now_ms();
+	double t0, t1;
+	const char *what = "BEGIN";
+	job *j;
+	int rc;
+
+	t0 = mono_s();
+	rc = sqlite3_exec(sp->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc == SQLITE_OK) {
+		what = "reading meta";
+		rc = meta_get(sp, "depth", &depth);
+		if (rc == SQLITE_OK)
+			rc = meta_get(sp, "bytes", &bytes);
+		if (rc == SQLITE_OK)
+			rc = meta_get(sp, "dead", &dead);
+	}
+	for (j = list; j != NULL && rc == SQLITE_OK; j = j->next) {
+		what = j->kind == JOB_PUT ? "storing updates" : "marking an update";
+		rc = run_job(sp, j, &depth, &bytes, &dead, now);
+		if (rc == SQLITE_OK && j->result == GW_SPOOL_OK) {
+			rows += j->kind == JOB_PUT ? (unsigned)j->n : 1;
+			updates += j->kind == JOB_PUT ? (unsigned)j->n : 0;
+		}
+	}
+	if (rc == SQLITE_OK) {
+		what = "writing meta";
+		if (depth < 0)
+			depth = 0;
+		if (bytes < 0)
+			bytes = 0;
+		rc = meta_set(sp, "depth", depth);
+		if (rc == SQLITE_OK)
+			rc = meta_set(sp, "bytes", bytes);
+		if (rc == SQLITE_OK)
+			rc = meta_set(sp, "dead", dead);
+	}
+	t1 = mono_s();
+	if (rc == SQLITE_OK) {
+		what = "COMMIT";
+		rc = sqlite3_exec(sp->db, "COMMIT", NULL, NULL, NULL);
+	}
+	if (rc != SQLITE_OK) {
+		char msg[ERRMSG_MAX];
+
+		snprintf(msg, sizeof(msg), "cannot store in the spool (%s: %s)",
+			 what, sqlite3_errmsg(sp->db));
+		if (!sqlite3_get_autocommit(sp->db))
+			sqlite3_exec(sp->db, "ROLLBACK", NULL, NULL, NULL);
+		for (j = list; j != NULL; j = j->next) {
+			j->result = GW_SPOOL_ERROR;
+			snprintf(j->err, sizeof(j->err), "%s", msg);
+		}
+		{
+			gw_log_fields f = GW_LOG_FIELDS_INIT;
+
+			f.error = msg;
+			gw_log(GW_LOG_ERROR, "spool transaction failed", &f);
+		}
+		return;
+	}
+	gw_metrics_spool_commit(mono_s() - t1, rows, updates);
+	(void)t0;
+	pthread_mutex_lock(&sp->mu);
+	sp->depth = depth;
+	sp->bytes = bytes;
+	sp->dead = dead;
+	if (updates > 0)
+		sp->puts++;
+	pthread_mutex_unlock(&sp->mu);
+	gw_metrics_spool_state(depth, bytes, dead, oldest_ms(sp));
+}
+
+static void *writer_main(void *arg)
+{
+	gw_spool *sp = arg;
+	job *list, *j, *next;
+
+	pthread_mutex_lock(&sp->mu);
+	for (;;) {
+		while (sp->head == NULL && !sp->stop)
+			pthread_cond_wait(&sp->work, &sp->mu);
+		if (sp->head == NULL)
+			break; /* stopping and nothing queued */
+		list = sp->head;
+		sp->head = sp->tail = NULL;
+		pthread_mutex_unlock(&sp->mu);
+		run_txn(sp, list);
+		pthread_mutex_lock(&sp->mu);
+		for (j = list; j != NULL; j = next) {
+			next = j->next; /* j belongs to its caller once done */
+			j->done = true;
+		}
+		pthread_cond_broadcast(&sp->done);
+	}
+	pthread_mutex_unlock(&sp->mu);
+	return NULL;
+}
+
+/* Queues j and waits for its commit. */
+static int submit(gw_spool *sp, job *j)
+{
+	pthread_mutex_lock(&sp->mu);
+	if (sp->stop) {
+		pthread_mutex_unlock(&sp->mu);
+		snprintf(j->err, sizeof(j->err), "the spool is closing");
+		return GW_SPOOL_ERROR;
+	}
+	j->next = NULL;
+	j->done = false;
+	if (sp->tail)
+		sp->tail->next = j;
+	else
+		sp->head = j;
+	sp->tail = j;
+	pthread_cond_signal(&sp->work);
+	while (!j->done)
+		pthread_cond_wait(&sp->done, &sp->mu);
+	pthread_mutex_unlock(&sp->mu);
+	return j->result;
+}
+
+/* ==== The interface ==== */
+
+int gw_spool_put(gw_spool *sp, const gw_spool_rec *recs, size_t n,
+		 char *err, size_t errlen)
+{
+	job j;
+	int rc;
+
+	if (n == 0)
+		return GW_SPOOL_OK;
+	memset(&j, 0, sizeof(j));
+	j.kind = JOB_PUT;
+	j.recs = recs;
+	j.n = n;
+	rc = submit(sp, &j);
+	if (rc == GW_SPOOL_ERROR)
+		snprintf(err, errlen, "%s", j.err);
+	else if (rc == GW_SPOOL_FULL)
+		snprintf(err, errlen,
+			 "the spool is full (%lld bytes stored, --spool-max-bytes %zu); nothing was stored, retry later",
+			 sp->bytes, sp->c->spool_max_bytes);
+	return rc;
+}
+
+int gw_spool__mark(gw_spool *sp, gw_mark m, int64_t id, long long size,
+		   int attempts, int64_t next_ms, int status,
+		   const char *body, size_t body_len)
+{
+	job j;
+
+	memset(&j, 0, sizeof(j));
+	j.kind = JOB_MARK;
+	j.mark = m;
+	j.id = id;
+	j.size = size;
+	j.attempts = attempts;
+	j.next_ms = next_ms;
+	j.status = status;
+	j.body = body;
+	j.body_len = body_len;
+	return submit(sp, &j) == GW_SPOOL_OK ? 0 : -1;
+}
+
+const char *gw_spool__db_path(const gw_spool *sp)
+{
+	return sp->db_path;
+}
+
+struct sqlite3 *gw_spool__reader(gw_spool *sp)
+{
+	sqlite3 *db = NULL;
+
+	if (sqlite3_open_v2(sp->db_path, &db,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX,
+			    NULL) != SQLITE_OK) {
+		sqlite3_close(db);
+		return NULL;
+	}
+	sqlite3_busy_timeout(db, 10000);
+	return db;
+}
+
+uint64_t gw_spool__commits(gw_spool *sp)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&sp->mu);
+	v = sp->puts;
+	pthread_mutex_unlock(&sp->mu);
+	return v;
+}
+
+void gw_spool__wait(gw_spool *sp, uint64_t seen, long timeout_ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (timeout_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&sp->mu);
+	while (sp->puts == seen && !sp->stop)
+		if (pthread_cond_timedwait(&sp->done, &sp->mu, &ts) != 0)
+			break;
+	pthread_mutex_unlock(&sp->mu);
+}
+
+void gw_spool_usage(gw_spool *sp, long long *depth, long long *bytes)
+{
+	pthread_mutex_lock(&sp->mu);
+	*depth = sp->depth;
+	*bytes = sp->bytes;
+	pthread_mutex_unlock(&sp->mu);
+}
+
+void gw_spool_close(gw_spool *sp)
+{
+	if (sp == NULL)
+		return;
+	if (sp->writer_started) {
+		pthread_mutex_lock(&sp->mu);
+		sp->stop = true;
+		pthread_cond_broadcast(&sp->work);
+		pthread_cond_broadcast(&sp->done);
+		pthread_mutex_unlock(&sp->mu);
+		pthread_join(sp->writer, NULL);
+		pthread_cond_destroy(&sp->done);
+		pthread_cond_destroy(&sp->work);
+		pthread_mutex_destroy(&sp->mu);
+	}
+	sqlite3_finalize(sp->st_insert);
+	sqlite3_finalize(sp->st_delete);
+	sqlite3_finalize(sp->st_retry);
+	sqlite3_finalize(sp->st_dead);
+	sqlite3_finalize(sp->st_meta_get);
+	sqlite3_finalize(sp->st_meta_set);
+	sqlite3_finalize(sp->st_oldest);
+	if (sp->db != NULL && sqlite3_close(sp->db) != SQLITE_OK)
+		gw_log(GW_LOG_WARN, "spool: the database did not close cleanly",
+		       NULL);
+	if (sp->lock_fd >= 0)
+		close(sp->lock_fd); /* drops the flock */
+	free(sp);
+}
