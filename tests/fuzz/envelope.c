@@ -9,6 +9,10 @@
  *  - a success re-encodes, the encoding decodes to the same values, and
  *    encoding those gives the same bytes again (a fixed point);
  *  - every borrowed pointer lies inside the input;
+ *  - every decoded value equals what a plain wire walker (no semantics:
+ *    tags, varints, lengths) reads at the same place: no value is
+ *    truncated or mixed up on the way (a uint32 status of 2^32 must not
+ *    become 0);
  *  - every decoded session id formats to text that sw_session_path
  *    accepts (the gateway can always address it), and every update is
  *    handed to sw_pb_decode as the gateway does.
@@ -99,6 +103,163 @@ static void env_use(const sw_envelope *env, const uint8_t *data, size_t size)
 	sw_update_free(u);
 }
 
+/* ==== A plain wire walker (the reference) ==== */
+
+/* One field as the walker sees it. */
+typedef struct ew_field {
+	uint32_t num;
+	unsigned wt;
+	uint64_t v;         /* varint value */
+	const uint8_t *p;   /* bytes of a length-delimited field */
+	size_t len;
+} ew_field;
+
+/* Reads a varint at *pos (at most 10 bytes, 64 bits). */
+static bool ew_varint(const uint8_t *b, size_t end, size_t *pos, uint64_t *v)
+{
+	unsigned shift = 0;
+
+	*v = 0;
+	while (*pos < end && shift < 70) {
+		uint8_t c = b[(*pos)++];
+
+		if (shift == 63 && (c & 0x7e))
+			return false;
+		*v |= (uint64_t)(c & 0x7f) << shift;
+		if (!(c & 0x80))
+			return true;
+		shift += 7;
+	}
+	return false;
+}
+
+/* Reads the field at *pos; only wire types 0 and 2 (all our messages
+ * use). */
+static bool ew_next(const uint8_t *b, size_t end, size_t *pos, ew_field *f)
+{
+	uint64_t tag, n;
+
+	if (!ew_varint(b, end, pos, &tag) || tag > UINT32_MAX)
+		return false;
+	f->num = (uint32_t)(tag >> 3);
+	f->wt = (unsigned)(tag & 7);
+	f->len = 0;
+	f->p = NULL;
+	if (f->wt == 0)
+		return ew_varint(b, end, pos, &f->v);
+	if (f->wt != 2 || !ew_varint(b, end, pos, &n) || n > end - *pos)
+		return false;
+	f->p = b + *pos;
+	f->len = (size_t)n;
+	*pos += (size_t)n;
+	return true;
+}
+
+/* Whether a decoded envelope holds what the walker reads in b[0..end). */
+static bool ew_envelope(const uint8_t *b, size_t end, const sw_envelope *env)
+{
+	size_t pos = 0;
+	ew_field f;
+
+	while (pos < end) {
+		if (!ew_next(b, end, &pos, &f))
+			return false;
+		switch (f.num) {
+		case 1:
+		case 3:
+			if (env->session_id.kind != (f.num == 1 ? SW_ID_ULID
+							       : SW_ID_UUID) ||
+			    f.len != 16 || memcmp(env->session_id.raw, f.p, 16))
+				return false;
+			break;
+		case 2:
+			if (env->session_id.kind != SW_ID_TEXT ||
+			    env->session_id.text.ptr != (const char *)f.p ||
+			    env->session_id.text.len != f.len)
+				return false;
+			break;
+		case 4:
+			if (f.wt != 0 || !env->has_seq || env->seq != f.v)
+				return false;
+			break;
+		case 5:
+			if (!env->has_update || env->update != f.p ||
+			    env->update_len != f.len)
+				return false;
+			break;
+		default:
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Whether a decoded result holds what the walker reads. */
+static bool ew_result(const uint8_t *b, size_t end, const sw_result *r)
+{
+	size_t pos = 0;
+	ew_field f;
+
+	while (pos < end) {
+		if (!ew_next(b, end, &pos, &f))
+			return false;
+		if ((f.num == 1 && r->seq != f.v) ||
+		    (f.num == 2 && (uint64_t)r->status != f.v) ||
+		    (f.num == 3 && (!r->has_retry_after ||
+				    (uint64_t)r->retry_after_ms != f.v)) ||
+		    (f.num == 4 && (r->message.ptr != (const char *)f.p ||
+				    r->message.len != f.len)) ||
+		    f.num < 1 || f.num > 4)
+			return false;
+	}
+	return true;
+}
+
+/* Whether the items (envelopes) or results of a Batch or Ack are what
+ * the walker reads, n of them. */
+static bool ew_list(const uint8_t *b, size_t size, const sw_envelope *items,
+		    const sw_result *res, size_t n)
+{
+	size_t pos = 0, i = 0;
+	ew_field f;
+
+	while (pos < size) {
+		if (!ew_next(b, size, &pos, &f) || f.num != 1 || f.wt != 2 ||
+		    i >= n)
+			return false;
+		if (items != NULL && !ew_envelope(f.p, f.len, &items[i]))
+			return false;
+		if (res != NULL && !ew_result(f.p, f.len, &res[i]))
+			return false;
+		i++;
+	}
+	return i == n;
+}
+
+/* Whether a decoded Error holds what the walker reads. */
+static bool ew_error(const uint8_t *b, size_t size, const sw_error_msg *m)
+{
+	size_t pos = 0;
+	const sw_str *s;
+	ew_field f;
+
+	while (pos < size) {
+		if (!ew_next(b, size, &pos, &f))
+			return false;
+		if (f.num == 1) {
+			if (f.wt != 0 || (uint64_t)m->status != f.v)
+				return false;
+			continue;
+		}
+		if (f.num < 2 || f.num > 4 || f.wt != 2)
+			return false;
+		s = f.num == 2 ? &m->code : f.num == 3 ? &m->message : &m->field;
+		if (s->ptr != (const char *)f.p || s->len != f.len)
+			return false;
+	}
+	return true;
+}
+
 /* ==== Envelope ==== */
 
 static void env_envelope(const uint8_t *data, size_t size)
@@ -116,6 +277,7 @@ static void env_envelope(const uint8_t *data, size_t size)
 		return;
 	}
 	env_use(&env, data, size);
+	SW_FUZZ_CHECK(ew_envelope(data, size, &env));
 	enc1 = env_encode(&env, &len1);
 	if (enc1 == NULL)
 		return;
@@ -189,6 +351,7 @@ static void env_batch(const uint8_t *data, size_t size)
 		return;
 	for (i = 0; i < n; i++)
 		env_use(&items[i], data, size);
+	SW_FUZZ_CHECK(ew_list(data, size, items, NULL, n));
 	enc1 = env_batch_encode(items, n, &len1);
 	if (enc1 == NULL)
 		return;
@@ -265,6 +428,7 @@ static void env_ack(const uint8_t *data, size_t size)
 	for (i = 0; i < n; i++)
 		SW_FUZZ_CHECK(env_inside(res[i].message.ptr,
 					 res[i].message.len, data, size));
+	SW_FUZZ_CHECK(ew_list(data, size, NULL, res, n));
 	enc1 = env_ack_encode(res, n, &len1);
 	if (enc1 == NULL)
 		return;
@@ -336,6 +500,7 @@ static void env_error(const uint8_t *data, size_t size)
 	SW_FUZZ_CHECK(env_inside(m.code.ptr, m.code.len, data, size) &&
 		      env_inside(m.message.ptr, m.message.len, data, size) &&
 		      env_inside(m.field.ptr, m.field.len, data, size));
+	SW_FUZZ_CHECK(ew_error(data, size, &m));
 	enc1 = env_error_encode(&m, &len1);
 	if (enc1 == NULL)
 		return;
