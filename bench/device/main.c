@@ -5,14 +5,20 @@
  * hand the bytes to the radio. Built twice by bench/device/device.mk:
  * as is, and with -DBASELINE (the same program without the encoder) so
  * that the difference is the encode path alone. With -DNANOPB the same
- * message goes through nanopb's pb_encode instead.
+ * message goes through nanopb's pb_encode instead; with -DDEVICE through
+ * the lean device encoder (sw_device.h: integers only, no floating point
+ * linked), and with -DDEVICE_NUMBER the same plus a non-integral billing
+ * (the double arithmetic of the compact number forms linked).
  */
 #include <stddef.h>
 #include <stdint.h>
 
-#ifdef NANOPB
+#if defined(NANOPB)
 #include <pb_encode.h>
 #include "sessionwire.pb.h"
+#elif defined(DEVICE) || defined(DEVICE_NUMBER)
+#include "sessionwire/sw_device.h"
+#include "sessionwire/sw_pb.h"
 #else
 #include "sessionwire/sessionwire.h"
 #endif
@@ -32,6 +38,11 @@ volatile size_t radio_len;
 /* Values a device would read from its sensors and clock. */
 volatile uint32_t tokens_in = 2894, tokens_out = 987;
 volatile int64_t now_ms = 1748282246708LL;
+#ifdef DEVICE_NUMBER
+/* Costs in dollars, as a device computes them (price x tokens). */
+volatile double cost_in = 0.0004341, cost_out = 0.009,
+	cost_total = 0.009434099999999999;
+#endif
 
 /* Builds one update and sends it. */
 int main(void)
@@ -67,6 +78,28 @@ int main(void)
 		return 1;
 	radio_buf = out;
 	radio_len = os.bytes_written;
+#elif defined(DEVICE) || defined(DEVICE_NUMBER)
+	static const sw_str tags[1] = { { "edge", 4 } };
+	sw_dev w;
+	size_t len;
+	int64_t t = now_ms;
+
+	sw_dev_begin(&w, out, sizeof(out));
+	sw_dev_time(&w, SW_DEV_STARTED_AT, t);
+	sw_dev_id(&w, SW_DEV_EXTERNAL_ID, "dev-a8346607363a", 16);
+	sw_dev_count(&w, SW_DEV_DURATION, 1358072);
+#ifdef DEVICE_NUMBER
+	sw_dev_trio_number(&w, SW_DEV_BILLING, cost_in, cost_out, cost_total);
+#endif
+	sw_dev_trio(&w, SW_DEV_USAGE, tokens_in, tokens_out,
+		    (int64_t)tokens_in + tokens_out);
+	sw_dev_count(&w, SW_DEV_TRACES_COUNT, 171);
+	sw_dev_list(&w, SW_DEV_TAGS, tags, 1);
+	sw_dev_time(&w, SW_DEV_UPDATED_AT, t + 1358072);
+	if (sw_dev_end(&w, &len) != SW_OK)
+		return 1;
+	radio_buf = out;
+	radio_len = len;
 #else
 	static const sw_str tags[1] = { { "edge", 4 } };
 	sw_update u;

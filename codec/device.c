@@ -1,0 +1,557 @@
+/* device.c - the lean device encoder (sw_device.h).
+ *
+ * Each call writes its field at once as a chunk of buf and moves the
+ * chunk to its place by field number (a rotation of the bytes after it),
+ * so buf always holds the fields in increasing field-number order, as
+ * sw_pb_encode writes them. sw_dev_end cuts ULIDs that started_at makes
+ * 10 bytes long and appends started_at, updated_at and flags, whose forms
+ * depend on other fields. The integer calls use no floating point; the
+ * double ones (sw_dev_number, sw_dev_trio_number) reuse the encoder's own
+ * choice of number forms, so the bytes are the same by construction.
+ */
+#include "sessionwire/sw_device.h"
+#include "pb_wire.h"
+
+/* ==== Field numbers (sessionwire.proto) ==== */
+
+/* Session field numbers by [field][form]: ids ULID, UUID, text; numbers
+ * int, dec, double. */
+static const uint8_t top_nums[SW_DEV_TRACES_COUNT + 4][3] = {
+	[SW_DEV_ID] = { 1, 17, 16 },
+	[SW_DEV_EXTERNAL_ID] = { 2, 18, 3 },
+	[SW_DEV_DURATION] = { 4, 20, 19 },
+	[SW_DEV_CONTACT_IDS] = { 5, 22, 21 },
+	[SW_DEV_TRACES_COUNT] = { 8, 24, 23 },
+	[SW_DEV_WORKSPACE_ID] = { 10, 26, 25 },
+	[SW_DEV_PROJECT_ID] = { 11, 28, 27 },
+};
+
+#define NUM_STARTED_AT 12
+#define NUM_UPDATED_AT_MS 13
+#define NUM_UPDATED_AT_DELTA 14
+#define NUM_FLAGS 15
+#define NUM_TAGS 9
+#define NUM_BILLING 6 /* usage: 7 */
+
+/* ==== Errors and the output ==== */
+
+/* Records the first error. */
+static void fail(sw_dev *w, sw_status st, int field)
+{
+	if (w->status == SW_OK) {
+		w->status = st;
+		w->field = field;
+	}
+}
+
+/* Appends n bytes if they fit (else SW_EBUFSZ for field). */
+static void put(sw_dev *w, const void *p, size_t n, int field)
+{
+	if (w->status != SW_OK)
+		return;
+	if (n > w->cap - w->pos) {
+		fail(w, SW_EBUFSZ, field);
+		return;
+	}
+	if (n) /* memmove: the one copy routine linked (cut_ulids needs it) */
+		memmove(w->buf + w->pos, p, n);
+	w->pos += n;
+}
+
+/* Appends a varint. */
+static void put_varint(sw_dev *w, uint64_t v, int field)
+{
+	uint8_t tmp[10];
+
+	put(w, tmp, sw__pb_varint_put(tmp, v), field);
+}
+
+/* Appends a tag. */
+static void put_tag(sw_dev *w, unsigned num, unsigned wt, int field)
+{
+	put_varint(w, (uint64_t)num << 3 | wt, field);
+}
+
+/* Appends a length-delimited field. */
+static void put_bytes(sw_dev *w, unsigned num, const void *p, size_t n,
+		      int field)
+{
+	put_tag(w, num, SW__PB_WT_LEN, field);
+	put_varint(w, n, field);
+	put(w, p, n, field);
+}
+
+/* Reverses buf[0..n). */
+static void reverse(uint8_t *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n / 2; i++) {
+		uint8_t t = p[i];
+
+		p[i] = p[n - 1 - i];
+		p[n - 1 - i] = t;
+	}
+}
+
+/* Files the chunk buf[start..pos) as field number num: moves it before
+ * the chunks of higher numbers. */
+static void settle(sw_dev *w, size_t start, unsigned num, unsigned ulid)
+{
+	size_t i = w->n, len = w->pos - start, at = start;
+
+	if (w->status != SW_OK)
+		return;
+	while (i > 0 && w->chunk[i - 1].num > num) {
+		at = w->chunk[i - 1].off;
+		w->chunk[i] = w->chunk[i - 1];
+		w->chunk[i].off += len;
+		i--;
+	}
+	if (at != start) { /* rotate buf[at..pos): the chunk first */
+		reverse(w->buf + at, start - at);
+		reverse(w->buf + start, len);
+		reverse(w->buf + at, w->pos - at);
+	}
+	w->chunk[i].off = at;
+	w->chunk[i].num = (uint8_t)num;
+	w->chunk[i].ulid = (uint8_t)ulid;
+	w->n++;
+}
+
+/* Starts field f if the call takes it (bit in mask) and it is new;
+ * false when the call must do nothing. */
+static bool begin_field(sw_dev *w, sw_dev_field f, unsigned mask)
+{
+	if (w->status != SW_OK)
+		return false;
+	if ((unsigned)f > SW_DEV_UPDATED_AT || !(mask >> f & 1)) {
+		fail(w, SW_EINVAL, (int)f);
+		return false;
+	}
+	if (w->has >> f & 1) {
+		fail(w, SW_EDUP, (int)f);
+		return false;
+	}
+	w->has |= (uint16_t)(1u << f);
+	return true;
+}
+
+/* Checks a string as sw_update_check does with the default limits. */
+static bool check_str(sw_dev *w, const char *s, size_t len, int field)
+{
+	if (s == NULL && len != 0)
+		fail(w, SW_EINVAL, field);
+	else if (len > SW_DEFAULT_MAX_STRING)
+		fail(w, SW_ETOOBIG, field);
+	else if (len && sw__utf8_check(s, len) != len)
+		fail(w, SW_EUTF8, field);
+	return w->status == SW_OK;
+}
+
+void sw_dev_begin(sw_dev *w, uint8_t *buf, size_t cap)
+{
+	memset(w, 0, sizeof(*w));
+	w->field = -1;
+	w->buf = buf;
+	w->cap = buf != NULL ? cap : 0;
+}
+
+/* ==== Ids ==== */
+
+/* The same classification as sw_id_parse (id.c), smaller: one loop for
+ * both kinds and a search of the alphabet instead of a 256-byte table. */
+static const char b32[32] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+static const char hex[16] = "0123456789abcdef";
+
+/* The value of c among the first n characters of digits, or -1. */
+static int digit_value(const char *digits, int n, char c)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (digits[i] == c)
+			return i;
+	return -1;
+}
+
+/* A canonical ULID (26 Crockford characters, uppercase, first 0-7: 3 +
+ * 25 * 5 = 128 bits) or UUID (8-4-4-4-12 lowercase hex) into raw[16];
+ * anything else is text. */
+static sw_id_kind id_parse(const char *s, size_t len, uint8_t raw[16])
+{
+	unsigned step = len == SW_ULID_LEN ? 5 : 4, bits = 0, n = 0, i;
+	uint32_t acc = 0; /* only its low `bits` bits matter */
+	int v;
+
+	if (len != SW_ULID_LEN && len != SW_UUID_LEN)
+		return SW_ID_TEXT;
+	for (i = 0; i < len; i++) {
+		if (step == 4 && (i == 8 || i == 13 || i == 18 || i == 23)) {
+			if (s[i] != '-')
+				return SW_ID_TEXT;
+			continue;
+		}
+		v = step == 5 ? digit_value(b32, 32, s[i])
+			      : digit_value(hex, 16, s[i]);
+		if (v < 0 || (step == 5 && i == 0 && v > 7))
+			return SW_ID_TEXT;
+		acc = acc << step | (uint32_t)v;
+		bits += step == 5 && i == 0 ? 3 : step;
+		if (bits >= 8) {
+			bits -= 8;
+			raw[n++] = (uint8_t)(acc >> bits);
+		}
+	}
+	return step == 5 ? SW_ID_ULID : SW_ID_UUID;
+}
+
+/* The 48-bit millisecond time of a ULID's raw bytes. */
+static uint64_t ulid_time(const uint8_t *raw)
+{
+	uint64_t t = 0;
+	int i;
+
+	for (i = 0; i < 6; i++)
+		t = t << 8 | raw[i];
+	return t;
+}
+
+/* Whether started_at lets ULIDs of its time drop their 6 time bytes. */
+static bool ulid_time_ok(const sw_dev *w)
+{
+	return (w->has >> SW_DEV_STARTED_AT & 1) && w->started_at >= 0 &&
+	       w->started_at < ((int64_t)1 << 48);
+}
+
+/* Writes one id (its kind k and raw bytes known) as field number num;
+ * returns 1 when it is a 16-byte ULID that started_at may still cut. */
+static unsigned put_id(sw_dev *w, unsigned num, sw_id_kind k,
+		       const uint8_t raw[16], const char *s, size_t len,
+		       int field)
+{
+	if (k == SW_ID_TEXT) {
+		put_bytes(w, num, s, len, field);
+		return 0;
+	}
+	if (k == SW_ID_ULID && ulid_time_ok(w) &&
+	    ulid_time(raw) == (uint64_t)w->started_at) {
+		put_bytes(w, num, raw + 6, 10, field);
+		return 0;
+	}
+	put_bytes(w, num, raw, 16, field);
+	return k == SW_ID_ULID && !(w->has >> SW_DEV_STARTED_AT & 1);
+}
+
+/* The form index of an id kind in top_nums. */
+static unsigned id_form(sw_id_kind k)
+{
+	return k == SW_ID_ULID ? 0 : k == SW_ID_UUID ? 1 : 2;
+}
+
+void sw_dev_id(sw_dev *w, sw_dev_field f, const char *s, size_t len)
+{
+	size_t start = w->pos;
+	uint8_t raw[16];
+	sw_id_kind k;
+	unsigned num, ulid;
+
+	if (!begin_field(w, f, 1u << SW_DEV_ID | 1u << SW_DEV_EXTERNAL_ID |
+			 1u << SW_DEV_WORKSPACE_ID | 1u << SW_DEV_PROJECT_ID) ||
+	    !check_str(w, s, len, (int)f))
+		return;
+	k = id_parse(s, len, raw);
+	num = top_nums[f][id_form(k)];
+	ulid = put_id(w, num, k, raw, s, len, (int)f);
+	settle(w, start, num, ulid);
+}
+
+void sw_dev_project_id_null(sw_dev *w)
+{
+	if (begin_field(w, SW_DEV_PROJECT_ID, 1u << SW_DEV_PROJECT_ID))
+		w->flags |= SW__PB_FLAG_PROJECT_ID_NULL;
+}
+
+/* ==== Lists ==== */
+
+void sw_dev_list(sw_dev *w, sw_dev_field f, const sw_str *items, size_t n)
+{
+	size_t start = w->pos, i;
+	bool ulid = true, uuid = true;
+	uint8_t raw[16];
+	unsigned num = NUM_TAGS, cut = 0;
+
+	if (!begin_field(w, f, 1u << SW_DEV_CONTACT_IDS | 1u << SW_DEV_TAGS))
+		return;
+	if (n > SW_DEFAULT_MAX_ITEMS)
+		fail(w, SW_ETOOBIG, (int)f);
+	else if (n && items == NULL)
+		fail(w, SW_EINVAL, (int)f);
+	for (i = 0; i < n && w->status == SW_OK; i++) {
+		if (!check_str(w, items[i].ptr, items[i].len, (int)f))
+			return;
+		if (f == SW_DEV_CONTACT_IDS) {
+			sw_id_kind k = id_parse(items[i].ptr, items[i].len,
+						   raw);
+
+			ulid = ulid && k == SW_ID_ULID;
+			uuid = uuid && k == SW_ID_UUID;
+		}
+	}
+	if (w->status != SW_OK)
+		return;
+	if (n == 0) {
+		w->flags |= f == SW_DEV_TAGS ? SW__PB_FLAG_TAGS_EMPTY
+					     : SW__PB_FLAG_CONTACT_IDS_EMPTY;
+		return;
+	}
+	if (f == SW_DEV_CONTACT_IDS)
+		num = top_nums[f][ulid ? 0 : uuid ? 1 : 2];
+	for (i = 0; i < n; i++) {
+		const sw_str *s = &items[i];
+		sw_id_kind k = SW_ID_TEXT;
+
+		if (num != NUM_TAGS && num != 21)
+			k = id_parse(s->ptr, s->len, raw);
+		cut |= put_id(w, num, k, raw, s->ptr, s->len, (int)f);
+	}
+	settle(w, start, num, cut);
+}
+
+/* ==== Numbers ==== */
+
+/* Writes a number in its chosen form as field number num. */
+static void put_num(sw_dev *w, unsigned num, const sw__pb_num *x, int field)
+{
+	uint8_t le[8];
+	int i;
+
+	if (x->form == SW__PB_DOUBLE) {
+		put_tag(w, num, SW__PB_WT_I64, field);
+		for (i = 0; i < 8; i++)
+			le[i] = (uint8_t)(x->v >> (8 * i));
+		put(w, le, 8, field);
+	} else {
+		put_tag(w, num, SW__PB_WT_VARINT, field);
+		put_varint(w, x->v, field);
+	}
+}
+
+/* The int form of n (|n| <= 2^53: its varint is at most 8 bytes, so
+ * sw__pb_num_choose picks the same); false when n is out of range. */
+static bool int_form(sw_dev *w, int64_t n, sw__pb_num *x, int field)
+{
+	if (n > SW_DEV_MAX_COUNT || n < -SW_DEV_MAX_COUNT) {
+		fail(w, SW_ERANGE, field);
+		return false;
+	}
+	x->form = SW__PB_INT;
+	x->v = sw__pb_zigzag(n);
+	x->size = sw__pb_varint_len(x->v);
+	return true;
+}
+
+/* Writes duration or traces_count in its chosen form. For duration,
+ * integral is whether it is an integer below 2^53 in magnitude (value
+ * n), which FLAG_UPDATED_AT_IS_END needs. */
+static void put_top_num(sw_dev *w, sw_dev_field f, const sw__pb_num *x,
+			bool integral, int64_t n)
+{
+	size_t start = w->pos;
+	unsigned num = top_nums[f][x->form - SW__PB_INT];
+
+	if (f == SW_DEV_DURATION) {
+		w->dur_int = integral;
+		w->dur = n;
+	}
+	put_num(w, num, x, (int)f);
+	settle(w, start, num, 0);
+}
+
+#define NUM_FIELDS (1u << SW_DEV_DURATION | 1u << SW_DEV_TRACES_COUNT)
+
+void sw_dev_count(sw_dev *w, sw_dev_field f, int64_t n)
+{
+	sw__pb_num x;
+
+	if (begin_field(w, f, NUM_FIELDS) && int_form(w, n, &x, (int)f))
+		put_top_num(w, f, &x, n < SW_DEV_MAX_COUNT &&
+			    n > -SW_DEV_MAX_COUNT, n);
+}
+
+/* Writes billing or usage: the three numbers, the total only when
+ * has_total. */
+static void put_trio(sw_dev *w, sw_dev_field f, const sw__pb_num x[3],
+		     bool has_total)
+{
+	size_t start = w->pos, size = 0;
+	unsigned num = NUM_BILLING + (f == SW_DEV_USAGE), i,
+		 n = has_total ? 3 : 2;
+
+	for (i = 0; i < n; i++)
+		size += 1 + x[i].size; /* nested tags are one byte */
+	put_tag(w, num, SW__PB_WT_LEN, (int)f);
+	put_varint(w, size, (int)f);
+	for (i = 0; i < n; i++)
+		put_num(w, 3 * i + 1 + (x[i].form - SW__PB_INT), &x[i],
+			(int)f);
+	settle(w, start, num, 0);
+}
+
+/* a + b rounded to a double (round half to even), for |a|, |b| <= 2^53:
+ * the sum needs at most 55 bits, so at most one bit goes. */
+static int64_t add_as_doubles(int64_t a, int64_t b)
+{
+	int64_t s = a + b;
+	uint64_t m = s < 0 ? -(uint64_t)s : (uint64_t)s;
+
+	if (m > (uint64_t)SW_DEV_MAX_COUNT && (m & 1)) /* a tie: to even */
+		m += (m & 2) ? 1 : (uint64_t)-1;
+	return s < 0 ? -(int64_t)m : (int64_t)m;
+}
+
+void sw_dev_trio(sw_dev *w, sw_dev_field f, int64_t in, int64_t out,
+		 int64_t total)
+{
+	sw__pb_num x[3];
+
+	if (begin_field(w, f, 1u << SW_DEV_BILLING | 1u << SW_DEV_USAGE) &&
+	    int_form(w, in, &x[0], (int)f) && int_form(w, out, &x[1], (int)f) &&
+	    int_form(w, total, &x[2], (int)f))
+		put_trio(w, f, x, add_as_doubles(in, out) != total);
+}
+
+/* ==== Numbers given as doubles (they link the double arithmetic) ==== */
+
+/* The form of a finite x; false (SW_ERANGE) for NaN and infinities. */
+static bool double_form(sw_dev *w, double x, sw__pb_num *out, int field)
+{
+	uint64_t bits;
+
+	memcpy(&bits, &x, sizeof(bits));
+	if ((bits >> 52 & 0x7ff) == 0x7ff) {
+		fail(w, SW_ERANGE, field);
+		return false;
+	}
+	sw__pb_num_choose(x, 0, out);
+	return true;
+}
+
+void sw_dev_number(sw_dev *w, sw_dev_field f, double x)
+{
+	sw__pb_num n;
+	int64_t v = 0;
+	bool integral;
+
+	if (!begin_field(w, f, NUM_FIELDS) || !double_form(w, x, &n, (int)f))
+		return;
+	/* every integer below 2^53 but -0 takes the int form */
+	if (n.form == SW__PB_INT)
+		v = sw__pb_unzigzag(n.v);
+	integral = (n.form == SW__PB_INT && v <= SW_DEV_MAX_COUNT - 1 &&
+		    v >= 1 - SW_DEV_MAX_COUNT) ||
+		   (n.form == SW__PB_DOUBLE && n.v == (uint64_t)1 << 63);
+	put_top_num(w, f, &n, integral, v);
+}
+
+void sw_dev_trio_number(sw_dev *w, sw_dev_field f, double in, double out,
+			double total)
+{
+	sw__pb_num x[3];
+	double sum = in + out;
+
+	if (begin_field(w, f, 1u << SW_DEV_BILLING | 1u << SW_DEV_USAGE) &&
+	    double_form(w, in, &x[0], (int)f) &&
+	    double_form(w, out, &x[1], (int)f) &&
+	    double_form(w, total, &x[2], (int)f))
+		put_trio(w, f, x, memcmp(&sum, &total, sizeof(sum)) != 0);
+}
+
+/* ==== Times and the end ==== */
+
+void sw_dev_time(sw_dev *w, sw_dev_field f, int64_t ms)
+{
+	if (!begin_field(w, f, 1u << SW_DEV_STARTED_AT |
+			 1u << SW_DEV_UPDATED_AT))
+		return;
+	if (ms < SW_DATE_MIN_MS || ms > SW_DATE_MAX_MS)
+		fail(w, SW_EDATE, (int)f);
+	else if (f == SW_DEV_STARTED_AT)
+		w->started_at = ms;
+	else
+		w->updated_at = ms;
+}
+
+/* Cuts the 16-byte ULIDs of started_at's time to their 10 random bytes
+ * (chunks written before started_at was known). */
+static void cut_ulids(sw_dev *w)
+{
+	size_t i, j, p, end;
+
+	for (i = 0; i < w->n; i++) {
+		if (!w->chunk[i].ulid)
+			continue;
+		p = w->chunk[i].off;
+		end = i + 1 < w->n ? w->chunk[i + 1].off : w->pos;
+		while (p < end) { /* items: one-byte tag, length, bytes */
+			if (w->buf[p + 1] == 16 &&
+			    ulid_time(w->buf + p + 2) ==
+			    (uint64_t)w->started_at) {
+				memmove(w->buf + p + 2, w->buf + p + 8,
+					w->pos - p - 8);
+				w->buf[p + 1] = 10;
+				w->pos -= 6;
+				end -= 6;
+				for (j = i + 1; j < w->n; j++)
+					w->chunk[j].off -= 6;
+			}
+			p += 2 + w->buf[p + 1];
+		}
+	}
+}
+
+/* Writes a varint field as field number num. */
+static void put_varint_field(sw_dev *w, unsigned num, uint64_t v, int field)
+{
+	size_t start = w->pos;
+
+	put_tag(w, num, SW__PB_WT_VARINT, field);
+	put_varint(w, v, field);
+	settle(w, start, num, 0);
+}
+
+sw_status sw_dev_end(sw_dev *w, size_t *len)
+{
+	bool started = w->has >> SW_DEV_STARTED_AT & 1;
+
+	*len = 0;
+	if (w->status != SW_OK)
+		return w->status;
+	if (ulid_time_ok(w))
+		cut_ulids(w);
+	if (started)
+		put_varint_field(w, NUM_STARTED_AT,
+				 sw__pb_zigzag(w->started_at),
+				 SW_DEV_STARTED_AT);
+	if (w->has >> SW_DEV_UPDATED_AT & 1) {
+		int64_t delta = w->updated_at - w->started_at;
+		uint64_t ms = sw__pb_zigzag(w->updated_at);
+
+		if (started && (w->has >> SW_DEV_DURATION & 1) && w->dur_int &&
+		    w->updated_at == w->started_at + w->dur)
+			w->flags |= SW__PB_FLAG_UPDATED_AT_IS_END;
+		else if (started && sw__pb_varint_len(sw__pb_zigzag(delta)) <
+			 sw__pb_varint_len(ms))
+			put_varint_field(w, NUM_UPDATED_AT_DELTA,
+					 sw__pb_zigzag(delta),
+					 SW_DEV_UPDATED_AT);
+		else
+			put_varint_field(w, NUM_UPDATED_AT_MS, ms,
+					 SW_DEV_UPDATED_AT);
+	}
+	if (w->flags)
+		put_varint_field(w, NUM_FLAGS, w->flags, -1);
+	if (w->status == SW_OK)
+		*len = w->pos;
+	return w->status;
+}
