@@ -1,5 +1,5 @@
-/* block.c - allocation hooks, limits, and the one-block results of
- * parsers and decoders. */
+/* block.c - allocation hooks and the one-block results of parsers and
+ * decoders (sw__limits is in limits.c: the device path needs no malloc). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,22 +20,6 @@ void sw__free(const sw_alloc *a, void *p)
 		a->free(a->ud, p);
 	else
 		free(p);
-}
-
-sw_limits sw__limits(const sw_limits *l)
-{
-	sw_limits r = { SW_DEFAULT_MAX_INPUT, SW_DEFAULT_MAX_STRING,
-			SW_DEFAULT_MAX_ITEMS };
-
-	if (l != NULL) {
-		if (l->max_input)
-			r.max_input = l->max_input;
-		if (l->max_string)
-			r.max_string = l->max_string;
-		if (l->max_items)
-			r.max_items = l->max_items;
-	}
-	return r;
 }
 
 /* The block: header, update, arrays, string pool. */
