@@ -208,14 +208,35 @@ wrk_parse() {
 	$1 == "99%" { p99 = ms($2) }
 	/Non-2xx or 3xx responses:/ { bad = $NF }
 	/Socket errors:/ { gsub(/,/, ""); err = $4 + $6 + $8 + $10 }
-	END { printf "%s %.3f %.3f %d %d\n", rps, p50, p99, bad, err }' "$1"
+	/ requests in / { n = $1 }
+	END { printf "%s %.3f %.3f %d %d %d\n", rps, p50, p99, bad, err, n }' "$1"
 }
+# CPU time (clock ticks) of processes "$@": "user system"
+cpu_ticks() {
+	for p in "$@"; do
+		awk '{ print $14, $15 }' "/proc/$p/stat" 2>/dev/null || :
+	done | awk '{ u += $1; s += $2 } END { print u + 0, s + 0 }'
+}
+TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 # Samples VmRSS (KiB) of $1 every 0.2 s into $2 until killed.
 sample_rss() {
 	while kill -0 "$1" 2>/dev/null; do
 		awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || :
 		sleep 0.2
 	done >> "$2"
+}
+# Waits (up to $2 tenths of a second) for the spool of the gateway on port
+# $1 to be empty; prints the seconds it took, or "-1" when it did not drain.
+spool_drain() {
+	i=0
+	while [ $i -lt "$2" ]; do
+		depth=$(curl -s --max-time 2 "http://127.0.0.1:$1/metrics" |
+			awk '$1 == "sessionwire_spool_depth" { print $2 }')
+		[ "$depth" = 0 ] && { awk -v i=$i 'BEGIN { printf "%.1f", i / 10 }'; return 0; }
+		sleep 0.1
+		i=$((i + 1))
+	done
+	echo -1
 }
 # Runs wrk for $2 seconds against port $3; output in $W/$1.wrk
 run_wrk() {
@@ -244,12 +265,31 @@ if [ -n "$nx_port" ]; then
 			gateway) sample_rss "$gw_pid" "$W/rss-gateway.kib" & smp_pid=$! ;;
 			spool) sample_rss "$sp_pid" "$W/rss-spool.kib" & smp_pid=$! ;;
 			esac
+			case $name in
+			gateway) pids=$gw_pid ;;
+			spool) pids=$sp_pid ;;
+			nginx) pids="$nx_pid $(pgrep -P "$nx_pid" | tr '\n' ' ')" ;;
+			esac
+			c0=$(cpu_ticks $pids); u0=$(cpu_ticks "$up_pid")
 			run_wrk "$name-$r" "$SECS" "${t#*:}"
+			c1=$(cpu_ticks $pids); u1=$(cpu_ticks "$up_pid")
 			stop "$smp_pid"; smp_pid=
-			set -- $(wrk_parse "$W/$name-$r.wrk")
-			printf '  round %d %-8s %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  non-2xx %s  socket errors %s\n' \
-				"$r" "$name" "$1" "$2" "$3" "$4" "$5"
+			# CPU microseconds per request: proxy user, proxy system,
+			# upstream (user + system)
+			cpu=$(echo "$c0 $c1 $u0 $u1 $(wrk_parse "$W/$name-$r.wrk")" | awk -v t="$TCK" '{
+				n = $14 > 0 ? $14 : 1; k = 1e6 / t / n
+				printf "%.1f %.1f %.1f", ($3 - $1) * k, ($4 - $2) * k, ($7 + $8 - $5 - $6) * k }')
+			set -- $(wrk_parse "$W/$name-$r.wrk") $cpu
+			printf '  round %d %-8s %8.0f req/s  p50 %6.3f ms  p99 %6.3f ms  non-2xx %s  socket errors %s  CPU us/req: user %s sys %s, upstream %s\n' \
+				"$r" "$name" "$1" "$2" "$3" "$4" "$5" "$7" "$8" "$9"
 			echo "$name $r $*" >> "$W/runs.txt"
+			# the spool drains in the background: let it finish (up
+			# to 15 s) before the next run, or it would load that one
+			if [ "$name" = spool ]; then
+				d=$(spool_drain "$sp_port" 150)
+				echo "  round $r spool drained in ${d} s (upstream deliveries after the load)"
+				echo "$r $d" >> "$W/spool-drain.txt"
+			fi
 		done
 		r=$((r + 1))
 	done
@@ -346,6 +386,15 @@ J=$B/gateway.json
 		awk -v a="$hwm_gw" -v b="$rss_max" 'BEGIN {
 			printf "  \"gateway.rss_mib\": %.1f,\n", a / 1024
 			printf "  \"gateway.rss_sampled_max_mib\": %.1f,\n", b / 1024 }'
+		for who in gateway nginx; do
+			k=gateway.; [ $who = nginx ] && k=gateway.nginx_
+			echo "  \"${k}cpu_user_us_per_request\": $(med $who 9),"
+			echo "  \"${k}cpu_sys_us_per_request\": $(med $who 10),"
+			awk -v k="$k" -v u="$(med $who 9)" -v s="$(med $who 10)" \
+				'BEGIN { printf "  \"%scpu_us_per_request\": %.1f,\n", k, u + s }'
+		done
+		echo "  \"gateway.upstream_cpu_us_per_request\": $(med gateway 11),"
+		echo "  \"gateway.nginx_upstream_cpu_us_per_request\": $(med nginx 11),"
 		echo "  \"gateway.non2xx\": $(sum_col gateway 6),"
 		echo "  \"gateway.nginx_non2xx\": $(sum_col nginx 6),"
 		if [ -n "$sp_port" ]; then
@@ -355,6 +404,8 @@ J=$B/gateway.json
 			echo "  \"gateway.spool_p99_ms\": $(med spool 5),"
 			awk -v a="$hwm_sp" 'BEGIN { printf "  \"gateway.spool_rss_mib\": %.1f,\n", a / 1024 }'
 			echo "  \"gateway.spool_non2xx\": $(sum_col spool 6),"
+			echo "  \"gateway.spool_cpu_us_per_request\": $(awk -v u="$(med spool 9)" -v s="$(med spool 10)" 'BEGIN { printf "%.1f", u + s }'),"
+			echo "  \"gateway.spool_drain_seconds\": $(sort -g -k2,2 "$W/spool-drain.txt" | awk '{ v[NR] = $2 } END { print v[int((NR + 1) / 2)] }'),"
 		fi
 		echo "  \"gateway.wrk_connections\": $CONNS,"
 		echo "  \"gateway.wrk_threads\": $THREADS,"
@@ -369,8 +420,8 @@ J=$B/gateway.json
 # ==== Merge into summary.json: its gateway.* and wire.* keys replaced ====
 S=$B/summary.json
 {
-	[ -f "$S" ] && sed -e '1d' -e '$d' -e 's/,$//' "$S" | grep -v '^ *"\(gateway\|wire\)\.'
-	sed -e '1d' -e '$d' -e 's/,$//' "$J"
+	[ -f "$S" ] && sed -e 's/,$//' "$S" | grep '^ *"' | grep -v '^ *"\(gateway\|wire\)\.'  || :
+	sed -e 's/,$//' "$J" | grep '^ *"'
 } | awk 'NR > 1 { print prev "," } { prev = $0 } END { print prev }' |
 	{ echo "{"; cat; echo "}"; } > "$S.tmp"
 mv "$S.tmp" "$S"
@@ -397,16 +448,24 @@ verdict() { awk "BEGIN { print ($1) ? \"met\" : \"MISSED\" }"; }
 			"\`worker_processes auto\` ($(nproc)), no access log, upstream keepalive 64," \
 			"forwards the bytes as they are (it does no translation)."
 		echo
-		echo "| server | req/s | p50 ms | p99 ms | peak RSS MiB | non-2xx |"
-		echo "| --- | ---: | ---: | ---: | ---: | ---: |"
-		echo "| session-gateway | $(jv gateway.rps) | $(jv gateway.p50_ms) | $(jv gateway.p99_ms) | $(jv gateway.rss_mib) | $(jv gateway.non2xx) |"
+		echo "| server | req/s | p50 ms | p99 ms | peak RSS MiB | CPU us per request (user + sys) | upstream CPU us per request | non-2xx |"
+		echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+		echo "| session-gateway | $(jv gateway.rps) | $(jv gateway.p50_ms) | $(jv gateway.p99_ms) | $(jv gateway.rss_mib) | $(jv gateway.cpu_us_per_request) ($(jv gateway.cpu_user_us_per_request) + $(jv gateway.cpu_sys_us_per_request)) | $(jv gateway.upstream_cpu_us_per_request) | $(jv gateway.non2xx) |"
 		[ -n "$sp_port" ] &&
-			echo "| session-gateway --spool | $(jv gateway.spool_rps) | $(med spool 4) | $(jv gateway.spool_p99_ms) | $(jv gateway.spool_rss_mib) | $(jv gateway.spool_non2xx) |"
-		echo "| nginx (reverse proxy) | $(jv gateway.nginx_rps) | $(jv gateway.nginx_p50_ms) | $(jv gateway.nginx_p99_ms) | | $(jv gateway.nginx_non2xx) |"
+			echo "| session-gateway --spool | $(jv gateway.spool_rps) | $(med spool 4) | $(jv gateway.spool_p99_ms) | $(jv gateway.spool_rss_mib) | $(jv gateway.spool_cpu_us_per_request) ($(med spool 9) + $(med spool 10)) | (after the run) | $(jv gateway.spool_non2xx) |"
+		echo "| nginx (reverse proxy) | $(jv gateway.nginx_rps) | $(jv gateway.nginx_p50_ms) | $(jv gateway.nginx_p99_ms) | | $(jv gateway.nginx_cpu_us_per_request) ($(jv gateway.nginx_cpu_user_us_per_request) + $(jv gateway.nginx_cpu_sys_us_per_request)) | $(jv gateway.nginx_upstream_cpu_us_per_request) | $(jv gateway.nginx_non2xx) |"
 		echo
-		echo "Every run: \`$W/runs.txt\` (target round req/s p50 p99 non-2xx socket-errors)" \
-			"and \`$W/*.wrk\`. RSS: VmHWM of the gateway after the load" \
+		echo "wrk, the proxy and the upstream share the same $(nproc) CPUs and the runs" \
+			"are CPU-bound, so req/s follows the CPU each request costs (process" \
+			"utime + stime over the run / requests; nginx: master and workers)."
+		echo "Every run: \`$W/runs.txt\` (target, round, req/s, p50, p99, non-2xx," \
+			"socket errors, requests, proxy user and sys us per request, upstream us" \
+			"per request) and \`$W/*.wrk\`. RSS: VmHWM of the gateway after the load" \
 			"(VmRSS sampled every 0.2 s during its runs: at most $(jv gateway.rss_sampled_max_mib) MiB)."
+		[ -n "$sp_port" ] && echo "Spool mode (\`--spool DIR\`, DIR in \`$W/spool\`): the device" \
+			"gets 202 once the update is committed to DIR/spool.db; forwarders deliver it" \
+			"after. After each spool run the bench waits for the spool to drain (median" \
+			"$(jv gateway.spool_drain_seconds) s; -1: not within 15 s) so that the next run is not loaded by it."
 		[ -z "$sp_port" ] && echo "Spool mode: not measured (this session-gateway has no \`--spool\`)."
 	else
 		echo "Not measured: nginx or wrk is missing (\`make bench-deps\`)."
