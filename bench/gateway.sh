@@ -19,7 +19,8 @@
 # $O/bench/summary.json, and a section of $O/bench/report.md (replaced on
 # each run). Every server is stopped by PID on exit. Tunables (env):
 # GW_BENCH_SECONDS (5), GW_BENCH_ROUNDS (3), GW_BENCH_CONNECTIONS (32),
-# GW_BENCH_THREADS (2).
+# GW_BENCH_THREADS (2), GW_BENCH_PERF (auto: a perf profile of the gateway
+# when it misses 0.8x nginx; 0 never, 1 always).
 set -eu
 
 O=${1:-build}
@@ -48,7 +49,7 @@ rm -rf "$W" "$NX"
 mkdir -p "$W" "$NX/tmp"
 
 # ==== Processes: started here, stopped by PID ====
-up_pid= gw_pid= sp_pid= nx_pid= smp_pid=
+up_pid= gw_pid= sp_pid= nx_pid= smp_pid= wrk_pid=
 stop() {
 	[ -n "$1" ] || return 0
 	kill "$1" 2>/dev/null || return 0
@@ -61,6 +62,7 @@ stop() {
 	wait "$1" 2>/dev/null || :
 }
 cleanup() {
+	stop "$wrk_pid"; wrk_pid=
 	stop "$smp_pid"; smp_pid=
 	stop "$nx_pid"; nx_pid=   # nginx master: SIGTERM stops its workers
 	stop "$sp_pid"; sp_pid=
@@ -293,6 +295,54 @@ if [ -n "$nx_port" ]; then
 		done
 		r=$((r + 1))
 	done
+	# Where the gateway's CPU goes: perf (call graphs) during one more,
+	# uncounted run, when it misses 0.8x nginx (GW_BENCH_PERF=0: never,
+	# 1: always). Each sample goes to the first library or gateway
+	# function above it (libcurl, libmicrohttpd, the codec call).
+	ratio=$(awk -v a="$(med gateway 3)" -v b="$(med nginx 3)" 'BEGIN { print a / b }')
+	want=${GW_BENCH_PERF:-auto}
+	[ "$want" = auto ] && want=$(awk -v r="$ratio" 'BEGIN { print (r < 0.8) ? 1 : 0 }')
+	if [ "$want" = 1 ] && command -v perf >/dev/null; then
+		say "perf: where the gateway's CPU goes (3 s, not counted)"
+		wrk -t "$THREADS" -c "$CONNS" -d 5s -s "$W/patch.lua" \
+			"http://127.0.0.1:$gw_port" > "$W/perf.wrk" 2>&1 &
+		wrk_pid=$!
+		sleep 1
+		perf record -q -F 499 --call-graph dwarf,16384 -p "$gw_pid" \
+			-o "$W/perf.data" -- sleep 3 > "$W/perf.log" 2>&1 || :
+		wait "$wrk_pid" || :
+		perf script -i "$W/perf.data" -F comm,ip,sym,dso 2>/dev/null | awk '
+		function flush(  i, j, leaf, own) {
+			if (n == 0)
+				return
+			leaf = (d[1] ~ /kernel/) ? "kernel" : "user"
+			own = "other (libc, threads)"
+			for (i = 1; i <= n; i++) {
+				if (d[i] ~ /libcurl/) { own = "libcurl (upstream request)"; break }
+				if (d[i] ~ /libmicrohttpd/) { own = "libmicrohttpd (device side)"; break }
+				if (d[i] ~ /session-gateway/) { own = "gateway: " s[i]; break }
+			}
+			if (own ~ /^gateway/)
+				for (j = i; j <= n; j++)
+					if (s[j] ~ /^(sw_json_parse|sw_json_write|sw_pb_encode|sw_pb_encode_ex|sw_pb_decode|sw_batch_decode|gw_log|gw_tokens_check|gw_metrics_[a-z_]*|gw_upstream_patch)$/) {
+						own = "gateway: " s[j]
+						break
+					}
+			c[own "|" leaf]++
+			tot++
+			n = 0
+		}
+		/^[^\t]/ { flush(); next }
+		/^\t/ { n++; s[n] = $2; d[n] = $NF }
+		END {
+			flush()
+			for (k in c) {
+				split(k, a, "|")
+				printf "%.1f|%s|%s\n", 100 * c[k] / tot, a[1], a[2]
+			}
+		}' | sort -t'|' -k1,1 -rn | head -n 14 > "$W/perf.top"
+		sed 's/^\([^|]*\)|\([^|]*\)|\(.*\)$/  \1%  \2 (\3)/' "$W/perf.top"
+	fi
 	hwm_gw=$(awk '/^VmHWM:/ { print $2 }' "/proc/$gw_pid/status")
 	[ -n "$sp_pid" ] && hwm_sp=$(awk '/^VmHWM:/ { print $2 }' "/proc/$sp_pid/status")
 	curl -s "http://127.0.0.1:$gw_port/metrics" > "$W/metrics.txt" || :
@@ -462,6 +512,17 @@ verdict() { awk "BEGIN { print ($1) ? \"met\" : \"MISSED\" }"; }
 			"socket errors, requests, proxy user and sys us per request, upstream us" \
 			"per request) and \`$W/*.wrk\`. RSS: VmHWM of the gateway after the load" \
 			"(VmRSS sampled every 0.2 s during its runs: at most $(jv gateway.rss_sampled_max_mib) MiB)."
+		if [ -s "$W/perf.top" ]; then
+			echo
+			echo "Where session-gateway's CPU goes (perf record --call-graph dwarf" \
+				"during one more run; each sample counted for the first library or" \
+				"gateway call above it, in the kernel or in user space; \`$W/perf.data\`):"
+			echo
+			echo "| share of samples | where | |"
+			echo "| ---: | --- | --- |"
+			sed 's/^\([^|]*\)|\([^|]*\)|\(.*\)$/| \1% | \2 | \3 |/' "$W/perf.top"
+			echo
+		fi
 		[ -n "$sp_port" ] && echo "Spool mode (\`--spool DIR\`, DIR in \`$W/spool\`): the device" \
 			"gets 202 once the update is committed to DIR/spool.db; forwarders deliver it" \
 			"after. After each spool run the bench waits for the spool to drain (median" \
