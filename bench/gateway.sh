@@ -34,6 +34,7 @@ CONNS=${GW_BENCH_CONNECTIONS:-32}
 THREADS=${GW_BENCH_THREADS:-2}
 SRC=$V/typical.jsonl
 # an org key as long as a real one (48 characters), and a device token
+N_SESSIONS=1000
 API_KEY=orq_bench_0123456789abcdef0123456789abcdef012345
 TOKEN=dev-4f1c9a7e2b8d6035c1e9f4a7b2d80c63
 start=$(date +%s)
@@ -183,8 +184,21 @@ wrk.headers["Content-Type"] = "application/x-protobuf"
 wrk.headers["Accept"] = "application/x-protobuf"
 wrk.headers["Authorization"] = "Bearer $TOKEN"
 wrk.body = "$lua_body"
+-- $N_SESSIONS sessions in turn (the id's last 4 characters vary): spool mode
+-- keeps each session's order, and real devices are many
+local reqs, i = {}, 0
+function init(args)
+	for k = 0, $N_SESSIONS - 1 do
+		reqs[k + 1] = wrk.format(nil, string.format("/v2/traces/sessions/%s%04d",
+			"$(printf %s "$sid" | cut -c1-22)", k))
+	end
+end
+function request()
+	i = i % #reqs + 1
+	return reqs[i]
+end
 EOF
-echo "request: PATCH /v2/traces/sessions/$sid, protobuf body $body_len B (line $pick of typical.jsonl; its JSON: $json_len B)"
+echo "request: PATCH /v2/traces/sessions/<$N_SESSIONS ids like $sid>, protobuf body $body_len B (line $pick of typical.jsonl; its JSON: $json_len B)"
 # the gateways must answer it 2xx before it is measured
 for port in $gw_port $sp_port; do
 	code=$(curl -s -o "$W/check.out" -w '%{http_code}' -X PATCH \
@@ -246,6 +260,14 @@ run_wrk() {
 		-s "$W/patch.lua" "http://127.0.0.1:$3" > "$W/$1.wrk" 2>&1 ||
 		die "wrk failed: $(cat "$W/$1.wrk")"
 }
+
+# median of column $2 of runs.txt rows of target $1
+med() {
+	awk -v t="$1" -v c="$2" '$1 == t { print $c }' "$W/runs.txt" | sort -g |
+		awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+sum_col() { awk -v t="$1" -v c="$2" '$1 == t { s += $c } END { print s + 0 }' "$W/runs.txt"; }
+kib_max() { sort -n "$1" | tail -n 1; }
 
 have_load=
 if [ -n "$nx_port" ]; then
@@ -348,13 +370,6 @@ if [ -n "$nx_port" ]; then
 	curl -s "http://127.0.0.1:$gw_port/metrics" > "$W/metrics.txt" || :
 fi
 
-# median of column $2 of runs.txt rows of target $1
-med() {
-	awk -v t="$1" -v c="$2" '$1 == t { print $c }' "$W/runs.txt" | sort -g |
-		awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-sum_col() { awk -v t="$1" -v c="$2" '$1 == t { s += $c } END { print s + 0 }' "$W/runs.txt"; }
-kib_max() { sort -n "$1" | tail -n 1; }
 
 # ==== Bytes on the wire ====
 say "bytes on the wire per update (typical.jsonl)"
@@ -487,7 +502,7 @@ verdict() { awk "BEGIN { print ($1) ? \"met\" : \"MISSED\" }"; }
 		echo "\`bench/gateway.sh\` ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, everything on" \
 			"this one machine over 127.0.0.1): wrk -t $THREADS -c $CONNS --latency," \
 			"$ROUNDS rounds of $SECS s per server, interleaved (gateway, nginx$([ -n "$sp_port" ] && echo ", spool"))," \
-			"medians. Each request: PATCH /v2/traces/sessions/$sid, protobuf body" \
+			"medians. Each request: PATCH /v2/traces/sessions/<id> ($N_SESSIONS session ids in turn, like $sid), protobuf body" \
 			"$body_len B (the median-sized update of typical.jsonl), Accept: application/x-protobuf," \
 			"a device token. Behind both: \`fake-upstream\` (libmicrohttpd, a thread per" \
 			"connection, 200 + a session JSON, nothing recorded)."
