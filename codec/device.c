@@ -44,6 +44,18 @@ static void fail(sw_dev *w, sw_status st, int field)
 	}
 }
 
+/* Copies n bytes to a lower (or the same) address, overlap allowed: no
+ * libc copy routine linked (newlib's memmove and memcpy are 250-300 bytes
+ * each on Cortex-M; GCC would turn the loop back into a memmove). */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("no-tree-loop-distribute-patterns")))
+#endif
+static void move_down(uint8_t *dst, const uint8_t *src, size_t n)
+{
+	while (n--)
+		*dst++ = *src++;
+}
+
 /* Appends n bytes if they fit (else SW_EBUFSZ for field). */
 static void put(sw_dev *w, const void *p, size_t n, int field)
 {
@@ -53,8 +65,7 @@ static void put(sw_dev *w, const void *p, size_t n, int field)
 		fail(w, SW_EBUFSZ, field);
 		return;
 	}
-	if (n) /* memmove: the one copy routine linked (cut_ulids needs it) */
-		memmove(w->buf + w->pos, p, n);
+	move_down(w->buf + w->pos, p, n); /* p is not in buf past pos */
 	w->pos += n;
 }
 
@@ -421,6 +432,192 @@ void sw_dev_trio(sw_dev *w, sw_dev_field f, int64_t in, int64_t out,
 		put_trio(w, f, x, add_as_doubles(in, out) != total);
 }
 
+/* ==== Decimals: m / 10^scale without floating point ====
+ *
+ * For |m| < 2^49 and scale <= 15 the encoder's choice is known exactly:
+ * x = m / 10^scale (IEEE division) is integral only when 10^scale divides
+ * m, and otherwise its decimal code is m0 / 10^s0 (mode 0), m0 and s0
+ * being m and scale with the common trailing zeros taken off. No smaller
+ * s can match: its values differ from x by at least 10^-s0, more than
+ * the rounding errors (3.4e-16 |x|) when |m0| < 3e15; at s0 the search
+ * (pb_compact.c, dec_find) tries m0 in mode 0 first. The code fits 8
+ * bytes, so it wins over the double. */
+
+/* q = n / 10, *r = n % 10, for n < 2^63, with 32-bit divisions only. */
+static uint64_t div10(uint64_t n, unsigned *r)
+{
+	uint32_t hi = (uint32_t)(n >> 32), lo = (uint32_t)n, q1, q0, t;
+
+	t = hi % 10;
+	hi /= 10;
+	t = t << 16 | lo >> 16;
+	q1 = t / 10;
+	t = (t % 10) << 16 | (lo & 0xffff);
+	q0 = t / 10;
+	*r = t % 10;
+	return (uint64_t)hi << 32 | q1 << 16 | q0;
+}
+
+/* The form of m / 10^scale (|m| < SW_DEV_DEC_LIMIT, scale <= 15): int
+ * when integral, else dec. */
+static bool dec_form(sw_dev *w, int64_t m, unsigned scale, sw__pb_num *x,
+		     int field)
+{
+	uint64_t u = m < 0 ? -(uint64_t)m : (uint64_t)m, q;
+	unsigned r;
+
+	if (u >= (uint64_t)SW_DEV_DEC_LIMIT || scale > 15) {
+		fail(w, SW_ERANGE, field);
+		return false;
+	}
+	while (scale > 0 && (q = div10(u, &r), r == 0)) {
+		u = q;
+		scale--;
+	}
+	x->form = scale ? SW__PB_DEC : SW__PB_INT;
+	x->v = sw__pb_zigzag(m < 0 ? -(int64_t)u : (int64_t)u);
+	if (scale)
+		x->v = x->v << 6 | scale;
+	x->size = sw__pb_varint_len(x->v);
+	return true;
+}
+
+void sw_dev_dec(sw_dev *w, sw_dev_field f, int64_t m, unsigned scale)
+{
+	sw__pb_num x;
+
+	if (begin_field(w, f, NUM_FIELDS) && dec_form(w, m, scale, &x, (int)f))
+		put_top_num(w, f, &x, x.form == SW__PB_INT,
+			    sw__pb_unzigzag(x.v)); /* |m| < 2^49 */
+}
+
+/* A double as sign, 64-bit mantissa (2^62 <= m < 2^63, or 0) and
+ * exponent: (-1)^neg * m * 2^e. */
+typedef struct xfloat {
+	bool neg;
+	int e;
+	uint64_t m;
+} xfloat;
+
+/* Shifts m right by one, keeping a sticky bit 0 (set when anything
+ * nonzero went out): exact enough to round afterwards. */
+static uint64_t shr1_sticky(uint64_t m)
+{
+	return m >> 1 | (m & 1);
+}
+
+/* Rounds m (2^62 <= m < 2^64) to 53 significant bits, nearest, ties to
+ * even, and back to 2^62 <= m < 2^63: one layout (low 10 bits zero) per
+ * double, so equal doubles have equal m and e. Bit 0 may be a sticky
+ * bit (something nonzero below it). Single-bit shifts only: variable
+ * 64-bit shifts are long on Cortex-M. */
+static void round53(xfloat *x)
+{
+	uint64_t low;
+
+	if (x->m >> 63) {
+		x->m = shr1_sticky(x->m);
+		x->e++;
+	}
+	low = x->m & 0x3ff;
+	x->m -= low;
+	if (low > 0x200 || (low == 0x200 && (x->m & 0x400)))
+		x->m += 0x400;
+	if (x->m >> 63) { /* carried up to 2^63 */
+		x->m >>= 1;
+		x->e++;
+	}
+}
+
+/* The double nearest m / 10^scale (|m| < 2^49, scale <= 15), exactly,
+ * into *out. */
+static void dec_value(int64_t m, unsigned scale, xfloat *out)
+{
+	uint64_t d = 1, r, q = 0;
+	xfloat x = { m < 0, 0, 0 };
+	int i;
+
+	r = m < 0 ? -(uint64_t)m : (uint64_t)m;
+	*out = x;
+	if (r == 0)
+		return;
+	while (scale--)
+		d *= 10;
+	while (r < d) { /* d <= r < 2d: the first quotient bit is 1 */
+		r <<= 1;
+		x.e--;
+	}
+	while (r >= 2 * d) { /* d < 2^50 stays below 2^51 */
+		d <<= 1;
+		x.e++;
+	}
+	for (i = 0; i < 63; i++) { /* 63 quotient bits, the rest sticky */
+		q <<= 1;
+		if (r >= d) {
+			r -= d;
+			q |= 1;
+		}
+		r <<= 1;
+	}
+	x.m = q << 1 | (r != 0); /* 2^63 <= m < 2^64 */
+	x.e -= 63;
+	round53(&x);
+	*out = x;
+}
+
+/* Whether v[0] + v[1] (doubles, added as IEEE does) is v[2], the double
+ * of in + out: a zero term or an exact cancellation (then the total is
+ * 0) give the total at once. */
+static bool xfloat_sum_is(const xfloat v[3])
+{
+	xfloat a = v[0], b = v[1], s;
+	unsigned sh;
+
+	if (a.m == 0 || b.m == 0)
+		return true;
+	if (b.e > a.e || (b.e == a.e && b.m > a.m)) {
+		s = a;
+		a = b;
+		b = s;
+	}
+	for (sh = (unsigned)(a.e - b.e); sh && b.m > 1; sh--)
+		b.m = shr1_sticky(b.m); /* ends at 1 (sticky) */
+	s = a;
+	if (a.neg == b.neg) {
+		s.m = a.m + b.m; /* < 2^64 */
+	} else {
+		s.m = a.m - b.m;
+		if (s.m == 0)
+			return true;
+		while (s.m < ((uint64_t)1 << 62)) {
+			s.m <<= 1;
+			s.e--;
+		}
+	}
+	round53(&s);
+	return s.m == v[2].m && s.e == v[2].e && s.neg == v[2].neg;
+}
+
+void sw_dev_trio_dec(sw_dev *w, sw_dev_field f, int64_t in, int64_t out,
+		     int64_t total, unsigned scale)
+{
+	const int64_t m[3] = { in, out, total };
+	sw__pb_num x[3];
+	xfloat v[3];
+	int i;
+
+	if (!begin_field(w, f, 1u << SW_DEV_BILLING | 1u << SW_DEV_USAGE))
+		return;
+	for (i = 0; i < 3; i++) {
+		if (!dec_form(w, m[i], scale, &x[i], (int)f))
+			return;
+		dec_value(m[i], scale, &v[i]);
+	}
+	/* a total other than in + out is never their double sum (the
+	 * rounding errors stay below 0.25 / 10^scale) */
+	put_trio(w, f, x, in + out != total || !xfloat_sum_is(v));
+}
+
 /* ==== Numbers given as doubles (they link the double arithmetic) ==== */
 
 /* The form of a finite x; false (SW_ERANGE) for NaN and infinities. */
@@ -497,8 +694,8 @@ static void cut_ulids(sw_dev *w)
 			if (w->buf[p + 1] == 16 &&
 			    ulid_time(w->buf + p + 2) ==
 			    (uint64_t)w->started_at) {
-				memmove(w->buf + p + 2, w->buf + p + 8,
-					w->pos - p - 8);
+				move_down(w->buf + p + 2, w->buf + p + 8,
+					  w->pos - p - 8);
 				w->buf[p + 1] = 10;
 				w->pos -= 6;
 				end -= 6;

@@ -6,9 +6,10 @@
 # per function, --gc-sections: bench/device/main.c with sw_pb_encode, and
 # the same program without the encoder (-DBASELINE); the difference is the
 # encode path. The same message through the lean device encoder
-# (sw_device.h): m4-dev (integers only: the link must hold no soft-float
-# double routine, checked here) and m4-devnum (plus a billing of
-# non-integral costs given as doubles). $(D)/lean.txt sums them up. Debian ships nanopb's runtime only as an x86-64 library (no
+# (sw_device.h): m4-dev (integers only), m4-devdec (plus a billing of
+# non-integral costs as integers at a decimal scale): both must link no
+# soft-float routine (checked here); m4-devnum (the costs as doubles).
+# $(D)/lean.txt sums them up. Debian ships nanopb's runtime only as an x86-64 library (no
 # sources to cross-compile), so nanopb vs sessionwire is also measured on
 # x86-64 with the host compiler, the same way.
 # Outputs $(O)/device/*.elf, *.size (arm-none-eabi-size / size output).
@@ -39,7 +40,7 @@ HAVE_ARM := $(shell command -v $(ARM_CC))
 HAVE_NANOPB := $(wildcard /usr/include/pb_encode.h $(NPB)/sessionwire.pb.c)
 
 ELFS := $(if $(HAVE_ARM),$(D)/m4-sw.elf $(D)/m4-base.elf $(D)/m4-dev.elf \
-	$(D)/m4-devnum.elf) \
+	$(D)/m4-devdec.elf $(D)/m4-devnum.elf) \
 	$(D)/x86-sw.elf $(D)/x86-base.elf \
 	$(if $(word 2,$(HAVE_NANOPB)),$(D)/x86-nanopb.elf)
 
@@ -49,9 +50,11 @@ $(D)/m4-sw.elf: bench/device/main.c $(SW_SRC) $(SW_HDR)
 	@mkdir -p $(D)
 	$(ARM_CC) $(ARM_FLAGS) -o $@ $(filter %.c,$^) $(ARM_LD) -Wl,-Map=$(@:.elf=.map)
 
-$(D)/m4-dev.elf: bench/device/main.c $(DEV_SRC) $(SW_HDR)
+$(D)/m4-dev.elf: DEV_DEF := -DDEVICE
+$(D)/m4-devdec.elf: DEV_DEF := -DDEVICE_DEC
+$(D)/m4-dev.elf $(D)/m4-devdec.elf: bench/device/main.c $(DEV_SRC) $(SW_HDR)
 	@mkdir -p $(D)
-	$(ARM_CC) $(ARM_FLAGS) -DDEVICE -o $@ $(filter %.c,$^) $(ARM_LD) -Wl,-Map=$(@:.elf=.map)
+	$(ARM_CC) $(ARM_FLAGS) $(DEV_DEF) -o $@ $(filter %.c,$^) $(ARM_LD) -Wl,-Map=$(@:.elf=.map)
 	@if $(ARM_NM) $@ | grep -q $(FLOAT_SYMS); then \
 		echo "$@: the integer-only device path links floating point:"; \
 		$(ARM_NM) $@ | grep $(FLOAT_SYMS); rm -f $@; exit 1; fi
@@ -61,10 +64,11 @@ $(D)/m4-devnum.elf: bench/device/main.c $(DEV_SRC) $(SW_HDR)
 	$(ARM_CC) $(ARM_FLAGS) -DDEVICE_NUMBER -o $@ $(filter %.c,$^) $(ARM_LD) -Wl,-Map=$(@:.elf=.map)
 
 # Text+data over the baseline, one line per build.
-$(D)/lean.txt: $(D)/m4-base.size $(D)/m4-sw.size $(D)/m4-dev.size $(D)/m4-devnum.size
+$(D)/lean.txt: $(D)/m4-base.size $(D)/m4-sw.size $(D)/m4-dev.size \
+		$(D)/m4-devdec.size $(D)/m4-devnum.size
 	@awk 'FNR == 2 { td[FILENAME] = $$1 + $$2; t[FILENAME] = $$1; d[FILENAME] = $$2 } \
 	END { b = "$(D)/m4-base.size"; \
-	n = split("sw_pb_encode:$(D)/m4-sw.size sw_dev_integers:$(D)/m4-dev.size sw_dev_with_doubles:$(D)/m4-devnum.size", x, " "); \
+	n = split("sw_pb_encode:$(D)/m4-sw.size sw_dev_integers:$(D)/m4-dev.size sw_dev_decimal_billing:$(D)/m4-devdec.size sw_dev_double_billing:$(D)/m4-devnum.size", x, " "); \
 	for (i = 1; i <= n; i++) { split(x[i], p, ":"); \
 		printf "%s text %d data %d total %d\n", p[1], t[p[2]] - t[b], d[p[2]] - d[b], td[p[2]] - td[b] } }' \
 		$^ > $@

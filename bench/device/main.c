@@ -7,8 +7,10 @@
  * that the difference is the encode path alone. With -DNANOPB the same
  * message goes through nanopb's pb_encode instead; with -DDEVICE through
  * the lean device encoder (sw_device.h: integers only, no floating point
- * linked), and with -DDEVICE_NUMBER the same plus a non-integral billing
- * (the double arithmetic of the compact number forms linked).
+ * linked); -DDEVICE_DEC adds a billing of non-integral costs given as
+ * integers at a decimal scale (still no floating point), -DDEVICE_NUMBER
+ * the same costs as doubles (the double arithmetic of the compact number
+ * forms linked).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -16,7 +18,7 @@
 #if defined(NANOPB)
 #include <pb_encode.h>
 #include "sessionwire.pb.h"
-#elif defined(DEVICE) || defined(DEVICE_NUMBER)
+#elif defined(DEVICE) || defined(DEVICE_DEC) || defined(DEVICE_NUMBER)
 #include "sessionwire/sw_device.h"
 #include "sessionwire/sw_pb.h"
 #else
@@ -38,10 +40,13 @@ volatile size_t radio_len;
 /* Values a device would read from its sensors and clock. */
 volatile uint32_t tokens_in = 2894, tokens_out = 987;
 volatile int64_t now_ms = 1748282246708LL;
-#ifdef DEVICE_NUMBER
+#if defined(DEVICE_NUMBER)
 /* Costs in dollars, as a device computes them (price x tokens). */
 volatile double cost_in = 0.0004341, cost_out = 0.009,
 	cost_total = 0.009434099999999999;
+#elif defined(DEVICE_DEC)
+/* The same costs in integer units of 10^-7 dollars. */
+volatile int64_t cost_in_e7 = 4341, cost_out_e7 = 90000;
 #endif
 
 /* Builds one update and sends it. */
@@ -78,7 +83,7 @@ int main(void)
 		return 1;
 	radio_buf = out;
 	radio_len = os.bytes_written;
-#elif defined(DEVICE) || defined(DEVICE_NUMBER)
+#elif defined(DEVICE) || defined(DEVICE_DEC) || defined(DEVICE_NUMBER)
 	static const sw_str tags[1] = { { "edge", 4 } };
 	sw_dev w;
 	size_t len;
@@ -88,7 +93,11 @@ int main(void)
 	sw_dev_time(&w, SW_DEV_STARTED_AT, t);
 	sw_dev_id(&w, SW_DEV_EXTERNAL_ID, "dev-a8346607363a", 16);
 	sw_dev_count(&w, SW_DEV_DURATION, 1358072);
-#ifdef DEVICE_NUMBER
+#if defined(DEVICE_DEC)
+	/* in units of 10^-7 dollars: 0.0004341, 0.009 and their sum */
+	sw_dev_trio_dec(&w, SW_DEV_BILLING, cost_in_e7, cost_out_e7,
+			cost_in_e7 + cost_out_e7, 7);
+#elif defined(DEVICE_NUMBER)
 	sw_dev_trio_number(&w, SW_DEV_BILLING, cost_in, cost_out, cost_total);
 #endif
 	sw_dev_trio(&w, SW_DEV_USAGE, tokens_in, tokens_out,

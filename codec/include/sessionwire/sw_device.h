@@ -114,6 +114,18 @@ void sw_dev_trio(sw_dev *w, sw_dev_field f, int64_t in, int64_t out,
 void sw_dev_trio_number(sw_dev *w, sw_dev_field f, double in, double out,
 			double total);
 
+/* Decimals: m / 10^scale as IEEE double division (4341 at scale 7 is
+ * the JSON number 0.0004341), |m| < SW_DEV_DEC_LIMIT, scale 0-15 (else
+ * SW_ERANGE). Costs in integer units of 10^-scale dollars without
+ * floating point: the choice of form and the total-is-the-sum rule are
+ * worked out in integers, exactly as the doubles would give them. */
+#define SW_DEV_DEC_LIMIT ((int64_t)1 << 49)
+/* duration or traces_count. */
+void sw_dev_dec(sw_dev *w, sw_dev_field f, int64_t m, unsigned scale);
+/* billing or usage: in, out and total at one scale. */
+void sw_dev_trio_dec(sw_dev *w, sw_dev_field f, int64_t in, int64_t out,
+		     int64_t total, unsigned scale);
+
 /* contact_ids (all ULIDs or all UUIDs: raw bytes; else text) or tags:
  * n items, none is fine ([]). */
 void sw_dev_list(sw_dev *w, sw_dev_field f, const sw_str *items, size_t n);
