@@ -33,15 +33,17 @@ static const uint8_t top_nums[SW_DEV_TRACES_COUNT + 4][3] = {
 #define NUM_TAGS 9
 #define NUM_BILLING 6 /* usage: 7 */
 
+/* sw_dev.has bit of a finished message: no call may add to it. */
+#define DONE (1u << 12)
+
 /* ==== Errors and the output ==== */
 
-/* Records the first error. */
-static void fail(sw_dev *w, sw_status st, int field)
+/* Records the first error (about w->field: the field being written,
+ * which begin_field sets, so no helper needs a field argument). */
+static void fail(sw_dev *w, sw_status st)
 {
-	if (w->status == SW_OK) {
+	if (w->status == SW_OK)
 		w->status = st;
-		w->field = field;
-	}
 }
 
 /* Copies n bytes to a lower (or the same) address, overlap allowed: no
@@ -57,12 +59,12 @@ static void move_down(uint8_t *dst, const uint8_t *src, size_t n)
 }
 
 /* Appends n bytes if they fit (else SW_EBUFSZ for field). */
-static void put(sw_dev *w, const void *p, size_t n, int field)
+static void put(sw_dev *w, const void *p, size_t n)
 {
 	if (w->status != SW_OK)
 		return;
 	if (n > w->cap - w->pos) {
-		fail(w, SW_EBUFSZ, field);
+		fail(w, SW_EBUFSZ);
 		return;
 	}
 	move_down(w->buf + w->pos, p, n); /* p is not in buf past pos */
@@ -70,26 +72,25 @@ static void put(sw_dev *w, const void *p, size_t n, int field)
 }
 
 /* Appends a varint. */
-static void put_varint(sw_dev *w, uint64_t v, int field)
+static void put_varint(sw_dev *w, uint64_t v)
 {
 	uint8_t tmp[10];
 
-	put(w, tmp, sw__pb_varint_put(tmp, v), field);
+	put(w, tmp, sw__pb_varint_put(tmp, v));
 }
 
 /* Appends a tag. */
-static void put_tag(sw_dev *w, unsigned num, unsigned wt, int field)
+static void put_tag(sw_dev *w, unsigned num, unsigned wt)
 {
-	put_varint(w, (uint64_t)num << 3 | wt, field);
+	put_varint(w, (uint64_t)num << 3 | wt);
 }
 
 /* Appends a length-delimited field. */
-static void put_bytes(sw_dev *w, unsigned num, const void *p, size_t n,
-		      int field)
+static void put_bytes(sw_dev *w, unsigned num, const void *p, size_t n)
 {
-	put_tag(w, num, SW__PB_WT_LEN, field);
-	put_varint(w, n, field);
-	put(w, p, n, field);
+	put_tag(w, num, SW__PB_WT_LEN);
+	put_varint(w, n);
+	put(w, p, n);
 }
 
 /* Reverses buf[0..n). */
@@ -136,12 +137,14 @@ static bool begin_field(sw_dev *w, sw_dev_field f, unsigned mask)
 {
 	if (w->status != SW_OK)
 		return false;
-	if ((unsigned)f > SW_DEV_UPDATED_AT || !(mask >> f & 1)) {
-		fail(w, SW_EINVAL, (int)f);
+	w->field = (int)f;
+	if ((unsigned)f > SW_DEV_UPDATED_AT || !(mask >> f & 1) ||
+	    (w->has & DONE)) {
+		fail(w, SW_EINVAL);
 		return false;
 	}
 	if (w->has >> f & 1) {
-		fail(w, SW_EDUP, (int)f);
+		fail(w, SW_EDUP);
 		return false;
 	}
 	w->has |= (uint16_t)(1u << f);
@@ -149,14 +152,14 @@ static bool begin_field(sw_dev *w, sw_dev_field f, unsigned mask)
 }
 
 /* Checks a string as sw_update_check does with the default limits. */
-static bool check_str(sw_dev *w, const char *s, size_t len, int field)
+static bool check_str(sw_dev *w, const char *s, size_t len)
 {
 	if (s == NULL && len != 0)
-		fail(w, SW_EINVAL, field);
+		fail(w, SW_EINVAL);
 	else if (len > SW_DEFAULT_MAX_STRING)
-		fail(w, SW_ETOOBIG, field);
+		fail(w, SW_ETOOBIG);
 	else if (len && sw__utf8_check(s, len) != len)
-		fail(w, SW_EUTF8, field);
+		fail(w, SW_EUTF8);
 	return w->status == SW_OK;
 }
 
@@ -238,19 +241,18 @@ static bool ulid_time_ok(const sw_dev *w)
 /* Writes one id (its kind k and raw bytes known) as field number num;
  * returns 1 when it is a 16-byte ULID that started_at may still cut. */
 static unsigned put_id(sw_dev *w, unsigned num, sw_id_kind k,
-		       const uint8_t raw[16], const char *s, size_t len,
-		       int field)
+		       const uint8_t raw[16], const char *s, size_t len)
 {
 	if (k == SW_ID_TEXT) {
-		put_bytes(w, num, s, len, field);
+		put_bytes(w, num, s, len);
 		return 0;
 	}
 	if (k == SW_ID_ULID && ulid_time_ok(w) &&
 	    ulid_time(raw) == (uint64_t)w->started_at) {
-		put_bytes(w, num, raw + 6, 10, field);
+		put_bytes(w, num, raw + 6, 10);
 		return 0;
 	}
-	put_bytes(w, num, raw, 16, field);
+	put_bytes(w, num, raw, 16);
 	return k == SW_ID_ULID && !(w->has >> SW_DEV_STARTED_AT & 1);
 }
 
@@ -269,11 +271,11 @@ void sw_dev_id(sw_dev *w, sw_dev_field f, const char *s, size_t len)
 
 	if (!begin_field(w, f, 1u << SW_DEV_ID | 1u << SW_DEV_EXTERNAL_ID |
 			 1u << SW_DEV_WORKSPACE_ID | 1u << SW_DEV_PROJECT_ID) ||
-	    !check_str(w, s, len, (int)f))
+	    !check_str(w, s, len))
 		return;
 	k = id_parse(s, len, raw);
 	num = top_nums[f][id_form(k)];
-	ulid = put_id(w, num, k, raw, s, len, (int)f);
+	ulid = put_id(w, num, k, raw, s, len);
 	settle(w, start, num, ulid);
 }
 
@@ -295,11 +297,11 @@ void sw_dev_list(sw_dev *w, sw_dev_field f, const sw_str *items, size_t n)
 	if (!begin_field(w, f, 1u << SW_DEV_CONTACT_IDS | 1u << SW_DEV_TAGS))
 		return;
 	if (n > SW_DEFAULT_MAX_ITEMS)
-		fail(w, SW_ETOOBIG, (int)f);
+		fail(w, SW_ETOOBIG);
 	else if (n && items == NULL)
-		fail(w, SW_EINVAL, (int)f);
+		fail(w, SW_EINVAL);
 	for (i = 0; i < n && w->status == SW_OK; i++) {
-		if (!check_str(w, items[i].ptr, items[i].len, (int)f))
+		if (!check_str(w, items[i].ptr, items[i].len))
 			return;
 		if (f == SW_DEV_CONTACT_IDS) {
 			sw_id_kind k = id_parse(items[i].ptr, items[i].len,
@@ -324,7 +326,7 @@ void sw_dev_list(sw_dev *w, sw_dev_field f, const sw_str *items, size_t n)
 
 		if (num != NUM_TAGS && num != 21)
 			k = id_parse(s->ptr, s->len, raw);
-		cut |= put_id(w, num, k, raw, s->ptr, s->len, (int)f);
+		cut |= put_id(w, num, k, raw, s->ptr, s->len);
 	}
 	settle(w, start, num, cut);
 }
@@ -332,28 +334,28 @@ void sw_dev_list(sw_dev *w, sw_dev_field f, const sw_str *items, size_t n)
 /* ==== Numbers ==== */
 
 /* Writes a number in its chosen form as field number num. */
-static void put_num(sw_dev *w, unsigned num, const sw__pb_num *x, int field)
+static void put_num(sw_dev *w, unsigned num, const sw__pb_num *x)
 {
 	uint8_t le[8];
 	int i;
 
 	if (x->form == SW__PB_DOUBLE) {
-		put_tag(w, num, SW__PB_WT_I64, field);
+		put_tag(w, num, SW__PB_WT_I64);
 		for (i = 0; i < 8; i++)
 			le[i] = (uint8_t)(x->v >> (8 * i));
-		put(w, le, 8, field);
+		put(w, le, 8);
 	} else {
-		put_tag(w, num, SW__PB_WT_VARINT, field);
-		put_varint(w, x->v, field);
+		put_tag(w, num, SW__PB_WT_VARINT);
+		put_varint(w, x->v);
 	}
 }
 
 /* The int form of n (|n| <= 2^53: its varint is at most 8 bytes, so
  * sw__pb_num_choose picks the same); false when n is out of range. */
-static bool int_form(sw_dev *w, int64_t n, sw__pb_num *x, int field)
+static bool int_form(sw_dev *w, int64_t n, sw__pb_num *x)
 {
 	if (n > SW_DEV_MAX_COUNT || n < -SW_DEV_MAX_COUNT) {
-		fail(w, SW_ERANGE, field);
+		fail(w, SW_ERANGE);
 		return false;
 	}
 	x->form = SW__PB_INT;
@@ -375,7 +377,7 @@ static void put_top_num(sw_dev *w, sw_dev_field f, const sw__pb_num *x,
 		w->dur_int = integral;
 		w->dur = n;
 	}
-	put_num(w, num, x, (int)f);
+	put_num(w, num, x);
 	settle(w, start, num, 0);
 }
 
@@ -385,7 +387,7 @@ void sw_dev_count(sw_dev *w, sw_dev_field f, int64_t n)
 {
 	sw__pb_num x;
 
-	if (begin_field(w, f, NUM_FIELDS) && int_form(w, n, &x, (int)f))
+	if (begin_field(w, f, NUM_FIELDS) && int_form(w, n, &x))
 		put_top_num(w, f, &x, n < SW_DEV_MAX_COUNT &&
 			    n > -SW_DEV_MAX_COUNT, n);
 }
@@ -401,11 +403,10 @@ static void put_trio(sw_dev *w, sw_dev_field f, const sw__pb_num x[3],
 
 	for (i = 0; i < n; i++)
 		size += 1 + x[i].size; /* nested tags are one byte */
-	put_tag(w, num, SW__PB_WT_LEN, (int)f);
-	put_varint(w, size, (int)f);
+	put_tag(w, num, SW__PB_WT_LEN);
+	put_varint(w, size);
 	for (i = 0; i < n; i++)
-		put_num(w, 3 * i + 1 + (x[i].form - SW__PB_INT), &x[i],
-			(int)f);
+		put_num(w, 3 * i + 1 + (x[i].form - SW__PB_INT), &x[i]);
 	settle(w, start, num, 0);
 }
 
@@ -427,8 +428,8 @@ void sw_dev_trio(sw_dev *w, sw_dev_field f, int64_t in, int64_t out,
 	sw__pb_num x[3];
 
 	if (begin_field(w, f, 1u << SW_DEV_BILLING | 1u << SW_DEV_USAGE) &&
-	    int_form(w, in, &x[0], (int)f) && int_form(w, out, &x[1], (int)f) &&
-	    int_form(w, total, &x[2], (int)f))
+	    int_form(w, in, &x[0]) && int_form(w, out, &x[1]) &&
+	    int_form(w, total, &x[2]))
 		put_trio(w, f, x, add_as_doubles(in, out) != total);
 }
 
@@ -460,14 +461,13 @@ static uint64_t div10(uint64_t n, unsigned *r)
 
 /* The form of m / 10^scale (|m| < SW_DEV_DEC_LIMIT, scale <= 15): int
  * when integral, else dec. */
-static bool dec_form(sw_dev *w, int64_t m, unsigned scale, sw__pb_num *x,
-		     int field)
+static bool dec_form(sw_dev *w, int64_t m, unsigned scale, sw__pb_num *x)
 {
 	uint64_t u = m < 0 ? -(uint64_t)m : (uint64_t)m, q;
 	unsigned r;
 
 	if (u >= (uint64_t)SW_DEV_DEC_LIMIT || scale > 15) {
-		fail(w, SW_ERANGE, field);
+		fail(w, SW_ERANGE);
 		return false;
 	}
 	while (scale > 0 && (q = div10(u, &r), r == 0)) {
@@ -486,7 +486,7 @@ void sw_dev_dec(sw_dev *w, sw_dev_field f, int64_t m, unsigned scale)
 {
 	sw__pb_num x;
 
-	if (begin_field(w, f, NUM_FIELDS) && dec_form(w, m, scale, &x, (int)f))
+	if (begin_field(w, f, NUM_FIELDS) && dec_form(w, m, scale, &x))
 		put_top_num(w, f, &x, x.form == SW__PB_INT,
 			    sw__pb_unzigzag(x.v)); /* |m| < 2^49 */
 }
@@ -609,7 +609,7 @@ void sw_dev_trio_dec(sw_dev *w, sw_dev_field f, int64_t in, int64_t out,
 	if (!begin_field(w, f, 1u << SW_DEV_BILLING | 1u << SW_DEV_USAGE))
 		return;
 	for (i = 0; i < 3; i++) {
-		if (!dec_form(w, m[i], scale, &x[i], (int)f))
+		if (!dec_form(w, m[i], scale, &x[i]))
 			return;
 		dec_value(m[i], scale, &v[i]);
 	}
@@ -621,13 +621,13 @@ void sw_dev_trio_dec(sw_dev *w, sw_dev_field f, int64_t in, int64_t out,
 /* ==== Numbers given as doubles (they link the double arithmetic) ==== */
 
 /* The form of a finite x; false (SW_ERANGE) for NaN and infinities. */
-static bool double_form(sw_dev *w, double x, sw__pb_num *out, int field)
+static bool double_form(sw_dev *w, double x, sw__pb_num *out)
 {
 	uint64_t bits;
 
 	memcpy(&bits, &x, sizeof(bits));
 	if ((bits >> 52 & 0x7ff) == 0x7ff) {
-		fail(w, SW_ERANGE, field);
+		fail(w, SW_ERANGE);
 		return false;
 	}
 	sw__pb_num_choose(x, 0, out);
@@ -640,7 +640,7 @@ void sw_dev_number(sw_dev *w, sw_dev_field f, double x)
 	int64_t v = 0;
 	bool integral;
 
-	if (!begin_field(w, f, NUM_FIELDS) || !double_form(w, x, &n, (int)f))
+	if (!begin_field(w, f, NUM_FIELDS) || !double_form(w, x, &n))
 		return;
 	/* every integer below 2^53 but -0 takes the int form */
 	if (n.form == SW__PB_INT)
@@ -658,9 +658,9 @@ void sw_dev_trio_number(sw_dev *w, sw_dev_field f, double in, double out,
 	double sum = in + out;
 
 	if (begin_field(w, f, 1u << SW_DEV_BILLING | 1u << SW_DEV_USAGE) &&
-	    double_form(w, in, &x[0], (int)f) &&
-	    double_form(w, out, &x[1], (int)f) &&
-	    double_form(w, total, &x[2], (int)f))
+	    double_form(w, in, &x[0]) &&
+	    double_form(w, out, &x[1]) &&
+	    double_form(w, total, &x[2]))
 		put_trio(w, f, x, memcmp(&sum, &total, sizeof(sum)) != 0);
 }
 
@@ -672,7 +672,7 @@ void sw_dev_time(sw_dev *w, sw_dev_field f, int64_t ms)
 			 1u << SW_DEV_UPDATED_AT))
 		return;
 	if (ms < SW_DATE_MIN_MS || ms > SW_DATE_MAX_MS)
-		fail(w, SW_EDATE, (int)f);
+		fail(w, SW_EDATE);
 	else if (f == SW_DEV_STARTED_AT)
 		w->started_at = ms;
 	else
@@ -708,12 +708,12 @@ static void cut_ulids(sw_dev *w)
 }
 
 /* Writes a varint field as field number num. */
-static void put_varint_field(sw_dev *w, unsigned num, uint64_t v, int field)
+static void put_varint_field(sw_dev *w, unsigned num, uint64_t v)
 {
 	size_t start = w->pos;
 
-	put_tag(w, num, SW__PB_WT_VARINT, field);
-	put_varint(w, v, field);
+	put_tag(w, num, SW__PB_WT_VARINT);
+	put_varint(w, v);
 	settle(w, start, num, 0);
 }
 
@@ -724,12 +724,19 @@ sw_status sw_dev_end(sw_dev *w, size_t *len)
 	*len = 0;
 	if (w->status != SW_OK)
 		return w->status;
+	w->field = -1;
+	if (w->has & DONE)
+		fail(w, SW_EINVAL);
+	if (w->status != SW_OK)
+		return w->status;
+	w->has |= DONE;
 	if (ulid_time_ok(w))
 		cut_ulids(w);
+	w->field = SW_DEV_STARTED_AT;
 	if (started)
 		put_varint_field(w, NUM_STARTED_AT,
-				 sw__pb_zigzag(w->started_at),
-				 SW_DEV_STARTED_AT);
+				 sw__pb_zigzag(w->started_at));
+	w->field = SW_DEV_UPDATED_AT;
 	if (w->has >> SW_DEV_UPDATED_AT & 1) {
 		int64_t delta = w->updated_at - w->started_at;
 		uint64_t ms = sw__pb_zigzag(w->updated_at);
@@ -740,14 +747,13 @@ sw_status sw_dev_end(sw_dev *w, size_t *len)
 		else if (started && sw__pb_varint_len(sw__pb_zigzag(delta)) <
 			 sw__pb_varint_len(ms))
 			put_varint_field(w, NUM_UPDATED_AT_DELTA,
-					 sw__pb_zigzag(delta),
-					 SW_DEV_UPDATED_AT);
+					 sw__pb_zigzag(delta));
 		else
-			put_varint_field(w, NUM_UPDATED_AT_MS, ms,
-					 SW_DEV_UPDATED_AT);
+			put_varint_field(w, NUM_UPDATED_AT_MS, ms);
 	}
+	w->field = -1;
 	if (w->flags)
-		put_varint_field(w, NUM_FLAGS, w->flags, -1);
+		put_varint_field(w, NUM_FLAGS, w->flags);
 	if (w->status == SW_OK)
 		*len = w->pos;
 	return w->status;

@@ -774,6 +774,29 @@ static void device_rejects_bad_values_table(void)
 	}
 }
 
+static void device_end_finishes_the_message_once(void)
+{
+	uint8_t buf[32];
+	size_t len = 0, len2 = 5;
+	sw_dev w;
+
+	sw_dev_begin(&w, buf, sizeof(buf));
+	sw_dev_count(&w, SW_DEV_TRACES_COUNT, 3);
+	sw_dev_time(&w, SW_DEV_STARTED_AT, 0);
+	CU_ASSERT_EQUAL(sw_dev_end(&w, &len), SW_OK);
+	CU_ASSERT_EQUAL(len, 4); /* 40 06 60 00 */
+	sw_dev_id(&w, SW_DEV_ID, "x", 1); /* nothing is added after */
+	CU_ASSERT_EQUAL(w.status, SW_EINVAL);
+	CU_ASSERT_EQUAL(w.field, SW_DEV_ID);
+	CU_ASSERT_EQUAL(sw_dev_end(&w, &len2), SW_EINVAL);
+	CU_ASSERT_EQUAL(len2, 0);
+	CU_ASSERT_EQUAL(memcmp(buf, "\x40\x06\x60\x00", 4), 0);
+	sw_dev_begin(&w, buf, sizeof(buf));
+	CU_ASSERT_EQUAL(sw_dev_end(&w, &len), SW_OK);
+	CU_ASSERT_EQUAL(sw_dev_end(&w, &len2), SW_EINVAL);
+	CU_ASSERT_EQUAL(w.field, -1);
+}
+
 /* Values sw_pb_encode rejects are rejected alike (the same code). */
 static void device_rejects_what_pb_encode_rejects(void)
 {
@@ -905,6 +928,7 @@ int init_device_tests(void)
 	CU_add_test(s, "device_decimals_reject_out_of_range", device_decimals_reject_out_of_range);
 	CU_add_test(s, "device_small_buffers_fail_cleanly", device_small_buffers_fail_cleanly);
 	CU_add_test(s, "device_rejects_bad_values_table", device_rejects_bad_values_table);
+	CU_add_test(s, "device_end_finishes_the_message_once", device_end_finishes_the_message_once);
 	CU_add_test(s, "device_rejects_what_pb_encode_rejects", device_rejects_what_pb_encode_rejects);
 	CU_add_test(s, "device_uses_no_heap", device_uses_no_heap);
 	return 0;

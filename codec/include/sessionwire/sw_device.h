@@ -6,6 +6,8 @@
  * no heap, no stdio, no strings (errors are a status code and a field),
  * and no floating point unless a number is given as a double
  * (sw_dev_number, sw_dev_trio_number: only those link the double code).
+ * Non-integral costs need no double either: give them as integers at a
+ * decimal scale (sw_dev_trio_dec: 4341 at scale 7 is 0.0004341).
  *
  *	sw_dev w;
  *	size_t len;
@@ -24,7 +26,7 @@
  * strings up to 64 KiB, up to 4096 list items, finite numbers, dates in
  * 0000-9999); the first error sticks, later calls do nothing, and
  * sw_dev_end returns it. Strings are copied into buf at once (they need
- * not outlive the call).
+ * not outlive the call, and must not lie inside buf).
  *
  * Set started_at first: a ULID whose time equals it then goes out as its
  * 10 random bytes at once. Set after the ids, the result is the same, but
@@ -70,7 +72,8 @@ typedef enum sw_dev_field {
  * private. */
 typedef struct sw_dev {
 	sw_status status; /* the first error, SW_OK while all is well */
-	int field;        /* its sw_dev_field, -1 for none or the call */
+	int field;        /* its sw_dev_field; -1: none, or the flags or
+			     sw_dev_end itself */
 	uint8_t *buf;
 	size_t cap, pos;
 	uint16_t has;     /* fields given (1 << sw_dev_field) */
@@ -134,10 +137,12 @@ void sw_dev_list(sw_dev *w, sw_dev_field f, const sw_str *items, size_t n);
  * SW_EDATE). */
 void sw_dev_time(sw_dev *w, sw_dev_field f, int64_t ms);
 
-/* Finishes the message. SW_OK and *len its size; else the first error
- * (w->field names the field: SW_EBUFSZ when buf is too small, SW_EDUP
- * for a field given twice, SW_EINVAL for a field the call does not take
- * or a NULL string with a length) and *len 0. */
+/* Finishes the message (once: later calls fail with SW_EINVAL). SW_OK
+ * and *len its size; else the first error (w->field names the field:
+ * SW_EBUFSZ when buf is too small, SW_EDUP for a field given twice,
+ * SW_EINVAL for a field the call does not take or a NULL string with a
+ * length, SW_ETOOBIG, SW_EUTF8, SW_ERANGE, SW_EDATE for values
+ * sw_pb_encode rejects alike) and *len 0. */
 SW_CHECK sw_status sw_dev_end(sw_dev *w, size_t *len);
 
 #ifdef __cplusplus
