@@ -12,7 +12,8 @@
 # $(D)/lean.txt sums them up. Debian ships nanopb's runtime only as an x86-64 library (no
 # sources to cross-compile), so nanopb vs sessionwire is also measured on
 # x86-64 with the host compiler, the same way.
-# Outputs $(O)/device/*.elf, *.size (arm-none-eabi-size / size output).
+# Outputs $(O)/device/*.elf, *.size (arm-none-eabi-size / size output),
+# lean.txt and lean-x86.txt (text+data over the baseline per encoder).
 
 O ?= build
 D := $(O)/device
@@ -41,10 +42,10 @@ HAVE_NANOPB := $(wildcard /usr/include/pb_encode.h $(NPB)/sessionwire.pb.c)
 
 ELFS := $(if $(HAVE_ARM),$(D)/m4-sw.elf $(D)/m4-base.elf $(D)/m4-dev.elf \
 	$(D)/m4-devdec.elf $(D)/m4-devnum.elf) \
-	$(D)/x86-sw.elf $(D)/x86-base.elf \
+	$(D)/x86-sw.elf $(D)/x86-base.elf $(D)/x86-dev.elf $(D)/x86-devdec.elf \
 	$(if $(word 2,$(HAVE_NANOPB)),$(D)/x86-nanopb.elf)
 
-all: $(ELFS:.elf=.size) $(if $(HAVE_ARM),$(D)/lean.txt)
+all: $(ELFS:.elf=.size) $(if $(HAVE_ARM),$(D)/lean.txt) $(D)/lean-x86.txt
 
 $(D)/m4-sw.elf: bench/device/main.c $(SW_SRC) $(SW_HDR)
 	@mkdir -p $(D)
@@ -74,6 +75,17 @@ $(D)/lean.txt: $(D)/m4-base.size $(D)/m4-sw.size $(D)/m4-dev.size \
 		$^ > $@
 	@cat $@
 
+# The same on x86-64, next to nanopb when it was built.
+$(D)/lean-x86.txt: $(D)/x86-base.size $(D)/x86-sw.size $(D)/x86-dev.size \
+		$(D)/x86-devdec.size $(if $(word 2,$(HAVE_NANOPB)),$(D)/x86-nanopb.size)
+	@awk 'FNR == 2 { td[FILENAME] = $$1 + $$2 } \
+	END { b = "$(D)/x86-base.size"; \
+	n = split("sw_pb_encode:$(D)/x86-sw.size sw_dev_integers:$(D)/x86-dev.size sw_dev_decimal_billing:$(D)/x86-devdec.size nanopb:$(D)/x86-nanopb.size", x, " "); \
+	for (i = 1; i <= n; i++) { split(x[i], p, ":"); if (p[2] in td) \
+		printf "%s total %d\n", p[1], td[p[2]] - td[b] } }' \
+		$^ > $@
+	@cat $@
+
 $(D)/m4-base.elf: bench/device/main.c
 	@mkdir -p $(D)
 	$(ARM_CC) $(ARM_FLAGS) -DBASELINE -o $@ $^ $(ARM_LD)
@@ -81,6 +93,12 @@ $(D)/m4-base.elf: bench/device/main.c
 $(D)/x86-sw.elf: bench/device/main.c $(SW_SRC) $(SW_HDR)
 	@mkdir -p $(D)
 	$(CC) $(COMMON) -o $@ $(filter %.c,$^) $(HOST_LD)
+
+$(D)/x86-dev.elf: DEV_DEF := -DDEVICE
+$(D)/x86-devdec.elf: DEV_DEF := -DDEVICE_DEC
+$(D)/x86-dev.elf $(D)/x86-devdec.elf: bench/device/main.c $(DEV_SRC) $(SW_HDR)
+	@mkdir -p $(D)
+	$(CC) $(COMMON) $(DEV_DEF) -o $@ $(filter %.c,$^) $(HOST_LD)
 
 $(D)/x86-base.elf: bench/device/main.c
 	@mkdir -p $(D)
