@@ -429,8 +429,9 @@ void sw_dev_trio(sw_dev *w, sw_dev_field f, int64_t in, int64_t out,
 
 	if (begin_field(w, f, 1u << SW_DEV_BILLING | 1u << SW_DEV_USAGE) &&
 	    int_form(w, in, &x[0]) && int_form(w, out, &x[1]) &&
-	    int_form(w, total, &x[2]))
-		put_trio(w, f, x, add_as_doubles(in, out) != total);
+	    (total == SW_DEV_SUM || int_form(w, total, &x[2])))
+		put_trio(w, f, x, total != SW_DEV_SUM &&
+			 add_as_doubles(in, out) != total);
 }
 
 /* ==== Decimals: m / 10^scale without floating point ====
@@ -608,14 +609,15 @@ void sw_dev_trio_dec(sw_dev *w, sw_dev_field f, int64_t in, int64_t out,
 
 	if (!begin_field(w, f, 1u << SW_DEV_BILLING | 1u << SW_DEV_USAGE))
 		return;
-	for (i = 0; i < 3; i++) {
+	for (i = 0; i < 3 - (total == SW_DEV_SUM); i++) {
 		if (!dec_form(w, m[i], scale, &x[i]))
 			return;
 		dec_value(m[i], scale, &v[i]);
 	}
 	/* a total other than in + out is never their double sum (the
 	 * rounding errors stay below 0.25 / 10^scale) */
-	put_trio(w, f, x, in + out != total || !xfloat_sum_is(v));
+	put_trio(w, f, x, total != SW_DEV_SUM &&
+		 (in + out != total || !xfloat_sum_is(v)));
 }
 
 /* ==== Numbers given as doubles (they link the double arithmetic) ==== */

@@ -147,6 +147,7 @@ static sw_status dev_encode(const sw_update *u, const order *o, int numbers,
 		sw_dev_field f = (sw_dev_field)o->f[i];
 		const double *t;
 		int64_t m[3];
+		bool sum;
 		double x;
 
 		if (!(u->has & (1u << f)))
@@ -170,13 +171,16 @@ static sw_status dev_encode(const sw_update *u, const order *o, int numbers,
 			break;
 		case SW_DEV_BILLING: case SW_DEV_USAGE:
 			t = f == SW_DEV_BILLING ? u->billing : u->usage;
-			if (numbers == 2 && (sc = dec_scale(t, 3, m)) >= 0)
-				sw_dev_trio_dec(w, f, m[0], m[1], m[2],
+			/* a total that is the double sum: SW_DEV_SUM */
+			sum = same_bits(t[0] + t[1], t[2]) && rnd(4);
+			if (numbers == 2 && (sc = dec_scale(t, 3 - sum, m)) >= 0)
+				sw_dev_trio_dec(w, f, m[0], m[1],
+						sum ? SW_DEV_SUM : m[2],
 						(unsigned)sc);
 			else if (!numbers && is_count(t[0]) && is_count(t[1]) &&
-			    is_count(t[2]))
+			    (sum || is_count(t[2])))
 				sw_dev_trio(w, f, (int64_t)t[0], (int64_t)t[1],
-					    (int64_t)t[2]);
+					    sum ? SW_DEV_SUM : (int64_t)t[2]);
 			else
 				sw_dev_trio_number(w, f, t[0], t[1], t[2]);
 			break;
@@ -583,7 +587,7 @@ static void device_decimals_reject_out_of_range(void)
 		CU_ASSERT_EQUAL(sw_dev_end(&w, &len), SW_ERANGE);
 		CU_ASSERT_EQUAL(w.field, SW_DEV_TRACES_COUNT);
 		sw_dev_begin(&w, buf, sizeof(buf));
-		sw_dev_trio_dec(&w, SW_DEV_USAGE, 1, 2, bad[i].m, bad[i].scale);
+		sw_dev_trio_dec(&w, SW_DEV_USAGE, bad[i].m, 2, 3, bad[i].scale);
 		CU_ASSERT_EQUAL(sw_dev_end(&w, &len), SW_ERANGE);
 		CU_ASSERT_EQUAL(w.field, SW_DEV_USAGE);
 	}
@@ -635,6 +639,42 @@ static void device_writes_expected_bytes(void)
 	hex = tu_hex(b, n);
 	CU_ASSERT_STRING_EQUAL(hex, "0a0a00000000000000000000" "6002");
 	free(hex);
+}
+
+/* SW_DEV_SUM: the SDK's total (the double sum) is left out, and an
+ * explicit total that is not the double sum is sent. */
+static void device_sum_total_is_left_out(void)
+{
+	uint8_t want[64], got[64];
+	size_t wl, gl;
+	int k;
+
+	for (k = 0; k < 3; k++) {
+		double in = 0.0004341, out = 0.009;
+		sw_update u;
+		sw_dev w;
+
+		sw_update_init(&u);
+		sw_update_set_billing(&u, in, out, k == 2 ? 0.0094341 : in + out);
+		CU_ASSERT_EQUAL(sw_pb_encode(&u, want, sizeof(want), &wl, NULL),
+				SW_OK);
+		sw_dev_begin(&w, got, sizeof(got));
+		if (k == 0) /* in + out = 0.009434099999999999 */
+			sw_dev_trio_dec(&w, SW_DEV_BILLING, 4341, 90000,
+					SW_DEV_SUM, 7);
+		else if (k == 1) /* 0.0004341 = 4341 / 10^7 = 43410 / 10^8 */
+			sw_dev_trio_dec(&w, SW_DEV_BILLING, 43410, 900000,
+					SW_DEV_SUM, 8);
+		else /* 0.0094341 is not the double sum: sent */
+			sw_dev_trio_dec(&w, SW_DEV_BILLING, 4341, 90000, 94341,
+					7);
+		CU_ASSERT_EQUAL_FATAL(sw_dev_end(&w, &gl), SW_OK);
+		CU_ASSERT_EQUAL(gl, wl);
+		CU_ASSERT_EQUAL(memcmp(got, want, wl), 0);
+		/* tag, length; 0.0004341 in 4 bytes, 0.009 in 3 (9 / 10^3); the
+		 * total 0.0094341 in 5 */
+		CU_ASSERT_EQUAL(gl, k == 2 ? 14u : 9u);
+	}
 }
 
 /* ==== Failures ==== */
@@ -926,6 +966,7 @@ int init_device_tests(void)
 	CU_add_test(s, "device_matches_pb_encode_on_random_updates", device_matches_pb_encode_on_random_updates);
 	CU_add_test(s, "device_decimals_match_pb_encode", device_decimals_match_pb_encode);
 	CU_add_test(s, "device_decimals_reject_out_of_range", device_decimals_reject_out_of_range);
+	CU_add_test(s, "device_sum_total_is_left_out", device_sum_total_is_left_out);
 	CU_add_test(s, "device_small_buffers_fail_cleanly", device_small_buffers_fail_cleanly);
 	CU_add_test(s, "device_rejects_bad_values_table", device_rejects_bad_values_table);
 	CU_add_test(s, "device_end_finishes_the_message_once", device_end_finishes_the_message_once);

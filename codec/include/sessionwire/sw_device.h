@@ -106,10 +106,15 @@ void sw_dev_count(sw_dev *w, sw_dev_field f, int64_t n);
  * the double arithmetic of the compact number forms. */
 void sw_dev_number(sw_dev *w, sw_dev_field f, double x);
 
+/* The total of sw_dev_trio and sw_dev_trio_dec that is in + out as
+ * doubles add them (as the SDK makes totals): the message leaves it out,
+ * and nothing needs to work it out. */
+#define SW_DEV_SUM INT64_MIN
+
 /* billing (input, output, total cost) or usage (prompt, completion,
- * total tokens), integers as for sw_dev_count. The total is left out of
- * the message when it equals in + out as doubles add. No floating
- * point. */
+ * total tokens), integers as for sw_dev_count; total may be SW_DEV_SUM.
+ * The total is left out of the message when it equals in + out as
+ * doubles add. No floating point. */
 void sw_dev_trio(sw_dev *w, sw_dev_field f, int64_t in, int64_t out,
 		 int64_t total);
 /* The same with any finite doubles (costs in dollars). Links the double
@@ -125,7 +130,9 @@ void sw_dev_trio_number(sw_dev *w, sw_dev_field f, double in, double out,
 #define SW_DEV_DEC_LIMIT ((int64_t)1 << 49)
 /* duration or traces_count. */
 void sw_dev_dec(sw_dev *w, sw_dev_field f, int64_t m, unsigned scale);
-/* billing or usage: in, out and total at one scale. */
+/* billing or usage: in, out and total (or SW_DEV_SUM: 0.0004341 +
+ * 0.009 is 0.009434099999999999 as doubles add, not 0.0094341) at one
+ * scale. */
 void sw_dev_trio_dec(sw_dev *w, sw_dev_field f, int64_t in, int64_t out,
 		     int64_t total, unsigned scale);
 
