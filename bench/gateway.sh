@@ -234,6 +234,19 @@ cpu_ticks() {
 	done | awk '{ u += $1; s += $2 } END { print u + 0, s + 0 }'
 }
 TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+# CPU seconds of this shell's waited-for children (wrk): user + system
+# (times runs in this shell; its output is read from a file: a command
+# substitution would be a subshell with children of its own)
+children_cpu() {
+	times > "$W/times.txt"
+	awk 'NR == 2 {
+		for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] }
+		printf "%.3f\n", t }' "$W/times.txt"
+}
+# The machine's CPU ticks: "busy total" (busy: all but idle and iowait)
+machine_ticks() {
+	awk '$1 == "cpu" { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+}
 # Samples VmRSS (KiB) of $1 every 0.2 s into $2 until killed.
 sample_rss() {
 	while kill -0 "$1" 2>/dev/null; do
@@ -270,6 +283,7 @@ sum_col() { awk -v t="$1" -v c="$2" '$1 == t { s += $c } END { print s + 0 }' "$
 kib_max() { sort -n "$1" | tail -n 1; }
 
 have_load=
+load_before=$(cut -d' ' -f1 /proc/loadavg)
 if [ -n "$nx_port" ]; then
 	have_load=1
 	targets="gateway:$gw_port nginx:$nx_port"
@@ -294,18 +308,24 @@ if [ -n "$nx_port" ]; then
 			spool) pids=$sp_pid ;;
 			nginx) pids="$nx_pid $(pgrep -P "$nx_pid" | tr '\n' ' ')" ;;
 			esac
-			c0=$(cpu_ticks $pids); u0=$(cpu_ticks "$up_pid")
+			c0=$(cpu_ticks $pids); u0=$(cpu_ticks "$up_pid"); m0=$(machine_ticks); children_cpu > "$W/k0"
 			run_wrk "$name-$r" "$SECS" "${t#*:}"
-			c1=$(cpu_ticks $pids); u1=$(cpu_ticks "$up_pid")
+			c1=$(cpu_ticks $pids); u1=$(cpu_ticks "$up_pid"); m1=$(machine_ticks); children_cpu > "$W/k1"
+			# % of all CPUs: the whole machine busy, and wrk + proxy +
+			# upstream (below 100: they wait on each other, not on CPU)
+			busy=$(echo "$m0 $m1 $c0 $c1 $u0 $u1 $(cat "$W/k0" "$W/k1" | tr "\n" " ")" | awk -v t="$TCK" '{
+				all = $4 - $2 + ($4 == $2)
+				own = ($7 + $8 - $5 - $6) + ($11 + $12 - $9 - $10) + ($14 - $13) * t
+				printf "%.0f %.0f", 100 * ($3 - $1) / all, 100 * own / all }')
 			stop "$smp_pid"; smp_pid=
 			# CPU microseconds per request: proxy user, proxy system,
 			# upstream (user + system)
 			cpu=$(echo "$c0 $c1 $u0 $u1 $(wrk_parse "$W/$name-$r.wrk")" | awk -v t="$TCK" '{
 				n = $14 > 0 ? $14 : 1; k = 1e6 / t / n
 				printf "%.1f %.1f %.1f", ($3 - $1) * k, ($4 - $2) * k, ($7 + $8 - $5 - $6) * k }')
-			set -- $(wrk_parse "$W/$name-$r.wrk") $cpu
-			printf '  round %d %-8s %8.0f req/s  p50 %6.3f ms  p99 %6.3f ms  non-2xx %s  socket errors %s  CPU us/req: user %s sys %s, upstream %s\n' \
-				"$r" "$name" "$1" "$2" "$3" "$4" "$5" "$7" "$8" "$9"
+			set -- $(wrk_parse "$W/$name-$r.wrk") $cpu $busy
+			printf '  round %d %-8s %8.0f req/s  p50 %6.3f ms  p99 %6.3f ms  non-2xx %s  socket errors %s  CPU us/req: user %s sys %s, upstream %s; CPUs busy %s%% (wrk+proxy+upstream %s%%)\n' \
+				"$r" "$name" "$1" "$2" "$3" "$4" "$5" "$7" "$8" "$9" "${10}" "${11}"
 			echo "$name $r $*" >> "$W/runs.txt"
 			# the spool drains in the background: let it finish (up
 			# to 15 s) before the next run, or it would load that one
@@ -460,6 +480,11 @@ J=$B/gateway.json
 		done
 		echo "  \"gateway.upstream_cpu_us_per_request\": $(med gateway 11),"
 		echo "  \"gateway.nginx_upstream_cpu_us_per_request\": $(med nginx 11),"
+		echo "  \"gateway.machine_busy_pct\": $(med gateway 12),"
+		echo "  \"gateway.nginx_machine_busy_pct\": $(med nginx 12),"
+		echo "  \"gateway.bench_cpu_pct\": $(med gateway 13),"
+		echo "  \"gateway.nginx_bench_cpu_pct\": $(med nginx 13),"
+		echo "  \"gateway.loadavg_before\": $load_before,"
 		echo "  \"gateway.non2xx\": $(sum_col gateway 6),"
 		echo "  \"gateway.nginx_non2xx\": $(sum_col nginx 6),"
 		if [ -n "$sp_port" ]; then
@@ -520,12 +545,19 @@ verdict() { awk "BEGIN { print ($1) ? \"met\" : \"MISSED\" }"; }
 			echo "| session-gateway --spool | $(jv gateway.spool_rps) | $(med spool 4) | $(jv gateway.spool_p99_ms) | $(jv gateway.spool_rss_mib) | $(jv gateway.spool_cpu_us_per_request) ($(med spool 9) + $(med spool 10)) | (after the run) | $(jv gateway.spool_non2xx) |"
 		echo "| nginx (reverse proxy) | $(jv gateway.nginx_rps) | $(jv gateway.nginx_p50_ms) | $(jv gateway.nginx_p99_ms) | | $(jv gateway.nginx_cpu_us_per_request) ($(jv gateway.nginx_cpu_user_us_per_request) + $(jv gateway.nginx_cpu_sys_us_per_request)) | $(jv gateway.nginx_upstream_cpu_us_per_request) | $(jv gateway.nginx_non2xx) |"
 		echo
-		echo "wrk, the proxy and the upstream share the same $(nproc) CPUs and the runs" \
-			"are CPU-bound, so req/s follows the CPU each request costs (process" \
-			"utime + stime over the run / requests; nginx: master and workers)."
+		echo "wrk, the proxy and the upstream share the same $(nproc) CPUs: req/s follows" \
+			"the CPU each request costs (process utime + stime over the run / requests;" \
+			"nginx: master and workers) while the machine is busy; it was" \
+			"$(jv gateway.machine_busy_pct)% busy during the gateway's runs and" \
+			"$(jv gateway.nginx_machine_busy_pct)% during nginx's (median; /proc/stat, all" \
+			"processes; load average $load_before before the runs: other work on the" \
+			"machine counts too), of which wrk + proxy + upstream used" \
+			"$(jv gateway.bench_cpu_pct)% and $(jv gateway.nginx_bench_cpu_pct)% of all CPUs" \
+			"(the rest went to other processes; while the CPUs are not all busy, wrk," \
+			"proxy and upstream wait on each other rather than on the CPU)."
 		echo "Every run: \`$W/runs.txt\` (target, round, req/s, p50, p99, non-2xx," \
 			"socket errors, requests, proxy user and sys us per request, upstream us" \
-			"per request) and \`$W/*.wrk\`. RSS: VmHWM of the gateway after the load" \
+			"per request, CPUs busy %, wrk + proxy + upstream %) and \`$W/*.wrk\`. RSS: VmHWM of the gateway after the load" \
 			"(VmRSS sampled every 0.2 s during its runs: at most $(jv gateway.rss_sampled_max_mib) MiB)."
 		if [ -s "$W/perf.top" ]; then
 			echo
