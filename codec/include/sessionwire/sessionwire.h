@@ -11,5 +11,6 @@
 #include "sw_json.h"
 #include "sw_pb.h"
 #include "sw_envelope.h"
+#include "sw_device.h"
 
 #endif
