@@ -1,6 +1,7 @@
 /* auth.c - device tokens: a file of `NAME TOKEN` or `NAME sha256:HEX`
  * lines, kept only as SHA-256 digests and compared in constant time. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,12 +26,24 @@ struct gw_tokens {
 	size_t n;
 };
 
+/* The SHA-256 implementation, fetched once: EVP_sha256() would make
+ * OpenSSL 3 look it up again on every request. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 /* SHA-256 of p[0..n) into out. 0 or -1. */
 static int sha256(const void *p, size_t n, unsigned char out[DIGEST_LEN])
 {
 	unsigned int len = 0;
 
-	if (EVP_Digest(p, n, out, &len, EVP_sha256(), NULL) != 1 ||
+	pthread_once(&sha256_once, sha256_fetch);
+	if (EVP_Digest(p, n, out, &len,
+		       sha256_md ? sha256_md : EVP_sha256(), NULL) != 1 ||
 	    len != DIGEST_LEN)
 		return -1;
 	return 0;
