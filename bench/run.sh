@@ -122,6 +122,14 @@ if [ -f "$D/m4-sw.size" ] && [ -f "$D/m4-base.size" ]; then
   "device.encode_softfloat_symbols_bytes_cortex_m4": $2,
   "device.encode_libc_symbols_bytes_cortex_m4": $3,
 EOF
+	# The lean device encoder (sw_device.h), same message, same bytes:
+	# integers only, costs as scaled integers, costs as doubles.
+	for v in dev:integers devdec:decimal_billing devnum:double_billing; do
+		f="$D/m4-${v%%:*}.size"
+		[ -f "$f" ] || continue
+		set -- $(td "$f") $(td "$D/m4-base.size")
+		echo "  \"device.lean_${v#*:}_text_data_bytes_cortex_m4\": $(($1 + $2 - $3 - $4))," >> "$DV"
+	done
 	echo "Cortex-M4 largest symbols of the encode path:"
 	arm-none-eabi-nm --size-sort -S -t d "$D/m4-sw.elf" | tail -12 | awk '{ printf "  %6d %s\n", $2, $4 }'
 else
