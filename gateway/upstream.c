@@ -498,6 +498,34 @@ static void scrub(char *s, const char *key)
 	}
 }
 
+/* The same over an answer's body (which may hold NUL bytes); *len
+ * shrinks. An upstream quoting the Authorization header back ("invalid
+ * key sk-...") must not hand the key to a device in the relayed body. */
+static void scrub_body(char *b, size_t *len, const char *key)
+{
+	size_t kn = strlen(key), off = 0;
+
+	if (b == NULL || kn == 0)
+		return;
+	while (*len - off >= kn) {
+		char *p = memchr(b + off, key[0], *len - off - kn + 1);
+		size_t at, rn = kn < 3 ? kn : 3;
+
+		if (p == NULL)
+			break;
+		at = (size_t)(p - b);
+		if (memcmp(p, key, kn) != 0) {
+			off = at + 1;
+			continue;
+		}
+		memcpy(p, "***", rn);
+		/* the rest moves down with its terminating NUL */
+		memmove(p + rn, p + kn, *len - at - kn + 1);
+		*len -= kn - rn;
+		off = at + rn;
+	}
+}
+
 int gw_upstream_patch(gw_upstream *up, const char *path, const char *json,
 		      size_t json_len, gw_response *resp)
 {
@@ -559,6 +587,7 @@ int gw_upstream_patch(gw_upstream *up, const char *path, const char *json,
 		resp->content_type[0] = '\0';
 		if (rc == CURLE_OK) {
 			resp->status = (int)status;
+			scrub_body(a.body, &a.len, up->key);
 			resp->body = a.body;
 			resp->body_len = a.len;
 			a.body = NULL;
