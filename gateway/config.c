@@ -113,7 +113,7 @@ void gw_config_defaults(gw_config *c)
 	c->backoff_max_ms = 5000;
 	c->log_level = GW_LOG_INFO;
 	c->spool_max_bytes = (size_t)256 << 20;
-	c->spool_forwarders = 8;
+	c->spool_forwarders = 16;
 }
 
 static const opt *find_opt(const char *name, size_t n)

@@ -13,10 +13,14 @@
  * so one failing session never holds the rest back. At most DRAIN_MAX rows
  * are sent per claim, so busy sessions take turns.
  *
- * Picking: the head (lowest id) of each session that is due and not
- * claimed, oldest first. With nothing due a thread sleeps until the
- * earliest next_attempt_ms, a new commit, or POLL_MS (the admin command
- * may have added rows from another process).
+ * Picking: one query lists the sessions whose head (lowest id) is due,
+ * oldest first (up to PICK_LIMIT); the threads take sessions from that
+ * list until it is empty, then the next thread queries again (the query
+ * reads the whole index, so it is shared by many picks). A listed session
+ * may have been drained meanwhile: drain() finds no due head and returns.
+ * With nothing due a thread sleeps until the earliest next_attempt_ms, a
+ * new commit, or POLL_MS (the admin command may have added rows from
+ * another process).
  *
  * The upstream is the forwarder's own, with max_attempts 1: retries live
  * in the spool, so they survive restarts and never block a thread.
@@ -51,11 +55,18 @@ typedef struct worker {
 	bool claimed;
 } worker;
 
+typedef struct ready_sid {
+	size_t len;
+	unsigned char *sid;          /* heap */
+} ready_sid;
+
 struct gw_forwarder {
 	gw_config cfg;               /* a copy with max_attempts 1 */
 	gw_spool *sp;
 	gw_upstream *up;
-	pthread_mutex_t mu;          /* picking and claims */
+	pthread_mutex_t mu;          /* picking, claims, the ready list */
+	ready_sid ready[PICK_LIMIT]; /* due sessions, oldest first */
+	size_t n_ready, next_ready;
 	atomic_bool stop;
 	unsigned n;
 	worker *w;
@@ -103,46 +114,89 @@ static bool claimed_elsewhere(gw_forwarder *fw, const worker *self,
 	return false;
 }
 
-/* Claims the oldest due, unclaimed session. Returns true with w->sid
- * set, or false with *wait_ms the time until something may be due. */
-static bool pick(worker *w, long *wait_ms)
+static void ready_clear(gw_forwarder *fw)
+{
+	size_t i;
+
+	for (i = 0; i < fw->n_ready; i++)
+		free(fw->ready[i].sid);
+	fw->n_ready = fw->next_ready = 0;
+}
+
+/* Lists the due sessions into fw->ready. Under fw->mu. Returns the time
+ * in ms until the earliest head that is not due yet (POLL_MS at most). */
+static long refill(worker *w)
 {
 	gw_forwarder *fw = w->fw;
 	int64_t now = gw_spool__now_ms(), soonest = -1;
-	bool got = false;
+	long wait = POLL_MS;
 	int rc;
 
-	pthread_mutex_lock(&fw->mu);
+	ready_clear(fw);
 	sqlite3_reset(w->st_heads);
-	while ((rc = sqlite3_step(w->st_heads)) == SQLITE_ROW) {
+	while ((rc = sqlite3_step(w->st_heads)) == SQLITE_ROW &&
+	       fw->n_ready < PICK_LIMIT) {
 		const void *sid = sqlite3_column_blob(w->st_heads, 0);
 		size_t n = (size_t)sqlite3_column_bytes(w->st_heads, 0);
 		int64_t next = sqlite3_column_int64(w->st_heads, 1);
+		ready_sid *r = &fw->ready[fw->n_ready];
 
-		if (n > SID_MAX || claimed_elsewhere(fw, w, sid, n))
+		if (n > SID_MAX)
 			continue;
 		if (next > now) {
 			if (soonest < 0 || next < soonest)
 				soonest = next;
 			continue;
 		}
-		memcpy(w->sid, sid, n);
-		w->sid_len = n;
-		w->claimed = true;
-		got = true;
-		break;
+		r->sid = malloc(n ? n : 1);
+		if (r->sid == NULL)
+			break;
+		memcpy(r->sid, sid, n);
+		r->len = n;
+		fw->n_ready++;
 	}
-	sqlite3_reset(w->st_heads);
-	pthread_mutex_unlock(&fw->mu);
-	*wait_ms = POLL_MS;
-	if (soonest >= 0 && soonest - now < POLL_MS)
-		*wait_ms = (long)(soonest - now) + 1;
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
 		gw_log_fields f = GW_LOG_FIELDS_INIT;
 
 		f.error = sqlite3_errmsg(w->db);
 		gw_log(GW_LOG_ERROR, "forwarder: cannot read the spool", &f);
 	}
+	sqlite3_reset(w->st_heads);
+	if (soonest >= 0 && soonest - now < POLL_MS)
+		wait = (long)(soonest - now) + 1;
+	return wait;
+}
+
+/* Claims the oldest due, unclaimed session. Returns true with w->sid
+ * set, or false with *wait_ms the time until something may be due. */
+static bool pick(worker *w, long *wait_ms)
+{
+	gw_forwarder *fw = w->fw;
+	bool got = false, refilled = false, more;
+
+	*wait_ms = POLL_MS;
+	pthread_mutex_lock(&fw->mu);
+	for (;;) {
+		while (fw->next_ready < fw->n_ready) {
+			ready_sid *r = &fw->ready[fw->next_ready++];
+
+			if (claimed_elsewhere(fw, w, r->sid, r->len))
+				continue;
+			memcpy(w->sid, r->sid, r->len);
+			w->sid_len = r->len;
+			w->claimed = true;
+			got = true;
+			break;
+		}
+		if (got || refilled)
+			break;
+		*wait_ms = refill(w);
+		refilled = true;
+	}
+	more = fw->next_ready < fw->n_ready;
+	pthread_mutex_unlock(&fw->mu);
+	if (got && more)
+		gw_spool__kick(fw->sp); /* another thread can take the rest */
 	return got;
 }
 
@@ -280,7 +334,7 @@ static int worker_open(worker *w, char *err, size_t errlen)
 	if (sqlite3_prepare_v3(w->db,
 			       "SELECT s.sid, s.next_attempt_ms FROM spool s"
 			       " WHERE s.id IN (SELECT min(id) FROM spool GROUP BY sid)"
-			       " ORDER BY s.id LIMIT " "256",
+			       " ORDER BY s.next_attempt_ms, s.id",
 			       -1, SQLITE_PREPARE_PERSISTENT, &w->st_heads,
 			       NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v3(w->db,
@@ -336,7 +390,6 @@ gw_forwarder *gw_forwarder_start(const gw_config *c, gw_spool *sp,
 		}
 		fw->w[i].started = true;
 	}
-	(void)PICK_LIMIT;
 	return fw;
 fail:
 	gw_forwarder_stop(fw);
@@ -365,6 +418,7 @@ void gw_forwarder_stop(gw_forwarder *fw)
 			sqlite3_close(w->db);
 	}
 	free(fw->w);
+	ready_clear(fw);
 	gw_upstream_free(fw->up);
 	pthread_mutex_destroy(&fw->mu);
 	free(fw);

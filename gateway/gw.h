@@ -43,7 +43,7 @@ typedef struct gw_config {
 	int log_level;             /* GW_LOG_INFO */
 	char spool_dir[512];       /* "" = direct mode; else store-and-forward */
 	size_t spool_max_bytes;    /* 256 MiB of stored updates, then 507 */
-	unsigned spool_forwarders; /* 8 threads draining the spool */
+	unsigned spool_forwarders; /* 16 threads draining the spool */
 } gw_config;
 
 /* Fills the documented defaults. */
@@ -203,6 +203,14 @@ gw_spool *gw_spool_open(const gw_config *c, char *err, size_t errlen);
  * GW_SPOOL_ERROR (nothing stored; err says why). Thread-safe. */
 int gw_spool_put(gw_spool *sp, const gw_spool_rec *recs, size_t n,
 		 char *err, size_t errlen);
+/* The same without blocking: cb(arg, result, err) is called from the
+ * writer thread once the transaction committed or failed (err: a
+ * sentence, "" when OK). recs[] is copied, the strings it points to must
+ * live until cb. Returns 0 when queued, -1 when not (closing, out of
+ * memory; cb is then not called). */
+typedef void (*gw_spool_done_fn)(void *arg, int result, const char *err);
+int gw_spool_put_async(gw_spool *sp, const gw_spool_rec *recs, size_t n,
+		       gw_spool_done_fn cb, void *arg);
 /* Finishes queued commits, stops the writer, closes. NULL is fine. */
 void gw_spool_close(gw_spool *sp);
 /* Rows waiting, bytes stored (updates and dead letters), as of the last
@@ -227,6 +235,8 @@ struct sqlite3 *gw_spool__reader(gw_spool *sp);
 /* Commits so far; waits up to timeout_ms for one past seen. */
 uint64_t gw_spool__commits(gw_spool *sp);
 void gw_spool__wait(gw_spool *sp, uint64_t seen, long timeout_ms);
+/* Wakes one more waiting forwarder (there is more work than one takes). */
+void gw_spool__kick(gw_spool *sp);
 /* Row overhead counted against spool_max_bytes besides its strings. */
 #define GW_SPOOL_ROW_OVERHEAD 64
 /* Wall clock in unix milliseconds. */

@@ -14,7 +14,12 @@
  * sessions concurrently is left for later.
  *
  * Spool mode (gw_server_start_spool): the update is translated the same
- * way, then stored with gw_spool_put instead of forwarded; the answer is
+ * way, then stored instead of forwarded. A PATCH does not hold its worker
+ * thread: the connection is suspended (MHD_suspend_connection), the
+ * update queued with gw_spool_put_async, and the writer thread resumes
+ * the connection once the commit is done; so every connection, not every
+ * thread, can have an update in the same group commit. A batch waits
+ * with gw_spool_put (it brings many updates at once). The answer is
  * 202 (a batch item: Result.status 202) once the spool's transaction has
  * committed, 507 when the spool is full, 503 when it cannot be written.
  * Nothing is acknowledged that is not on disk. A batch's valid items are
@@ -87,6 +92,13 @@ typedef struct req {
 	char error[256];
 	char *log_body;     /* canonical JSON, only with --log-bodies */
 	size_t log_body_len;
+	/* spool mode, PATCH: suspended until the commit */
+	struct MHD_Connection *conn;
+	bool spool_wait;
+	atomic_bool spool_done;
+	int spool_rc;
+	char spool_err[200];
+	sw_buf spool_json;
 } req;
 
 static const char *const route_names[GW_ROUTE_COUNT] = {
@@ -666,34 +678,58 @@ static enum MHD_Result spool_accepted(req *r, struct MHD_Connection *conn)
 	}
 }
 
+/* The writer thread: the PATCH's commit is done (or failed). */
+static void on_spooled(void *arg, int result, const char *err)
+{
+	req *r = arg;
+
+	r->spool_rc = result;
+	snprintf(r->spool_err, sizeof(r->spool_err), "%s", err);
+	atomic_store(&r->spool_done, true);
+	MHD_resume_connection(r->conn);
+}
+
+/* Translates, queues and suspends; spool_patch_done answers. */
 static enum MHD_Result spool_patch(req *r, struct MHD_Connection *conn)
 {
-	char msg[256], field[SW_ERROR_PATH_MAX], err[256];
+	char msg[256], field[SW_ERROR_PATH_MAX];
 	gw_spool_rec rec;
-	sw_buf json;
-	enum MHD_Result ret;
 	int rc;
 
 	rc = canonical(r, (const uint8_t *)r->body.data, r->body.len, r->kind,
-		       &json, msg, sizeof(msg), field, sizeof(field));
-	if (rc != 0) {
-		sw_buf_free(&json);
+		       &r->spool_json, msg, sizeof(msg), field, sizeof(field));
+	if (rc != 0)
 		return reject(r, conn, 400, "invalid_body", "invalid_body", msg,
 			      field, NULL, NULL);
-	}
 	memset(&rec, 0, sizeof(rec));
 	rec.sid = r->sid.data;
 	rec.sid_len = r->sid.len;
 	rec.path = r->upath.data;
-	rec.json = json.data;
-	rec.json_len = json.len;
-	rc = gw_spool_put(r->s->sp, &rec, 1, err, sizeof(err));
-	sw_buf_free(&json);
-	if (rc != GW_SPOOL_OK)
-		ret = spool_refused(r, conn, rc, err);
-	else
-		ret = spool_accepted(r, conn);
-	return ret;
+	rec.json = r->spool_json.data;
+	rec.json_len = r->spool_json.len;
+	r->conn = conn;
+	r->spool_wait = true;
+	/* suspended first: the writer may resume it at once */
+	MHD_suspend_connection(conn);
+	if (gw_spool_put_async(r->s->sp, &rec, 1, on_spooled, r) != 0) {
+		r->spool_rc = GW_SPOOL_ERROR;
+		snprintf(r->spool_err, sizeof(r->spool_err),
+			 "the spool is closing or out of memory; nothing was stored");
+		atomic_store(&r->spool_done, true);
+		MHD_resume_connection(conn);
+	}
+	return MHD_YES;
+}
+
+/* After the resume: 202, or 507/503 when nothing was stored. */
+static enum MHD_Result spool_patch_done(req *r, struct MHD_Connection *conn)
+{
+	if (!atomic_load(&r->spool_done))
+		return MHD_YES;
+	r->spool_wait = false;
+	if (r->spool_rc != GW_SPOOL_OK)
+		return spool_refused(r, conn, r->spool_rc, r->spool_err);
+	return spool_accepted(r, conn);
 }
 
 /* ==== PATCH /v2/traces/sessions/{id} ==== */
@@ -1183,6 +1219,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
+	if (r->spool_wait)
+		return spool_patch_done(r, conn);
 	n = *upload_data_size;
 	if (n > 0) {
 		*upload_data_size = 0;
@@ -1258,6 +1296,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
 	sw_buf_free(&r->body);
 	sw_buf_free(&r->sid);
 	sw_buf_free(&r->upath);
+	sw_buf_free(&r->spool_json);
 	free(r->log_body);
 	if (r->counted) {
 		gw_metrics_inflight(-1);
@@ -1341,6 +1380,8 @@ gw_server *gw_server_start_spool(const gw_config *c, gw_upstream *up,
 	s->up = up;
 	s->sp = sp;
 	s->tokens = tokens;
+	if (sp != NULL)
+		flags |= MHD_ALLOW_SUSPEND_RESUME;
 	if (pthread_rwlock_init(&s->tok_lock, NULL) != 0) {
 		free(s);
 		snprintf(err, errlen, "cannot create a lock");

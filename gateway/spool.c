@@ -13,7 +13,8 @@
  * Group commit: server threads (new updates) and forwarder threads (marks)
  * queue jobs under sp->mu and sleep; the writer takes the whole queue,
  * runs it in one BEGIN IMMEDIATE ... COMMIT (one WAL fsync whatever the
- * number of jobs), then marks every job done and wakes them all. A job's
+ * number of jobs), then marks every job done and wakes each (its own
+ * condition variable: no thundering herd). A job's
  * caller learns its result only after COMMIT returned: an update is
  * acknowledged only once it is on disk. Any SQLite error rolls the whole
  * transaction back and every job in it fails (nothing half-stored).
@@ -55,8 +56,12 @@ typedef struct job {
 	size_t body_len;
 	int result;               /* GW_SPOOL_* */
 	bool done;
+	pthread_cond_t cv;        /* signalled when done (no herd) */
+	gw_spool_done_fn cb;      /* async: called after the commit, then */
+	void *cb_arg;             /* the job is freed by the writer */
 	char err[ERRMSG_MAX];
 	struct job *next;
+	gw_spool_rec recs_copy[]; /* async: the records */
 } job;
 
 struct gw_spool {
@@ -71,7 +76,7 @@ struct gw_spool {
 	bool writer_started;
 	pthread_mutex_t mu;
 	pthread_cond_t work;      /* the writer waits for jobs */
-	pthread_cond_t done;      /* callers wait for their commit */
+	pthread_cond_t news;      /* forwarders wait for new updates */
 	job *head, *tail;
 	bool stop;
 	uint64_t puts;            /* commits that stored new updates */
@@ -350,10 +355,10 @@ gw_spool *gw_spool_open(const gw_config *c, char *err, size_t errlen)
 	gw_metrics_spool_state(sp->depth, sp->bytes, sp->dead, oldest_ms(sp));
 	pthread_mutex_init(&sp->mu, NULL);
 	pthread_cond_init(&sp->work, NULL);
-	pthread_cond_init(&sp->done, NULL);
+	pthread_cond_init(&sp->news, NULL);
 	if (pthread_create(&sp->writer, NULL, writer_main, sp) != 0) {
 		snprintf(err, errlen, "cannot start the spool writer thread");
-		pthread_cond_destroy(&sp->done);
+		pthread_cond_destroy(&sp->news);
 		pthread_cond_destroy(&sp->work);
 		pthread_mutex_destroy(&sp->mu);
 		goto fail;
@@ -545,16 +550,53 @@ static void run_txn(gw_spool *sp, job *list)
 	sp->depth = depth;
 	sp->bytes = bytes;
 	sp->dead = dead;
-	if (updates > 0)
+	if (updates > 0) {
 		sp->puts++;
+		/* one idle forwarder is enough: it wakes the next when it
+		 * finds more than it can take (gw_spool__kick) */
+		pthread_cond_signal(&sp->news);
+	}
 	pthread_mutex_unlock(&sp->mu);
 	gw_metrics_spool_state(depth, bytes, dead, oldest_ms(sp));
+}
+
+/* Finishes the jobs of one transaction: waiters are woken, callbacks
+ * called (outside sp->mu) and their jobs freed. Takes sp->mu held,
+ * returns with it held. */
+static void finish_jobs(gw_spool *sp, job *list)
+{
+	job *j, *next, *async = NULL, **tail = &async;
+
+	for (j = list; j != NULL; j = next) {
+		next = j->next; /* j belongs to its caller once done */
+		if (j->cb != NULL) {
+			j->next = NULL;
+			*tail = j;
+			tail = &j->next;
+			continue;
+		}
+		j->done = true;
+		pthread_cond_signal(&j->cv);
+	}
+	if (async == NULL)
+		return;
+	pthread_mutex_unlock(&sp->mu);
+	for (j = async; j != NULL; j = next) {
+		next = j->next;
+		if (j->result == GW_SPOOL_FULL)
+			snprintf(j->err, sizeof(j->err),
+				 "the spool is full (--spool-max-bytes %zu); nothing was stored, retry later",
+				 sp->c->spool_max_bytes);
+		j->cb(j->cb_arg, j->result, j->err);
+		free(j);
+	}
+	pthread_mutex_lock(&sp->mu);
 }
 
 static void *writer_main(void *arg)
 {
 	gw_spool *sp = arg;
-	job *list, *j, *next;
+	job *list;
 
 	pthread_mutex_lock(&sp->mu);
 	for (;;) {
@@ -567,11 +609,7 @@ static void *writer_main(void *arg)
 		pthread_mutex_unlock(&sp->mu);
 		run_txn(sp, list);
 		pthread_mutex_lock(&sp->mu);
-		for (j = list; j != NULL; j = next) {
-			next = j->next; /* j belongs to its caller once done */
-			j->done = true;
-		}
-		pthread_cond_broadcast(&sp->done);
+		finish_jobs(sp, list);
 	}
 	pthread_mutex_unlock(&sp->mu);
 	return NULL;
@@ -588,6 +626,7 @@ static int submit(gw_spool *sp, job *j)
 	}
 	j->next = NULL;
 	j->done = false;
+	pthread_cond_init(&j->cv, NULL);
 	if (sp->tail)
 		sp->tail->next = j;
 	else
@@ -595,12 +634,45 @@ static int submit(gw_spool *sp, job *j)
 	sp->tail = j;
 	pthread_cond_signal(&sp->work);
 	while (!j->done)
-		pthread_cond_wait(&sp->done, &sp->mu);
+		pthread_cond_wait(&j->cv, &sp->mu);
 	pthread_mutex_unlock(&sp->mu);
+	pthread_cond_destroy(&j->cv);
 	return j->result;
 }
 
 /* ==== The interface ==== */
+
+int gw_spool_put_async(gw_spool *sp, const gw_spool_rec *recs, size_t n,
+		       gw_spool_done_fn cb, void *arg)
+{
+	job *j;
+
+	if (n == 0 || n > 1000000)
+		return -1;
+	j = calloc(1, sizeof(*j) + n * sizeof(gw_spool_rec));
+	if (j == NULL)
+		return -1;
+	j->kind = JOB_PUT;
+	memcpy(j->recs_copy, recs, n * sizeof(gw_spool_rec));
+	j->recs = j->recs_copy;
+	j->n = n;
+	j->cb = cb;
+	j->cb_arg = arg;
+	pthread_mutex_lock(&sp->mu);
+	if (sp->stop) {
+		pthread_mutex_unlock(&sp->mu);
+		free(j);
+		return -1;
+	}
+	if (sp->tail)
+		sp->tail->next = j;
+	else
+		sp->head = j;
+	sp->tail = j;
+	pthread_cond_signal(&sp->work);
+	pthread_mutex_unlock(&sp->mu);
+	return 0;
+}
 
 int gw_spool_put(gw_spool *sp, const gw_spool_rec *recs, size_t n,
 		 char *err, size_t errlen)
@@ -685,8 +757,15 @@ void gw_spool__wait(gw_spool *sp, uint64_t seen, long timeout_ms)
 	}
 	pthread_mutex_lock(&sp->mu);
 	while (sp->puts == seen && !sp->stop)
-		if (pthread_cond_timedwait(&sp->done, &sp->mu, &ts) != 0)
+		if (pthread_cond_timedwait(&sp->news, &sp->mu, &ts) != 0)
 			break;
+	pthread_mutex_unlock(&sp->mu);
+}
+
+void gw_spool__kick(gw_spool *sp)
+{
+	pthread_mutex_lock(&sp->mu);
+	pthread_cond_signal(&sp->news);
 	pthread_mutex_unlock(&sp->mu);
 }
 
@@ -706,10 +785,10 @@ void gw_spool_close(gw_spool *sp)
 		pthread_mutex_lock(&sp->mu);
 		sp->stop = true;
 		pthread_cond_broadcast(&sp->work);
-		pthread_cond_broadcast(&sp->done);
+		pthread_cond_broadcast(&sp->news);
 		pthread_mutex_unlock(&sp->mu);
 		pthread_join(sp->writer, NULL);
-		pthread_cond_destroy(&sp->done);
+		pthread_cond_destroy(&sp->news);
 		pthread_cond_destroy(&sp->work);
 		pthread_mutex_destroy(&sp->mu);
 	}
