@@ -386,6 +386,8 @@ sw_status sw_error_msg_encode(const sw_error_msg *e, uint8_t *buf, size_t cap,
 
 /* One field of a message as the decoder knows it. */
 typedef struct fdesc {
+	/* the tables name each field number, to read them against the .proto */
+	/* cppcheck-suppress unusedStructMember */
 	uint8_t num;
 	uint8_t wt;
 	const char *name; /* as in the .proto */

@@ -338,37 +338,37 @@ static inline size_t str_worst(size_t n)
 static size_t worst_size(const sw_update *u)
 {
 	/* separator + the longest key ("\"completion_tokens\":") */
-	const size_t key = 1 + 20;
+	const size_t key_max = 1 + 20;
 	size_t n = 2 + FAST_SLACK, i;
 
 	if (u->has & SW_F_ID)
-		n = add_sat(n, key + str_worst(u->id.len));
+		n = add_sat(n, key_max + str_worst(u->id.len));
 	if (u->has & SW_F_EXTERNAL_ID)
-		n = add_sat(n, key + str_worst(u->external_id.len));
+		n = add_sat(n, key_max + str_worst(u->external_id.len));
 	if (u->has & SW_F_WORKSPACE_ID)
-		n = add_sat(n, key + str_worst(u->workspace_id.len));
+		n = add_sat(n, key_max + str_worst(u->workspace_id.len));
 	if (u->has & SW_F_PROJECT_ID)
-		n = add_sat(n, key + (u->project_id_null ? 4
-				      : str_worst(u->project_id.len)));
+		n = add_sat(n, key_max + (u->project_id_null ? 4
+					  : str_worst(u->project_id.len)));
 	if (u->has & SW_F_DURATION)
-		n = add_sat(n, key + SW_NUM_MAX);
+		n = add_sat(n, key_max + SW_NUM_MAX);
 	if (u->has & SW_F_TRACES_COUNT)
-		n = add_sat(n, key + SW_NUM_MAX);
+		n = add_sat(n, key_max + SW_NUM_MAX);
 	if (u->has & SW_F_BILLING)
-		n = add_sat(n, key + 2 + 3 * (key + SW_NUM_MAX));
+		n = add_sat(n, key_max + 2 + 3 * (key_max + SW_NUM_MAX));
 	if (u->has & SW_F_USAGE)
-		n = add_sat(n, key + 2 + 3 * (key + SW_NUM_MAX));
+		n = add_sat(n, key_max + 2 + 3 * (key_max + SW_NUM_MAX));
 	if (u->has & SW_F_STARTED_AT)
-		n = add_sat(n, key + SW_DATE_LEN + 2);
+		n = add_sat(n, key_max + SW_DATE_LEN + 2);
 	if (u->has & SW_F_UPDATED_AT)
-		n = add_sat(n, key + SW_DATE_LEN + 2);
+		n = add_sat(n, key_max + SW_DATE_LEN + 2);
 	if (u->has & SW_F_CONTACT_IDS) {
-		n = add_sat(n, key + 2);
+		n = add_sat(n, key_max + 2);
 		for (i = 0; u->contact_ids && i < u->n_contact_ids; i++)
 			n = add_sat(n, 1 + str_worst(u->contact_ids[i].len));
 	}
 	if (u->has & SW_F_TAGS) {
-		n = add_sat(n, key + 2);
+		n = add_sat(n, key_max + 2);
 		for (i = 0; u->tags && i < u->n_tags; i++)
 			n = add_sat(n, 1 + str_worst(u->tags[i].len));
 	}

@@ -121,7 +121,7 @@ static unsigned contacts_form(const sw_update *u, unsigned plain,
 			      uint8_t raw[CONTACTS_KEPT][16])
 {
 	bool ulid = !(plain & SW_PB_PLAIN_ULID), uuid = !(plain & SW_PB_PLAIN_UUID);
-	uint8_t tmp[16];
+	uint8_t tmp[16] = { 0 };
 	size_t i;
 
 	for (i = 0; i < u->n_contact_ids && (ulid || uuid); i++) {

@@ -118,7 +118,9 @@ bool sw__pb_dec_value(uint64_t code, double *x);
 /* sint64 zigzag: 0, -1, 1, -2 ... -> 0, 1, 2, 3 ... */
 static inline uint64_t sw__pb_zigzag(int64_t v)
 {
-	return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+	/* all ones for a negative v, without right-shifting a negative
+	 * value (implementation-defined) */
+	return ((uint64_t)v << 1) ^ ((uint64_t)0 - ((uint64_t)v >> 63));
 }
 
 /* The inverse of sw__pb_zigzag. */

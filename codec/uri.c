@@ -58,8 +58,8 @@ static void msg_add_num(char *msg, size_t cap, size_t v)
 /* Appends "0x" and two hex digits of byte c to msg. */
 static void msg_add_hex(char *msg, size_t cap, char c)
 {
-	char hex[5] = { '0', 'x', hex_upper[(unsigned char)c >> 4],
-			hex_upper[(unsigned char)c & 15], '\0' };
+	const char hex[5] = { '0', 'x', hex_upper[(unsigned char)c >> 4],
+			      hex_upper[(unsigned char)c & 15], '\0' };
 	size_t at = strlen(msg), i;
 
 	for (i = 0; hex[i] != '\0' && at + 1 < cap; i++)
