@@ -310,7 +310,7 @@ static void *worker_main(void *arg)
 		long wait_ms;
 
 		if (!pick(w, &wait_ms)) {
-			gw_spool__wait(fw->sp, seen, wait_ms);
+			gw_spool__wait(fw->sp, seen, wait_ms, &fw->stop);
 			continue;
 		}
 		drain(w);
@@ -403,6 +403,7 @@ void gw_forwarder_stop(gw_forwarder *fw)
 	if (fw == NULL)
 		return;
 	atomic_store(&fw->stop, true);
+	gw_spool__wake_all(fw->sp);
 	for (i = 0; fw->w && i < fw->n; i++) {
 		worker *w = &fw->w[i];
 

@@ -232,11 +232,16 @@ int gw_spool__mark(gw_spool *sp, gw_mark m, int64_t id, long long size,
 /* The database file; a new read connection on it (NULL on failure). */
 const char *gw_spool__db_path(const gw_spool *sp);
 struct sqlite3 *gw_spool__reader(gw_spool *sp);
-/* Commits so far; waits up to timeout_ms for one past seen. */
+/* Commits that stored updates so far; waits up to timeout_ms for one
+ * past seen, a kick, or *stop (checked under the spool's lock, so a
+ * gw_spool__wake_all after setting it is never missed). */
 uint64_t gw_spool__commits(gw_spool *sp);
-void gw_spool__wait(gw_spool *sp, uint64_t seen, long timeout_ms);
+void gw_spool__wait(gw_spool *sp, uint64_t seen, long timeout_ms,
+		    const _Atomic bool *stop);
 /* Wakes one more waiting forwarder (there is more work than one takes). */
 void gw_spool__kick(gw_spool *sp);
+/* Wakes every waiting forwarder (stopping). */
+void gw_spool__wake_all(gw_spool *sp);
 /* Row overhead counted against spool_max_bytes besides its strings. */
 #define GW_SPOOL_ROW_OVERHEAD 64
 /* Wall clock in unix milliseconds. */

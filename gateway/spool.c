@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -530,10 +531,18 @@ static void run_txn(gw_spool *sp, job *list)
 
 		snprintf(msg, sizeof(msg), "cannot store in the spool (%s: %s)",
 			 what, sqlite3_errmsg(sp->db));
+		bool disk_full = (rc & 0xff) == SQLITE_FULL;
+
+		if (disk_full)
+			snprintf(msg, sizeof(msg),
+				 "the disk under the spool is full (%s: %s); nothing was stored, retry later",
+				 what, sqlite3_errmsg(sp->db));
 		if (!sqlite3_get_autocommit(sp->db))
 			sqlite3_exec(sp->db, "ROLLBACK", NULL, NULL, NULL);
 		for (j = list; j != NULL; j = j->next) {
-			j->result = GW_SPOOL_ERROR;
+			/* a full disk is a full spool: 507, like the byte cap */
+			j->result = disk_full && j->kind == JOB_PUT
+					    ? GW_SPOOL_FULL : GW_SPOOL_ERROR;
 			snprintf(j->err, sizeof(j->err), "%s", msg);
 		}
 		{
@@ -583,7 +592,7 @@ static void finish_jobs(gw_spool *sp, job *list)
 	pthread_mutex_unlock(&sp->mu);
 	for (j = async; j != NULL; j = next) {
 		next = j->next;
-		if (j->result == GW_SPOOL_FULL)
+		if (j->result == GW_SPOOL_FULL && j->err[0] == '\0')
 			snprintf(j->err, sizeof(j->err),
 				 "the spool is full (--spool-max-bytes %zu); nothing was stored, retry later",
 				 sp->c->spool_max_bytes);
@@ -687,12 +696,16 @@ int gw_spool_put(gw_spool *sp, const gw_spool_rec *recs, size_t n,
 	j.recs = recs;
 	j.n = n;
 	rc = submit(sp, &j);
-	if (rc == GW_SPOOL_ERROR)
-		snprintf(err, errlen, "%s", j.err);
-	else if (rc == GW_SPOOL_FULL)
+	if (rc == GW_SPOOL_FULL && j.err[0] == '\0') {
+		long long depth, bytes;
+
+		gw_spool_usage(sp, &depth, &bytes);
 		snprintf(err, errlen,
 			 "the spool is full (%lld bytes stored, --spool-max-bytes %zu); nothing was stored, retry later",
-			 sp->bytes, sp->c->spool_max_bytes);
+			 bytes, sp->c->spool_max_bytes);
+	} else if (rc != GW_SPOOL_OK) {
+		snprintf(err, errlen, "%s", j.err);
+	}
 	return rc;
 }
 
@@ -744,7 +757,8 @@ uint64_t gw_spool__commits(gw_spool *sp)
 	return v;
 }
 
-void gw_spool__wait(gw_spool *sp, uint64_t seen, long timeout_ms)
+void gw_spool__wait(gw_spool *sp, uint64_t seen, long timeout_ms,
+		    const atomic_bool *stop)
 {
 	struct timespec ts;
 
@@ -755,10 +769,17 @@ void gw_spool__wait(gw_spool *sp, uint64_t seen, long timeout_ms)
 		ts.tv_sec++;
 		ts.tv_nsec -= 1000000000L;
 	}
+	/* one wait: a kick (more work, or stopping) also ends it */
 	pthread_mutex_lock(&sp->mu);
-	while (sp->puts == seen && !sp->stop)
-		if (pthread_cond_timedwait(&sp->news, &sp->mu, &ts) != 0)
-			break;
+	if (sp->puts == seen && !sp->stop && !atomic_load(stop))
+		pthread_cond_timedwait(&sp->news, &sp->mu, &ts);
+	pthread_mutex_unlock(&sp->mu);
+}
+
+void gw_spool__wake_all(gw_spool *sp)
+{
+	pthread_mutex_lock(&sp->mu);
+	pthread_cond_broadcast(&sp->news);
 	pthread_mutex_unlock(&sp->mu);
 }
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <stdint.h>
 #include <unistd.h>
@@ -894,6 +895,50 @@ static void spool_group_commit_shares_fsyncs(void)
 	gw_down(&g);
 }
 
+/* Runs session-gateway with a spool that cannot be used; returns its exit
+ * status, its output in out. */
+static int run_program_on(const char *spool, char *out, size_t cap)
+{
+	char bin[512], cmd[1400];
+	FILE *p;
+	size_t n;
+	int st;
+
+	tu_bin("session-gateway", bin, sizeof(bin));
+	snprintf(cmd, sizeof(cmd),
+		 "ORQ_API_KEY=k timeout 20 '%s' --listen 127.0.0.1:0 --allow-anonymous --upstream http://127.0.0.1:9 --spool '%s' 2>&1",
+		 bin, spool);
+	p = popen(cmd, "r");
+	if (p == NULL)
+		return -1;
+	n = fread(out, 1, cap - 1, p);
+	out[n] = '\0';
+	st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void program_exits_1_with_a_message_on_a_bad_spool(void)
+{
+	char dir[256], sub[400], out[4096];
+	FILE *f;
+
+	new_dir(dir, sizeof(dir));
+	CU_ASSERT_FATAL(mkdir(dir, 0700) == 0);
+	snprintf(sub, sizeof(sub), "%s/file", dir);
+	f = fopen(sub, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fclose(f);
+	snprintf(sub, sizeof(sub), "%s/file/spool", dir);
+	CU_ASSERT_EQUAL(run_program_on(sub, out, sizeof(out)), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "cannot create the directory"));
+	/* a damaged database */
+	snprintf(sub, sizeof(sub), "%s/spool.db", dir);
+	CU_ASSERT_FATAL(write_file(sub, "SQLite format 3\0 and then nonsense, not a database at all .........................................................................................", 140) == 0);
+	CU_ASSERT_EQUAL(run_program_on(dir, out, sizeof(out)), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "damaged"));
+	CU_ASSERT_PTR_NULL(strstr(out, "listening on"));
+}
+
 static void direct_mode_without_spool_forwards_as_before(void)
 {
 	gw_config c;
@@ -934,6 +979,7 @@ int init_spool_tests(void)
 	CU_add_test(s, "spool_refuses_a_directory_it_cannot_use", spool_refuses_a_directory_it_cannot_use);
 	CU_add_test(s, "spool_refuses_a_damaged_database_cleanly", spool_refuses_a_damaged_database_cleanly);
 	CU_add_test(s, "spool_group_commit_shares_fsyncs", spool_group_commit_shares_fsyncs);
+	CU_add_test(s, "program_exits_1_with_a_message_on_a_bad_spool", program_exits_1_with_a_message_on_a_bad_spool);
 	CU_add_test(s, "direct_mode_without_spool_forwards_as_before", direct_mode_without_spool_forwards_as_before);
 	return 0;
 }
