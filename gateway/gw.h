@@ -5,6 +5,11 @@
  *                       v
  *                    upstream.c (libcurl: pool, retries) --HTTP--> orq.ai
  *
+ * With --spool DIR (store-and-forward) server.c stores the canonical JSON
+ * in spool.c (SQLite, group commit) and answers 202 once it is on disk;
+ * forwarder.c drains the spool through upstream.c in per-session order;
+ * spool_admin.c is `session-gateway spool stats|list|retry|drop`.
+ *
  * config.c reads flags, a config file and the environment; log.c writes
  * one JSON object per line on stderr; metrics.c keeps Prometheus counters.
  */
