@@ -267,10 +267,11 @@ static void drain(worker *w)
 
 			if (resp.retry_after_ms > wait)
 				wait = resp.retry_after_ms;
-			rc = gw_spool__mark(fw->sp, GW_MARK_RETRY, id, size,
-					    attempts, gw_spool__now_ms() + wait,
-					    status, why, why ? strlen(why) : 0);
-			gw_metrics_spool_retry();
+			/* not marked: sent again later with the old count */
+			if (gw_spool__mark(fw->sp, GW_MARK_RETRY, id, size,
+					   attempts, gw_spool__now_ms() + wait,
+					   status, why, why ? strlen(why) : 0) == 0)
+				gw_metrics_spool_retry();
 			f.status = status;
 			f.attempts = attempts;
 			f.error = status ? "upstream answered a retryable status"
