@@ -1079,6 +1079,29 @@ static gw_route route_of(const char *url)
 	return GW_ROUTE_OTHER;
 }
 
+/* Content-Length headers seen, and whether any differs from the first. */
+typedef struct cl_seen {
+	const char *first;
+	bool differ;
+} cl_seen;
+
+/* Header iterator: notes each Content-Length value into a cl_seen. */
+static enum MHD_Result cl_each(void *cls, enum MHD_ValueKind kind,
+			       const char *key, const char *value)
+{
+	cl_seen *c = cls;
+
+	(void)kind;
+	if (key == NULL || value == NULL ||
+	    strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) != 0)
+		return MHD_YES;
+	if (c->first == NULL)
+		c->first = value;
+	else if (strcmp(c->first, value) != 0)
+		c->differ = true;
+	return MHD_YES;
+}
+
 /* Checks what can be checked before the body. Returns MHD_YES to go on
  * reading the body, or the result of queueing a rejection. */
 static enum MHD_Result begin(req *r, struct MHD_Connection *conn,
@@ -1170,6 +1193,18 @@ static enum MHD_Result begin(req *r, struct MHD_Connection *conn,
 			      "unsupported_media_type", m, NULL, NULL, NULL);
 	}
 	cl = header(conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (cl != NULL) {
+		/* libmicrohttpd frames the body by the first of several;
+		 * differing ones are an error (RFC 9112 6.3: request
+		 * smuggling through a proxy that reads another one) */
+		cl_seen seen = { NULL, false };
+
+		MHD_get_connection_values(conn, MHD_HEADER_KIND, cl_each, &seen);
+		if (seen.differ)
+			return reject(r, conn, 400, "bad_request", "bad_request",
+				      "expected one Content-Length, found several that differ",
+				      NULL, NULL, NULL);
+	}
 	if (cl != NULL) {
 		char *end;
 		unsigned long long v;
