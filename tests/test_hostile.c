@@ -460,7 +460,10 @@ static void content_length_lies_and_garbage_are_refused(void)
 		  "{\"duration\":1}", 200, NULL, NULL, 0 },
 		{ "duplicate, different", PATCH_HDRS("/v2/traces/sessions/cl")
 		  JSON_CT "Content-Length: 2\r\nContent-Length: 14\r\n\r\n"
-		  "{\"duration\":1}", 400, "invalid_body", NULL, 0 },
+		  "{\"duration\":1}", 400, "bad_request", "Content-Length", 0 },
+		{ "duplicate, larger first", PATCH_HDRS("/v2/traces/sessions/cl")
+		  JSON_CT "Content-Length: 14\r\nContent-Length: 2\r\n\r\n"
+		  "{\"duration\":1}", 400, "bad_request", "Content-Length", 0 },
 		/* Transfer-Encoding wins over Content-Length (RFC 9112 6.3) */
 		{ "with chunked", PATCH_HDRS("/v2/traces/sessions/cl")
 		  JSON_CT "Content-Length: 14\r\nTransfer-Encoding: chunked\r\n\r\n"
