@@ -172,6 +172,22 @@ int gw_upstream_patch(gw_upstream *up, const char *path, const char *json,
 		      size_t json_len, gw_response *resp);
 void gw_response_free(gw_response *r);
 
+/* Called once per gw_upstream_patch_async, from the upstream's event
+ * thread, with the answer (as gw_upstream_patch fills it; resp->status 0:
+ * none came back). done owns resp's body (copy *resp, gw_response_free it
+ * later); resp itself is valid only during the call. Keep it short: it
+ * holds up every other call in flight. */
+typedef void (*gw_upstream_done_fn)(void *ud, gw_response *resp);
+/* The same call without blocking: one event thread (started on first use)
+ * runs every asynchronous call over a curl multi handle, connections kept
+ * alive, with the same retry policy (backoff timers in the event loop).
+ * path is copied; json must live until done is called. Returns 0 when
+ * queued (done will be called, also while gw_upstream_free drains), -1
+ * when not (out of memory, stopping; done is then not called). */
+int gw_upstream_patch_async(gw_upstream *up, const char *path,
+			    const char *json, size_t json_len,
+			    gw_upstream_done_fn done, void *ud);
+
 /* Parses a Retry-After value (delta-seconds or an HTTP date) into ms from
  * now; -1 when it is neither. */
 long gw_retry_after_ms(const char *value, long now_unix_s);

@@ -7,9 +7,12 @@
  * memory. The body is then collected chunk by chunk, the cap checked
  * before each chunk is kept. The last call translates and forwards.
  *
- * Forwarding blocks the worker thread (gw_upstream_patch is blocking):
- * the number of updates forwarded at once is bounded by --threads. The
- * items of a batch are forwarded one after another in (session, seq)
+ * A PATCH does not hold its worker thread: the connection is suspended
+ * (MHD_suspend_connection), the update handed to gw_upstream_patch_async
+ * (one event thread, a curl multi handle), and its done callback resumes
+ * the connection; so up to --max-concurrent updates, not --threads, are
+ * forwarded at once. A batch forwards with the blocking call; its
+ * items are forwarded one after another in (session, seq)
  * order, which keeps every session's updates in order; running different
  * sessions concurrently is left for later.
  *
@@ -62,6 +65,7 @@ struct gw_server {
 	pthread_rwlock_t tok_lock;
 	gw_tokens *tokens;
 	atomic_int inflight;
+	atomic_int async_out; /* direct-mode PATCHes at the upstream */
 	atomic_bool stopping;
 	atomic_ullong next_id;
 	uint16_t port;
@@ -98,7 +102,12 @@ typedef struct req {
 	atomic_bool spool_done;
 	int spool_rc;
 	char spool_err[200];
-	sw_buf spool_json;
+	sw_buf spool_json;  /* also the direct-mode PATCH's JSON upstream */
+	/* direct mode, PATCH: suspended until the upstream answered */
+	bool up_wait;
+	atomic_bool up_done;
+	int up_ret;         /* 0: an answer came back; 400/502/504 */
+	gw_response up_resp;
 } req;
 
 static const char *const route_names[GW_ROUTE_COUNT] = {
@@ -603,9 +612,11 @@ static int forward(req *r, const uint8_t *body, size_t len, body_kind kind,
 	}
 	if (gw_upstream_patch(s->up, path, json.data, json.len, u_resp) != 0) {
 		ret = timed_out(u_resp->error) ? 504 : 502;
-		snprintf(msg, msglen, "upstream %s: %s",
-			 ret == 504 ? "timed out" : "unreachable",
-			 u_resp->error[0] ? u_resp->error : "no answer");
+		/* a batch's message is cut at RESULT_MSG_MAX: so be it */
+		if (snprintf(msg, msglen, "upstream %s: %s",
+			     ret == 504 ? "timed out" : "unreachable",
+			     u_resp->error[0] ? u_resp->error : "no answer") < 0)
+			msg[0] = '\0';
 		field[0] = '\0';
 	}
 	r->attempts += u_resp->attempts;
@@ -734,29 +745,78 @@ static enum MHD_Result spool_patch_done(req *r, struct MHD_Connection *conn)
 
 /* ==== PATCH /v2/traces/sessions/{id} ==== */
 
+/* The upstream's event thread: the PATCH's answer is in. Nothing may
+ * touch r after the resume (the request may complete at once). */
+static void on_forwarded(void *ud, gw_response *resp)
+{
+	req *r = ud;
+	gw_server *s = r->s;
+
+	r->up_resp = *resp;
+	r->up_ret = resp->status != 0 ? 0 : (timed_out(resp->error) ? 504 : 502);
+	atomic_store(&r->up_done, true);
+	MHD_resume_connection(r->conn);
+	atomic_fetch_sub(&s->async_out, 1);
+}
+
+/* Translates, hands the update to the upstream's event thread, suspends;
+ * patch_done answers. */
+static enum MHD_Result direct_patch(req *r, struct MHD_Connection *conn)
+{
+	gw_server *s = r->s;
+	char msg[256], field[SW_ERROR_PATH_MAX];
+	int rc;
+
+	rc = canonical(r, (const uint8_t *)r->body.data, r->body.len, r->kind,
+		       &r->spool_json, msg, sizeof(msg), field, sizeof(field));
+	if (rc != 0)
+		return reject(r, conn, 400, "invalid_body", "invalid_body", msg,
+			      field, NULL, NULL);
+	r->conn = conn;
+	r->up_wait = true;
+	atomic_fetch_add(&s->async_out, 1);
+	/* suspended first: the event thread may resume it at once */
+	MHD_suspend_connection(conn);
+	if (gw_upstream_patch_async(s->up, r->upath.data, r->spool_json.data,
+				    r->spool_json.len, on_forwarded, r) != 0) {
+		memset(&r->up_resp, 0, sizeof(r->up_resp));
+		r->up_resp.retry_after_ms = -1;
+		snprintf(r->up_resp.error, sizeof(r->up_resp.error),
+			 "the gateway is stopping or out of memory");
+		r->up_ret = 502;
+		atomic_store(&r->up_done, true);
+		MHD_resume_connection(conn);
+		atomic_fetch_sub(&s->async_out, 1);
+	}
+	return MHD_YES;
+}
+
+/* After the resume: the upstream's answer, or 502/504 when none came. */
+static enum MHD_Result patch_done(req *r, struct MHD_Connection *conn)
+{
+	gw_response *u = &r->up_resp;
+	char msg[256];
+
+	if (!atomic_load(&r->up_done))
+		return MHD_YES;
+	r->up_wait = false;
+	r->attempts += u->attempts;
+	if (r->up_ret == 0)
+		return reply_upstream(r, conn, u);
+	snprintf(msg, sizeof(msg), "upstream %s: %s",
+		 r->up_ret == 504 ? "timed out" : "unreachable",
+		 u->error[0] ? u->error : "no answer");
+	return reject(r, conn, r->up_ret, "upstream",
+		      r->up_ret == 504 ? "upstream_timeout"
+				       : "upstream_unreachable",
+		      msg, NULL, NULL, NULL);
+}
+
 static enum MHD_Result handle_patch(req *r, struct MHD_Connection *conn)
 {
-	gw_response u;
-	char msg[256], field[SW_ERROR_PATH_MAX];
-	enum MHD_Result ret;
-	int st;
-
 	if (r->s->sp != NULL)
 		return spool_patch(r, conn);
-	memset(&u, 0, sizeof(u));
-	st = forward(r, (const uint8_t *)r->body.data, r->body.len, r->kind,
-		     r->upath.data, &u, msg, sizeof(msg), field, sizeof(field));
-	if (st == 400)
-		ret = reject(r, conn, 400, "invalid_body", "invalid_body", msg,
-			     field, NULL, NULL);
-	else if (st != 0)
-		ret = reject(r, conn, st, "upstream",
-			     st == 504 ? "upstream_timeout" : "upstream_unreachable",
-			     msg, NULL, NULL, NULL);
-	else
-		ret = reply_upstream(r, conn, &u);
-	gw_response_free(&u);
-	return ret;
+	return direct_patch(r, conn);
 }
 
 /* ==== POST /v1/updates ==== */
@@ -1198,17 +1258,14 @@ static enum MHD_Result begin(req *r, struct MHD_Connection *conn,
 		 * differing ones are an error (RFC 9112 6.3: request
 		 * smuggling through a proxy that reads another one) */
 		cl_seen seen = { NULL, false };
+		char *end;
+		unsigned long long v;
 
 		MHD_get_connection_values(conn, MHD_HEADER_KIND, cl_each, &seen);
 		if (seen.differ)
 			return reject(r, conn, 400, "bad_request", "bad_request",
 				      "expected one Content-Length, found several that differ",
 				      NULL, NULL, NULL);
-	}
-	if (cl != NULL) {
-		char *end;
-		unsigned long long v;
-
 		errno = 0;
 		v = strtoull(cl, &end, 10);
 		if (errno != 0 || end == cl || v > c->max_body) {
@@ -1256,6 +1313,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	}
 	if (r->spool_wait)
 		return spool_patch_done(r, conn);
+	if (r->up_wait)
+		return patch_done(r, conn);
 	n = *upload_data_size;
 	if (n > 0) {
 		*upload_data_size = 0;
@@ -1332,6 +1391,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
 	sw_buf_free(&r->sid);
 	sw_buf_free(&r->upath);
 	sw_buf_free(&r->spool_json);
+	gw_response_free(&r->up_resp);
 	free(r->log_body);
 	if (r->counted) {
 		gw_metrics_inflight(-1);
@@ -1415,8 +1475,8 @@ gw_server *gw_server_start_spool(const gw_config *c, gw_upstream *up,
 	s->up = up;
 	s->sp = sp;
 	s->tokens = tokens;
-	if (sp != NULL)
-		flags |= MHD_ALLOW_SUSPEND_RESUME;
+	/* both modes suspend a PATCH while its update is away */
+	flags |= MHD_ALLOW_SUSPEND_RESUME;
 	if (pthread_rwlock_init(&s->tok_lock, NULL) != 0) {
 		free(s);
 		snprintf(err, errlen, "cannot create a lock");
@@ -1488,6 +1548,10 @@ void gw_server_stop(gw_server *s)
 		nanosleep(&ts, NULL);
 	if (atomic_load(&s->inflight) > 0)
 		gw_log(GW_LOG_WARN, "stopping with requests still in flight", NULL);
+	/* a suspended PATCH's request must outlive its upstream call (the
+	 * callback writes into it): those end within the retry budget */
+	while (atomic_load(&s->async_out) > 0)
+		nanosleep(&ts, NULL);
 	MHD_stop_daemon(s->d);
 	gw_tokens_free(s->tokens);
 	pthread_rwlock_destroy(&s->tok_lock);

@@ -31,6 +31,8 @@
 #define POOL_IDLE_MAX 64
 #define BODY_MAX ((size_t)1 << 20)
 #define RETRY_AFTER_MAX_S 86400L /* a day: bounded delta-seconds */
+#define ASYNC_IDLE_MAX 1024     /* easy handles kept by the event thread */
+#define ASYNC_POLL_MAX_MS 1000  /* the event loop looks up at least this often */
 
 struct gw_upstream {
 	const gw_config *cfg;
@@ -41,6 +43,17 @@ struct gw_upstream {
 	pthread_mutex_t mu;          /* guards the free list */
 	CURL *idle[POOL_IDLE_MAX];
 	size_t n_idle;
+	/* the asynchronous calls: one event thread, started on first use */
+	pthread_mutex_t amu;         /* guards aq_*, a_started, a_stop */
+	struct ajob *aq_head, *aq_tail; /* submitted, not yet started */
+	bool a_started, a_stop;
+	pthread_t athr;
+	CURLM *multi;
+	/* owned by the event thread */
+	struct ajob *waiting;        /* backing off until their due time */
+	size_t a_active;             /* transfers in the multi handle */
+	CURL *a_idle[ASYNC_IDLE_MAX];
+	size_t n_a_idle;
 };
 
 /* ==== Global set-up ==== */
@@ -320,6 +333,8 @@ static void pool_give(gw_upstream *up, CURL *h)
 		curl_easy_cleanup(h);
 }
 
+static void async_stop(gw_upstream *up);
+
 /* ==== Create and free ==== */
 
 gw_upstream *gw_upstream_new(const gw_config *c, char *err, size_t errlen)
@@ -358,6 +373,7 @@ gw_upstream *gw_upstream_new(const gw_config *c, char *err, size_t errlen)
 	}
 	up->cfg = c;
 	pthread_mutex_init(&up->mu, NULL);
+	pthread_mutex_init(&up->amu, NULL);
 	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_init(&up->share_mu[i], NULL);
 	up->key = strdup(c->api_key);
@@ -423,6 +439,7 @@ void gw_upstream_free(gw_upstream *up)
 
 	if (up == NULL)
 		return;
+	async_stop(up);
 	while (up->n_idle)
 		curl_easy_cleanup(up->idle[--up->n_idle]);
 	if (up->share)
@@ -441,6 +458,7 @@ void gw_upstream_free(gw_upstream *up)
 	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_destroy(&up->share_mu[i]);
 	pthread_mutex_destroy(&up->mu);
+	pthread_mutex_destroy(&up->amu);
 	free(up);
 }
 
@@ -526,6 +544,111 @@ static void scrub_body(char *b, size_t *len, const char *key)
 	}
 }
 
+/* The URL of path: base + path, NUL-terminated, heap (NULL: no memory). */
+static char *url_of(const gw_upstream *up, const char *path)
+{
+	size_t bn = strlen(up->cfg->upstream), pn = strlen(path);
+	char *u = malloc(bn + pn + 1);
+
+	if (u == NULL)
+		return NULL;
+	memcpy(u, up->cfg->upstream, bn);
+	memcpy(u + bn, path, pn + 1);
+	return u;
+}
+
+/* Sets the options of one attempt on h. */
+static void attempt_setup(CURL *h, const char *url, const char *json,
+			  size_t json_len, attempt *a, char *errbuf)
+{
+	memset(a, 0, sizeof(*a));
+	errbuf[0] = '\0';
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDS, json ? json : "");
+	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)json_len);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, a);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, a);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+}
+
+/* Attempt n (0-based) ended with rc: counts it, makes it resp's answer
+ * (a's body moves into resp). Returns whether it is worth another one;
+ * *ret is 0 when an HTTP answer came back, else -1. */
+static bool attempt_end(gw_upstream *up, CURL *h, CURLcode rc, attempt *a,
+			const char *errbuf, unsigned n, double t0,
+			gw_response *resp, int *ret)
+{
+	long status = 0;
+	bool retry;
+
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	gw_metrics_upstream(rc == CURLE_OK ? (int)status : 0, now_s() - t0);
+
+	/* this attempt is now the answer */
+	gw_response_free(resp);
+	resp->attempts = (int)n + 1;
+	resp->retry_after_ms = -1;
+	resp->error[0] = '\0';
+	resp->content_type[0] = '\0';
+	if (rc == CURLE_OK) {
+		resp->status = (int)status;
+		scrub_body(a->body, &a->len, up->key);
+		resp->body = a->body;
+		resp->body_len = a->len;
+		a->body = NULL;
+		snprintf(resp->content_type, sizeof(resp->content_type), "%s",
+			 a->content_type);
+		if (a->has_retry_after)
+			resp->retry_after_ms =
+				gw_retry_after_ms(a->retry_after,
+						  (long)time(NULL));
+		*ret = 0;
+		retry = status_retryable((int)status);
+	} else {
+		resp->status = 0;
+		if (a->too_big)
+			snprintf(resp->error, sizeof(resp->error),
+				 "upstream answer larger than %zu bytes",
+				 BODY_MAX);
+		else
+			snprintf(resp->error, sizeof(resp->error), "%s%s%s",
+				 curl_easy_strerror(rc), errbuf[0] ? ": " : "",
+				 errbuf);
+		scrub(resp->error, up->key);
+		*ret = -1;
+		retry = curl_retryable(rc);
+	}
+	free(a->body);
+	a->body = NULL;
+	return retry;
+}
+
+/* After attempt n (0-based) that is worth retrying: the wait before the
+ * next one in ms, or -1 when there is none (attempts or budget used up). */
+static long retry_wait(const gw_config *c, unsigned n, int64_t start,
+		       const gw_response *resp, uint64_t *rng)
+{
+	unsigned max_attempts = c->max_attempts ? c->max_attempts : 1;
+	long wait, left;
+
+	if (n + 1 >= max_attempts)
+		return -1;
+	/* wait, unless the budget has no room for it */
+	left = c->retry_budget_ms - (long)(now_ms() - start);
+	wait = backoff_ms(c, n, rng);
+	if (resp->retry_after_ms >= 0) {
+		if (resp->retry_after_ms > left)
+			return -1;
+		if (resp->retry_after_ms > wait)
+			wait = resp->retry_after_ms;
+	}
+	if (wait >= left)
+		return -1;
+	return wait;
+}
+
 int gw_upstream_patch(gw_upstream *up, const char *path, const char *json,
 		      size_t json_len, gw_response *resp)
 {
@@ -534,104 +657,302 @@ int gw_upstream_patch(gw_upstream *up, const char *path, const char *json,
 	int64_t start = now_ms();
 	uint64_t rng = rng_seed();
 	char errbuf[CURL_ERROR_SIZE];
-	sw_buf url;
+	char *url;
 	CURL *h;
 	unsigned n;
 	int ret = -1;
 
 	memset(resp, 0, sizeof(*resp));
 	resp->retry_after_ms = -1;
-	sw_buf_init(&url, 0, NULL);
-	if (sw_buf_append(&url, c->upstream, strlen(c->upstream)) != SW_OK ||
-	    sw_buf_append(&url, path, strlen(path)) != SW_OK) {
+	url = url_of(up, path);
+	if (url == NULL) {
 		snprintf(resp->error, sizeof(resp->error), "out of memory");
-		sw_buf_free(&url);
 		return -1;
 	}
 	h = pool_take(up);
 	if (h == NULL) {
 		snprintf(resp->error, sizeof(resp->error),
 			 "cannot create a curl handle");
-		sw_buf_free(&url);
+		free(url);
 		return -1;
 	}
 	for (n = 0; n < max_attempts; n++) {
 		attempt a;
 		CURLcode rc;
-		long status = 0;
 		double t0 = now_s();
-		bool retry;
-		long wait, left;
+		long wait;
 
-		memset(&a, 0, sizeof(a));
-		errbuf[0] = '\0';
-		curl_easy_setopt(h, CURLOPT_URL, url.data);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, json ? json : "");
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
-				 (curl_off_t)json_len);
-		curl_easy_setopt(h, CURLOPT_WRITEDATA, &a);
-		curl_easy_setopt(h, CURLOPT_HEADERDATA, &a);
-		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+		attempt_setup(h, url, json, json_len, &a, errbuf);
 		rc = curl_easy_perform(h);
-		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
-		if (rc == CURLE_OK)
-			curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-		gw_metrics_upstream(rc == CURLE_OK ? (int)status : 0,
-				    now_s() - t0);
-
-		/* this attempt is now the answer */
-		gw_response_free(resp);
-		resp->attempts = (int)n + 1;
-		resp->retry_after_ms = -1;
-		resp->error[0] = '\0';
-		resp->content_type[0] = '\0';
-		if (rc == CURLE_OK) {
-			resp->status = (int)status;
-			scrub_body(a.body, &a.len, up->key);
-			resp->body = a.body;
-			resp->body_len = a.len;
-			a.body = NULL;
-			snprintf(resp->content_type, sizeof(resp->content_type),
-				 "%s", a.content_type);
-			if (a.has_retry_after)
-				resp->retry_after_ms =
-					gw_retry_after_ms(a.retry_after,
-							  (long)time(NULL));
-			ret = 0;
-			retry = status_retryable((int)status);
-		} else {
-			resp->status = 0;
-			if (a.too_big)
-				snprintf(resp->error, sizeof(resp->error),
-					 "upstream answer larger than %zu bytes",
-					 BODY_MAX);
-			else
-				snprintf(resp->error, sizeof(resp->error),
-					 "%s%s%s", curl_easy_strerror(rc),
-					 errbuf[0] ? ": " : "", errbuf);
-			scrub(resp->error, up->key);
-			ret = -1;
-			retry = curl_retryable(rc);
-		}
-		free(a.body);
-		if (!retry || n + 1 >= max_attempts)
+		if (!attempt_end(up, h, rc, &a, errbuf, n, t0, resp, &ret))
 			break;
-
-		/* wait, unless the budget has no room for it */
-		left = c->retry_budget_ms - (long)(now_ms() - start);
-		wait = backoff_ms(c, n, &rng);
-		if (resp->retry_after_ms >= 0) {
-			if (resp->retry_after_ms > left)
-				break;
-			if (resp->retry_after_ms > wait)
-				wait = resp->retry_after_ms;
-		}
-		if (wait >= left)
+		wait = retry_wait(c, n, start, resp, &rng);
+		if (wait < 0)
 			break;
 		sleep_ms(wait);
 		gw_metrics_retry();
 	}
 	pool_give(up, h);
-	sw_buf_free(&url);
+	free(url);
 	return ret;
+}
+
+/* ==== Asynchronous calls: one event thread over a curl multi handle ====
+ *
+ * gw_upstream_patch_async queues a job and wakes the thread
+ * (curl_multi_wakeup). The thread adds each job's easy handle to the
+ * multi handle, whose connection cache keeps the connections to the
+ * upstream open between transfers. A finished attempt goes through the
+ * same attempt_end/retry_wait as the blocking call; a job backing off
+ * waits in a list with its due time (the poll's timeout), then its next
+ * attempt starts. done() is called from the thread.
+ */
+
+typedef struct ajob {
+	struct ajob *next;
+	CURL *h;
+	char *url;
+	const char *json;
+	size_t json_len;
+	gw_upstream_done_fn done;
+	void *ud;
+	unsigned n;            /* attempts started, minus one */
+	int64_t start;         /* ms, monotonic */
+	int64_t due;           /* next attempt, while waiting */
+	double t0;             /* this attempt's start */
+	uint64_t rng;
+	int ret;
+	attempt a;
+	char errbuf[CURL_ERROR_SIZE];
+	gw_response resp;
+} ajob;
+
+static CURL *ahandle_take(gw_upstream *up)
+{
+	if (up->n_a_idle)
+		return up->a_idle[--up->n_a_idle];
+	return handle_new(up);
+}
+
+static void ahandle_give(gw_upstream *up, CURL *h)
+{
+	if (h == NULL)
+		return;
+	if (up->n_a_idle < ASYNC_IDLE_MAX)
+		up->a_idle[up->n_a_idle++] = h;
+	else
+		curl_easy_cleanup(h);
+}
+
+/* The job is over: hands its answer to done, frees it. */
+static void ajob_finish(gw_upstream *up, ajob *j)
+{
+	ahandle_give(up, j->h);
+	j->h = NULL;
+	free(j->a.body);
+	j->done(j->ud, &j->resp);
+	free(j->url);
+	free(j);
+}
+
+/* Starts the job's next attempt (n already set); finishes it on failure. */
+static void ajob_start(gw_upstream *up, ajob *j)
+{
+	if (j->h == NULL)
+		j->h = ahandle_take(up);
+	if (j->h == NULL) {
+		snprintf(j->resp.error, sizeof(j->resp.error),
+			 "cannot create a curl handle");
+		j->resp.status = 0;
+		j->ret = -1;
+		ajob_finish(up, j);
+		return;
+	}
+	attempt_setup(j->h, j->url, j->json, j->json_len, &j->a, j->errbuf);
+	curl_easy_setopt(j->h, CURLOPT_PRIVATE, j);
+	j->t0 = now_s();
+	if (curl_multi_add_handle(up->multi, j->h) != CURLM_OK) {
+		curl_easy_setopt(j->h, CURLOPT_ERRORBUFFER, NULL);
+		snprintf(j->resp.error, sizeof(j->resp.error),
+			 "cannot start a transfer");
+		j->resp.status = 0;
+		j->ret = -1;
+		ajob_finish(up, j);
+		return;
+	}
+	up->a_active++;
+}
+
+/* A transfer ended: retry later or finish. */
+static void ajob_ended(gw_upstream *up, ajob *j, CURLcode rc, bool stopping)
+{
+	long wait;
+
+	curl_multi_remove_handle(up->multi, j->h);
+	up->a_active--;
+	if (!attempt_end(up, j->h, rc, &j->a, j->errbuf, j->n, j->t0, &j->resp,
+			 &j->ret) || stopping) {
+		ajob_finish(up, j);
+		return;
+	}
+	wait = retry_wait(up->cfg, j->n, j->start, &j->resp, &j->rng);
+	if (wait < 0) {
+		ajob_finish(up, j);
+		return;
+	}
+	j->due = now_ms() + wait;
+	j->next = up->waiting;
+	up->waiting = j;
+}
+
+static void *async_loop(void *arg)
+{
+	gw_upstream *up = arg;
+
+	for (;;) {
+		ajob *q, *j, **pp;
+		CURLMsg *msg;
+		int running = 0, left;
+		bool stop;
+		int64_t now, next_due = -1;
+		long timeout;
+
+		pthread_mutex_lock(&up->amu);
+		q = up->aq_head;
+		up->aq_head = up->aq_tail = NULL;
+		stop = up->a_stop;
+		pthread_mutex_unlock(&up->amu);
+		while (q != NULL) {
+			j = q;
+			q = q->next;
+			j->next = NULL;
+			ajob_start(up, j);
+		}
+		/* backoffs that are due (all of them when stopping) */
+		now = now_ms();
+		pp = &up->waiting;
+		while ((j = *pp) != NULL) {
+			if (stop) {
+				*pp = j->next;
+				ajob_finish(up, j);
+			} else if (j->due <= now) {
+				*pp = j->next;
+				j->n++;
+				gw_metrics_retry();
+				ajob_start(up, j);
+			} else {
+				if (next_due < 0 || j->due < next_due)
+					next_due = j->due;
+				pp = &j->next;
+			}
+		}
+		curl_multi_perform(up->multi, &running);
+		while ((msg = curl_multi_info_read(up->multi, &left)) != NULL) {
+			char *priv = NULL;
+
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE,
+					  &priv);
+			/* msg is invalid once its handle is removed */
+			ajob_ended(up, (ajob *)(void *)priv, msg->data.result,
+				   stop);
+		}
+		if (stop && up->a_active == 0 && up->waiting == NULL) {
+			pthread_mutex_lock(&up->amu);
+			q = up->aq_head;
+			pthread_mutex_unlock(&up->amu);
+			if (q == NULL)
+				break;
+			continue;
+		}
+		timeout = ASYNC_POLL_MAX_MS;
+		if (next_due >= 0) {
+			now = now_ms();
+			timeout = next_due <= now ? 0 : (long)(next_due - now);
+			if (timeout > ASYNC_POLL_MAX_MS)
+				timeout = ASYNC_POLL_MAX_MS;
+		}
+		curl_multi_poll(up->multi, NULL, 0, (int)timeout, NULL);
+	}
+	return NULL;
+}
+
+int gw_upstream_patch_async(gw_upstream *up, const char *path,
+			    const char *json, size_t json_len,
+			    gw_upstream_done_fn done, void *ud)
+{
+	ajob *j;
+
+	if (done == NULL)
+		return -1;
+	j = calloc(1, sizeof(*j));
+	if (j == NULL)
+		return -1;
+	j->url = url_of(up, path);
+	if (j->url == NULL) {
+		free(j);
+		return -1;
+	}
+	j->json = json;
+	j->json_len = json_len;
+	j->done = done;
+	j->ud = ud;
+	j->start = now_ms();
+	j->rng = rng_seed();
+	j->ret = -1;
+	j->resp.retry_after_ms = -1;
+	pthread_mutex_lock(&up->amu);
+	if (up->a_stop)
+		goto refused;
+	if (!up->a_started) {
+		up->multi = curl_multi_init();
+		if (up->multi == NULL)
+			goto refused;
+		curl_multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+				  (long)(up->cfg->max_concurrent + 64));
+		curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS,
+				  (long)(up->cfg->max_concurrent + 64));
+		if (pthread_create(&up->athr, NULL, async_loop, up) != 0) {
+			curl_multi_cleanup(up->multi);
+			up->multi = NULL;
+			goto refused;
+		}
+		up->a_started = true;
+	}
+	if (up->aq_tail)
+		up->aq_tail->next = j;
+	else
+		up->aq_head = j;
+	up->aq_tail = j;
+	pthread_mutex_unlock(&up->amu);
+	curl_multi_wakeup(up->multi);
+	return 0;
+
+refused:
+	pthread_mutex_unlock(&up->amu);
+	free(j->url);
+	free(j);
+	return -1;
+}
+
+/* Refuses new calls, lets the event thread finish the ones it has (a job
+ * backing off ends with its last answer), joins it, frees its handles. */
+static void async_stop(gw_upstream *up)
+{
+	bool started;
+
+	pthread_mutex_lock(&up->amu);
+	up->a_stop = true;
+	started = up->a_started;
+	pthread_mutex_unlock(&up->amu);
+	if (!started)
+		return;
+	curl_multi_wakeup(up->multi);
+	pthread_join(up->athr, NULL);
+	while (up->n_a_idle)
+		curl_easy_cleanup(up->a_idle[--up->n_a_idle]);
+	curl_multi_cleanup(up->multi);
+	up->multi = NULL;
+	up->a_started = false;
 }
