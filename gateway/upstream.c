@@ -841,8 +841,6 @@ static void *async_loop(void *arg)
 				gw_metrics_retry();
 				ajob_start(up, j);
 			} else {
-				if (next_due < 0 || j->due < next_due)
-					next_due = j->due;
 				pp = &j->next;
 			}
 		}
@@ -866,6 +864,10 @@ static void *async_loop(void *arg)
 				break;
 			continue;
 		}
+		/* the due times, with the backoffs that began just now */
+		for (j = up->waiting; j != NULL; j = j->next)
+			if (next_due < 0 || j->due < next_due)
+				next_due = j->due;
 		timeout = ASYNC_POLL_MAX_MS;
 		if (next_due >= 0) {
 			now = now_ms();

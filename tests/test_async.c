@@ -1,0 +1,710 @@
+/* test_async.c - the asynchronous upstream path: gw_upstream_patch_async
+ * on its own (answers, retries, Retry-After timers, draining at free) and
+ * the direct-mode server that suspends a PATCH while its update is away:
+ * more updates in flight than worker threads, clients that leave while
+ * suspended, gw_server_stop and SIGTERM draining what is in flight. */
+#include <CUnit/CUnit.h>
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fake_upstream.h"
+#include "gw.h"
+#include "testutil.h"
+
+#define KEY "sk-org-ASYNC-key-81c2"
+#define N_CLIENTS_MAX 64
+
+static char org_key[] = KEY;
+static fake_upstream *fu;
+
+static double mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void cfg_small(gw_config *c)
+{
+	gw_config_defaults(c);
+	snprintf(c->listen_host, sizeof(c->listen_host), "127.0.0.1");
+	c->listen_port = 0;
+	snprintf(c->upstream, sizeof(c->upstream), "http://127.0.0.1:%u",
+		 (unsigned)fu_port(fu));
+	c->api_key = org_key;
+	c->allow_anonymous = true;
+	c->threads = 4;
+	c->client_timeout_s = 10;
+	c->connect_timeout_ms = 1000;
+	c->upstream_timeout_ms = 5000;
+	c->backoff_base_ms = 1;
+	c->backoff_max_ms = 5;
+	c->log_level = GW_LOG_WARN;
+}
+
+/* Polls cond-less: waits until fu_count reaches n or the deadline. */
+static size_t wait_upstream_count(size_t n, double wait_s)
+{
+	double end = mono() + wait_s;
+
+	while (fu_count(fu) < n && mono() < end)
+		usleep(2000);
+	return fu_count(fu);
+}
+
+/* ==== gw_upstream_patch_async on its own ==== */
+
+typedef struct waiter {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int calls;
+	gw_response resp;
+	double at;
+} waiter;
+
+static void waiter_init(waiter *w)
+{
+	memset(w, 0, sizeof(*w));
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+}
+
+static void waiter_free(waiter *w)
+{
+	gw_response_free(&w->resp);
+	pthread_cond_destroy(&w->cv);
+	pthread_mutex_destroy(&w->mu);
+}
+
+static void on_done(void *ud, gw_response *resp)
+{
+	waiter *w = ud;
+
+	pthread_mutex_lock(&w->mu);
+	gw_response_free(&w->resp);
+	w->resp = *resp;
+	w->calls++;
+	w->at = mono();
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* Waits up to wait_s for done; returns the number of calls so far. */
+static int waiter_wait(waiter *w, double wait_s)
+{
+	double end = mono() + wait_s;
+	int n;
+
+	pthread_mutex_lock(&w->mu);
+	while (w->calls == 0 && mono() < end) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 10 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+	}
+	n = w->calls;
+	pthread_mutex_unlock(&w->mu);
+	return n;
+}
+
+static const char body1[] = "{\"duration\":1}";
+
+static void async_call_answers_like_the_blocking_one(void)
+{
+	gw_config c;
+	gw_upstream *up;
+	char err[256] = "";
+	waiter w;
+	fu_request rq;
+	gw_response b;
+
+	cfg_small(&c);
+	up = gw_upstream_new(&c, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
+	fu_clear(fu);
+	waiter_init(&w);
+	CU_ASSERT_EQUAL(gw_upstream_patch_async(up, "/v2/traces/sessions/a1",
+						body1, strlen(body1), on_done,
+						&w), 0);
+	CU_ASSERT_EQUAL(waiter_wait(&w, 10), 1);
+	CU_ASSERT_EQUAL(w.resp.status, 200);
+	CU_ASSERT_EQUAL(w.resp.attempts, 1);
+	CU_ASSERT_PTR_NOT_NULL(w.resp.body);
+	CU_ASSERT_PTR_NOT_NULL(strstr(w.resp.content_type, "application/json"));
+	CU_ASSERT_EQUAL(fu_count(fu), 1);
+	if (fu_get(fu, 0, &rq)) {
+		CU_ASSERT_STRING_EQUAL(rq.method, "PATCH");
+		CU_ASSERT_STRING_EQUAL(rq.path, "/v2/traces/sessions/a1");
+		CU_ASSERT_STRING_EQUAL(rq.body, body1);
+		CU_ASSERT_STRING_EQUAL(rq.authorization, "Bearer " KEY);
+		CU_ASSERT_STRING_EQUAL(rq.content_type, "application/json");
+		fu_request_free(&rq);
+	}
+	/* the blocking call answers the same */
+	CU_ASSERT_EQUAL(gw_upstream_patch(up, "/v2/traces/sessions/a1", body1,
+					  strlen(body1), &b), 0);
+	CU_ASSERT_EQUAL(b.status, w.resp.status);
+	CU_ASSERT_EQUAL(b.body_len, w.resp.body_len);
+	gw_response_free(&b);
+	waiter_free(&w);
+	gw_upstream_free(up);
+}
+
+static void async_call_retries_statuses_and_resets(void)
+{
+	static const fu_step steps[] = {
+		/* first, on a new connection (a reset on a reused one
+		 * makes libcurl resend by itself) */
+		{ FU_RESET, 0, NULL, NULL, 0 },
+		{ FU_STATUS, 503, NULL, NULL, 0 },
+		{ FU_STATUS, 502, NULL, NULL, 0 },
+	};
+	static const fu_step s503 = { FU_STATUS, 503, NULL, NULL, 0 };
+	gw_config c;
+	gw_upstream *up;
+	char err[256] = "";
+	waiter w;
+	double t0;
+
+	cfg_small(&c);
+	c.max_attempts = 4;
+	up = gw_upstream_new(&c, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
+	fu_clear(fu);
+	fu_script(fu, steps, 3);
+	waiter_init(&w);
+	t0 = mono();
+	CU_ASSERT_EQUAL(gw_upstream_patch_async(up, "/v2/traces/sessions/r",
+						body1, strlen(body1), on_done,
+						&w), 0);
+	CU_ASSERT_EQUAL(waiter_wait(&w, 10), 1);
+	/* backoffs of at most 5 ms: their timers fire at once */
+	CU_ASSERT(w.at - t0 < 1.0);
+	CU_ASSERT_EQUAL(w.resp.status, 200);
+	CU_ASSERT_EQUAL(w.resp.attempts, 4);
+	CU_ASSERT_EQUAL(fu_count(fu), 4);
+	waiter_free(&w);
+
+	/* attempts used up: the last answer stands */
+	fu_clear(fu);
+	fu_script(fu, &s503, 1);
+	fu_script(fu, &s503, 1);
+	c.max_attempts = 2;
+	waiter_init(&w);
+	CU_ASSERT_EQUAL(gw_upstream_patch_async(up, "/v2/traces/sessions/r",
+						body1, strlen(body1), on_done,
+						&w), 0);
+	CU_ASSERT_EQUAL(waiter_wait(&w, 10), 1);
+	CU_ASSERT_EQUAL(w.resp.status, 503);
+	CU_ASSERT_EQUAL(w.resp.attempts, 2);
+	CU_ASSERT_EQUAL(fu_count(fu), 2);
+	waiter_free(&w);
+
+	/* a 4xx is not retried */
+	fu_clear(fu);
+	{
+		fu_step s404 = { FU_STATUS, 404, NULL, NULL, 0 };
+
+		fu_script(fu, &s404, 1);
+	}
+	c.max_attempts = 4;
+	waiter_init(&w);
+	CU_ASSERT_EQUAL(gw_upstream_patch_async(up, "/v2/traces/sessions/r",
+						body1, strlen(body1), on_done,
+						&w), 0);
+	CU_ASSERT_EQUAL(waiter_wait(&w, 10), 1);
+	CU_ASSERT_EQUAL(w.resp.status, 404);
+	CU_ASSERT_EQUAL(w.resp.attempts, 1);
+	waiter_free(&w);
+	gw_upstream_free(up);
+}
+
+static void async_retry_after_waits_without_holding_others(void)
+{
+	fu_step s429 = { FU_STATUS, 429, NULL, "1", 0 };
+	gw_config c;
+	gw_upstream *up;
+	char err[256] = "";
+	waiter slow, fast;
+	double t0;
+
+	cfg_small(&c);
+	c.max_attempts = 3;
+	up = gw_upstream_new(&c, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
+	fu_clear(fu);
+	fu_script(fu, &s429, 1);
+	waiter_init(&slow);
+	waiter_init(&fast);
+	t0 = mono();
+	CU_ASSERT_EQUAL(gw_upstream_patch_async(up, "/v2/traces/sessions/s",
+						body1, strlen(body1), on_done,
+						&slow), 0);
+	CU_ASSERT_EQUAL(wait_upstream_count(1, 10), 1);
+	/* while the first backs off for a second, another goes through */
+	CU_ASSERT_EQUAL(gw_upstream_patch_async(up, "/v2/traces/sessions/f",
+						body1, strlen(body1), on_done,
+						&fast), 0);
+	CU_ASSERT_EQUAL(waiter_wait(&fast, 10), 1);
+	CU_ASSERT_EQUAL(fast.resp.status, 200);
+	CU_ASSERT(fast.at - t0 < 0.9);
+	CU_ASSERT_EQUAL(waiter_wait(&slow, 10), 1);
+	CU_ASSERT_EQUAL(slow.resp.status, 200);
+	CU_ASSERT_EQUAL(slow.resp.attempts, 2);
+	CU_ASSERT(slow.at - t0 >= 0.95);
+	waiter_free(&slow);
+	waiter_free(&fast);
+	gw_upstream_free(up);
+}
+
+static void async_free_finishes_calls_backing_off(void)
+{
+	fu_step s503 = { FU_STATUS, 503, NULL, "30", 0 };
+	gw_config c;
+	gw_upstream *up;
+	char err[256] = "";
+	waiter w;
+	double t0;
+
+	cfg_small(&c);
+	c.max_attempts = 4;
+	c.retry_budget_ms = 60000;
+	up = gw_upstream_new(&c, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
+	fu_clear(fu);
+	fu_script(fu, &s503, 1);
+	waiter_init(&w);
+	CU_ASSERT_EQUAL(gw_upstream_patch_async(up, "/v2/traces/sessions/b",
+						body1, strlen(body1), on_done,
+						&w), 0);
+	CU_ASSERT_EQUAL(wait_upstream_count(1, 10), 1);
+	t0 = mono();
+	gw_upstream_free(up);
+	/* done was called (with the 503) before free returned, at once */
+	CU_ASSERT_EQUAL(w.calls, 1);
+	CU_ASSERT_EQUAL(w.resp.status, 503);
+	CU_ASSERT_EQUAL(w.resp.retry_after_ms, 30000);
+	CU_ASSERT(mono() - t0 < 5.0);
+	CU_ASSERT_EQUAL(fu_count(fu), 1);
+	waiter_free(&w);
+}
+
+static void async_unreachable_upstream_reports_an_error(void)
+{
+	gw_config c;
+	gw_upstream *up;
+	char err[256] = "";
+	waiter w;
+
+	cfg_small(&c);
+	/* a port nobody listens on: bind one, close it */
+	{
+		struct sockaddr_in a;
+		socklen_t al = sizeof(a);
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+		memset(&a, 0, sizeof(a));
+		a.sin_family = AF_INET;
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		CU_ASSERT_FATAL(fd >= 0);
+		CU_ASSERT_EQUAL(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+		getsockname(fd, (struct sockaddr *)&a, &al);
+		snprintf(c.upstream, sizeof(c.upstream), "http://127.0.0.1:%u",
+			 (unsigned)ntohs(a.sin_port));
+		close(fd);
+	}
+	c.max_attempts = 2;
+	up = gw_upstream_new(&c, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
+	waiter_init(&w);
+	CU_ASSERT_EQUAL(gw_upstream_patch_async(up, "/v2/traces/sessions/x",
+						body1, strlen(body1), on_done,
+						&w), 0);
+	CU_ASSERT_EQUAL(waiter_wait(&w, 10), 1);
+	CU_ASSERT_EQUAL(w.resp.status, 0);
+	CU_ASSERT_EQUAL(w.resp.attempts, 2);
+	CU_ASSERT(w.resp.error[0] != '\0');
+	CU_ASSERT_PTR_NULL(strstr(w.resp.error, KEY));
+	waiter_free(&w);
+	gw_upstream_free(up);
+	/* and after free nothing is accepted: a new upstream, freed at once */
+	up = gw_upstream_new(&c, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
+	gw_upstream_free(up);
+}
+
+/* ==== The server ==== */
+
+typedef struct client {
+	uint16_t port;
+	char path[64];
+	long status;
+	double done_at;
+	pthread_t th;
+} client;
+
+static size_t sink(char *d, size_t s, size_t n, void *u)
+{
+	(void)d;
+	(void)u;
+	return s * n;
+}
+
+static void *client_run(void *v)
+{
+	client *cl = v;
+	CURL *h = curl_easy_init();
+	struct curl_slist *hl = NULL;
+	char url[128];
+
+	cl->status = 0;
+	if (h == NULL)
+		return NULL;
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", (unsigned)cl->port,
+		 cl->path);
+	hl = curl_slist_append(hl, "Content-Type: application/json");
+	hl = curl_slist_append(hl, "Expect:");
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "PATCH");
+	curl_easy_setopt(h, CURLOPT_POSTFIELDS, body1);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 20000L);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	if (curl_easy_perform(h) == CURLE_OK)
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &cl->status);
+	cl->done_at = mono();
+	curl_slist_free_all(hl);
+	curl_easy_cleanup(h);
+	return NULL;
+}
+
+/* Starts n clients PATCHing /v2/traces/sessions/<tag>-<i> on port. */
+static void clients_start(client *cl, size_t n, uint16_t port, const char *tag)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		cl[i].port = port;
+		cl[i].status = -1;
+		snprintf(cl[i].path, sizeof(cl[i].path),
+			 "/v2/traces/sessions/%s-%zu", tag, i);
+		pthread_create(&cl[i].th, NULL, client_run, &cl[i]);
+	}
+}
+
+/* Joins them; returns how many got 200. */
+static size_t clients_join(client *cl, size_t n)
+{
+	size_t i, ok = 0;
+
+	for (i = 0; i < n; i++) {
+		pthread_join(cl[i].th, NULL);
+		ok += cl[i].status == 200;
+	}
+	return ok;
+}
+
+static void fu_delay_all(size_t n, long ms)
+{
+	fu_step steps[N_CLIENTS_MAX];
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		memset(&steps[i], 0, sizeof(steps[i]));
+		steps[i].action = FU_DELAY;
+		steps[i].delay_ms = ms;
+	}
+	fu_script(fu, steps, n);
+}
+
+static void more_updates_in_flight_than_worker_threads(void)
+{
+	enum { N = 32 };
+	gw_config c;
+	gw_upstream *up;
+	gw_server *s;
+	char err[256] = "";
+	client cl[N];
+	double t0, dt;
+
+	cfg_small(&c);
+	c.threads = 4;
+	up = gw_upstream_new(&c, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
+	s = gw_server_start(&c, up, NULL, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	fu_clear(fu);
+	fu_delay_all(N, 300);
+	t0 = mono();
+	clients_start(cl, N, gw_server_port(s), "many");
+	CU_ASSERT_EQUAL(clients_join(cl, N), N);
+	dt = mono() - t0;
+	/* blocking workers would need 32 * 0.3 / 4 = 2.4 s */
+	CU_ASSERT(dt < 1.5);
+	if (dt >= 1.5)
+		fprintf(stderr, "\n32 delayed PATCHes took %.2f s\n", dt);
+	CU_ASSERT_EQUAL(fu_count(fu), N);
+	gw_server_stop(s);
+	gw_upstream_free(up);
+}
+
+/* Sends a PATCH on a new connection and closes it without reading. */
+static int send_and_leave(uint16_t port, const char *path)
+{
+	struct sockaddr_in a;
+	char req[512];
+	int fd = socket(AF_INET, SOCK_STREAM, 0), n;
+
+	if (fd < 0)
+		return -1;
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_port = htons(port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	n = snprintf(req, sizeof(req),
+		     "PATCH %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+		     "Content-Type: application/json\r\n"
+		     "Content-Length: %zu\r\n\r\n%s",
+		     path, strlen(body1), body1);
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+	    write(fd, req, (size_t)n) != n) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void client_leaving_while_suspended_is_harmless(void)
+{
+	enum { N = 8 };
+	gw_config c;
+	gw_upstream *up;
+	gw_server *s;
+	char err[256] = "";
+	int fds[N];
+	size_t i;
+	client one;
+	double t0;
+
+	cfg_small(&c);
+	c.threads = 2;
+	up = gw_upstream_new(&c, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
+	s = gw_server_start(&c, up, NULL, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	fu_clear(fu);
+	fu_delay_all(N, 400);
+	for (i = 0; i < N; i++) {
+		char path[64];
+
+		snprintf(path, sizeof(path), "/v2/traces/sessions/gone-%zu", i);
+		fds[i] = send_and_leave(gw_server_port(s), path);
+		CU_ASSERT(fds[i] >= 0);
+	}
+	/* every update reached the upstream: their requests are suspended */
+	CU_ASSERT_EQUAL(wait_upstream_count(N, 10), N);
+	for (i = 0; i < N; i++) {
+		if (fds[i] < 0)
+			continue;
+		if (i % 2) {
+			/* half of them with a reset */
+			struct linger l = { 1, 0 };
+
+			setsockopt(fds[i], SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+		}
+		close(fds[i]);
+	}
+	/* the server goes on serving */
+	one.port = gw_server_port(s);
+	snprintf(one.path, sizeof(one.path), "/v2/traces/sessions/after");
+	client_run(&one);
+	CU_ASSERT_EQUAL(one.status, 200);
+	/* and their requests completed: stop does not wait for them */
+	t0 = mono();
+	gw_server_stop(s);
+	CU_ASSERT(mono() - t0 < 5.0);
+	gw_upstream_free(up);
+}
+
+static void stop_drains_updates_in_flight(void)
+{
+	enum { N = 16 };
+	gw_config c;
+	gw_upstream *up;
+	gw_server *s;
+	char err[256] = "";
+	client cl[N];
+
+	cfg_small(&c);
+	c.threads = 2;
+	up = gw_upstream_new(&c, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
+	s = gw_server_start(&c, up, NULL, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	fu_clear(fu);
+	fu_delay_all(N, 500);
+	clients_start(cl, N, gw_server_port(s), "drain");
+	CU_ASSERT_EQUAL(wait_upstream_count(N, 10), N);
+	gw_server_stop(s);
+	/* every one was answered before stop returned */
+	CU_ASSERT_EQUAL(clients_join(cl, N), N);
+	gw_upstream_free(up);
+}
+
+/* ==== The program: SIGTERM ==== */
+
+static void *log_reader(void *v)
+{
+	int fd = *(int *)v;
+	char buf[4096];
+
+	/* drains the child's stderr so it never blocks on a full pipe */
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	return NULL;
+}
+
+/* Reads lines from fd until "listening on 127.0.0.1:PORT"; the port. */
+static unsigned read_port(int fd, double wait_s)
+{
+	char log[16384];
+	size_t len = 0;
+	double end = mono() + wait_s;
+
+	log[0] = '\0';
+	while (mono() < end && len < sizeof(log) - 1) {
+		struct pollfd p = { fd, POLLIN, 0 };
+		const char *m;
+		ssize_t n;
+
+		if (poll(&p, 1, 50) <= 0)
+			continue;
+		n = read(fd, log + len, sizeof(log) - 1 - len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		log[len] = '\0';
+		m = strstr(log, "listening on 127.0.0.1:");
+		if (m && strchr(m, '\n'))
+			return (unsigned)strtoul(m + 23, NULL, 10);
+	}
+	return 0;
+}
+
+static void sigterm_drains_updates_in_flight(void)
+{
+	enum { N = 12 };
+	static const char *const env[] = { "ORQ_API_KEY=" KEY, NULL };
+	char bin[512], upstream[64];
+	char *argv[16];
+	int fds[2], st = 0, argc = 0;
+	pid_t pid;
+	unsigned port;
+	client cl[N];
+	pthread_t rd;
+	double end;
+	pid_t w = 0;
+
+	snprintf(upstream, sizeof(upstream), "http://127.0.0.1:%u",
+		 (unsigned)fu_port(fu));
+	tu_bin("session-gateway", bin, sizeof(bin));
+	argv[argc++] = bin;
+	argv[argc++] = (char *)(uintptr_t)"--listen";
+	argv[argc++] = (char *)(uintptr_t)"127.0.0.1:0";
+	argv[argc++] = (char *)(uintptr_t)"--allow-anonymous";
+	argv[argc++] = (char *)(uintptr_t)"--threads";
+	argv[argc++] = (char *)(uintptr_t)"2";
+	argv[argc++] = (char *)(uintptr_t)"--upstream";
+	argv[argc++] = upstream;
+	argv[argc] = NULL;
+	CU_ASSERT_EQUAL_FATAL(pipe(fds), 0);
+	pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_RDWR);
+
+		dup2(devnull, 0);
+		dup2(devnull, 1);
+		dup2(fds[1], 2);
+		close(fds[0]);
+		execve(bin, argv, (char *const *)(uintptr_t)env);
+		_exit(127);
+	}
+	close(fds[1]);
+	port = read_port(fds[0], 10);
+	CU_ASSERT(port > 0);
+	pthread_create(&rd, NULL, log_reader, &fds[0]);
+	if (port > 0) {
+		fu_clear(fu);
+		fu_delay_all(N, 800);
+		clients_start(cl, N, (uint16_t)port, "term");
+		CU_ASSERT_EQUAL(wait_upstream_count(N, 10), N);
+		kill(pid, SIGTERM);
+		/* every update in flight when SIGTERM came is answered */
+		CU_ASSERT_EQUAL(clients_join(cl, N), N);
+	} else {
+		kill(pid, SIGTERM);
+	}
+	end = mono() + 20;
+	while (mono() < end && (w = waitpid(pid, &st, WNOHANG)) == 0)
+		usleep(10000);
+	if (w != pid) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+	}
+	CU_ASSERT_EQUAL(w, pid);
+	CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	pthread_join(rd, NULL);
+	close(fds[0]);
+}
+
+static int suite_init(void)
+{
+	gw_log_set_level(GW_LOG_ERROR);
+	fu = fu_start(0);
+	return fu == NULL ? -1 : 0;
+}
+
+static int suite_clean(void)
+{
+	fu_stop(fu);
+	gw_log_set_level(GW_LOG_INFO);
+	return 0;
+}
+
+int init_async_tests(void)
+{
+	CU_pSuite s = CU_add_suite("async", suite_init, suite_clean);
+
+	if (s == NULL)
+		return -1;
+	CU_add_test(s, "async_call_answers_like_the_blocking_one", async_call_answers_like_the_blocking_one);
+	CU_add_test(s, "async_call_retries_statuses_and_resets", async_call_retries_statuses_and_resets);
+	CU_add_test(s, "async_retry_after_waits_without_holding_others", async_retry_after_waits_without_holding_others);
+	CU_add_test(s, "async_free_finishes_calls_backing_off", async_free_finishes_calls_backing_off);
+	CU_add_test(s, "async_unreachable_upstream_reports_an_error", async_unreachable_upstream_reports_an_error);
+	CU_add_test(s, "more_updates_in_flight_than_worker_threads", more_updates_in_flight_than_worker_threads);
+	CU_add_test(s, "client_leaving_while_suspended_is_harmless", client_leaving_while_suspended_is_harmless);
+	CU_add_test(s, "stop_drains_updates_in_flight", stop_drains_updates_in_flight);
+	CU_add_test(s, "sigterm_drains_updates_in_flight", sigterm_drains_updates_in_flight);
+	return 0;
+}
