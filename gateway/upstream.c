@@ -19,10 +19,14 @@
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -49,6 +53,9 @@ struct gw_upstream {
 	bool a_started, a_stop;
 	pthread_t athr;
 	CURLM *multi;
+	int epfd, evfd;              /* the loop's epoll set, its wake-up */
+	atomic_bool a_sleeping;      /* in epoll_wait: wake it */
+	int64_t curl_due;            /* curl's timer (ms), -1: none */
 	/* owned by the event thread */
 	struct ajob *waiting;        /* backing off until their due time */
 	size_t a_active;             /* transfers in the multi handle */
@@ -374,6 +381,7 @@ gw_upstream *gw_upstream_new(const gw_config *c, char *err, size_t errlen)
 	up->cfg = c;
 	pthread_mutex_init(&up->mu, NULL);
 	pthread_mutex_init(&up->amu, NULL);
+	up->epfd = up->evfd = -1;
 	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_init(&up->share_mu[i], NULL);
 	up->key = strdup(c->api_key);
@@ -699,10 +707,12 @@ int gw_upstream_patch(gw_upstream *up, const char *path, const char *json,
 
 /* ==== Asynchronous calls: one event thread over a curl multi handle ====
  *
- * gw_upstream_patch_async queues a job and wakes the thread
- * (curl_multi_wakeup). The thread adds each job's easy handle to the
- * multi handle, whose connection cache keeps the connections to the
- * upstream open between transfers. A finished attempt goes through the
+ * gw_upstream_patch_async queues a job and wakes the thread (an eventfd,
+ * written only while the thread sleeps in epoll_wait). The thread adds
+ * each job's easy handle to the multi handle (socket-action API: curl's
+ * sockets in the thread's epoll set, curl's timer as a due time), whose
+ * connection cache keeps the connections to the upstream open between
+ * transfers. A finished attempt goes through the
  * same attempt_end/retry_wait as the blocking call; a job backing off
  * waits in a list with its due time (the poll's timeout), then its next
  * attempt starts. done() is called from the thread.
@@ -805,16 +815,82 @@ static void ajob_ended(gw_upstream *up, ajob *j, CURLcode rc, bool stopping)
 	up->waiting = j;
 }
 
+/* CURLMOPT_SOCKETFUNCTION: mirrors what curl wants to watch in epoll. */
+static int on_socket(CURL *e, curl_socket_t fd, int what, void *ud,
+		     void *sockp)
+{
+	gw_upstream *up = ud;
+	struct epoll_event ev;
+
+	(void)e;
+	if (what == CURL_POLL_REMOVE) {
+		epoll_ctl(up->epfd, EPOLL_CTL_DEL, fd, NULL);
+		curl_multi_assign(up->multi, fd, NULL);
+		return 0;
+	}
+	memset(&ev, 0, sizeof(ev));
+	ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) |
+		    ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
+	ev.data.fd = fd;
+	if (sockp != NULL) {
+		if (epoll_ctl(up->epfd, EPOLL_CTL_MOD, fd, &ev) == 0)
+			return 0;
+	}
+	if (epoll_ctl(up->epfd, EPOLL_CTL_ADD, fd, &ev) != 0 &&
+	    (errno != EEXIST ||
+	     epoll_ctl(up->epfd, EPOLL_CTL_MOD, fd, &ev) != 0))
+		return -1;
+	curl_multi_assign(up->multi, fd, up);
+	return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION: curl's single timer, as a due time. */
+static int on_timer(CURLM *m, long timeout_ms, void *ud)
+{
+	gw_upstream *up = ud;
+
+	(void)m;
+	up->curl_due = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+	return 0;
+}
+
+/* Every transfer that ended: retry later or finish. */
+static void reap_done(gw_upstream *up, bool stop)
+{
+	CURLMsg *msg;
+	int left;
+
+	while ((msg = curl_multi_info_read(up->multi, &left)) != NULL) {
+		char *priv = NULL;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+		/* msg is invalid once its handle is removed */
+		ajob_ended(up, (ajob *)(void *)priv, msg->data.result, stop);
+	}
+}
+
+static bool queue_empty(gw_upstream *up)
+{
+	bool empty;
+
+	pthread_mutex_lock(&up->amu);
+	empty = up->aq_head == NULL;
+	pthread_mutex_unlock(&up->amu);
+	return empty;
+}
+
 static void *async_loop(void *arg)
 {
 	gw_upstream *up = arg;
+	struct epoll_event evs[64];
 
 	for (;;) {
 		ajob *q, *j, **pp;
-		CURLMsg *msg;
-		int running = 0, left;
+		int running = 0, n, i;
 		bool stop;
-		int64_t now, next_due = -1;
+		int64_t now, next_due;
 		long timeout;
 
 		pthread_mutex_lock(&up->amu);
@@ -844,27 +920,19 @@ static void *async_loop(void *arg)
 				pp = &j->next;
 			}
 		}
-		curl_multi_perform(up->multi, &running);
-		while ((msg = curl_multi_info_read(up->multi, &left)) != NULL) {
-			char *priv = NULL;
-
-			if (msg->msg != CURLMSG_DONE)
-				continue;
-			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE,
-					  &priv);
-			/* msg is invalid once its handle is removed */
-			ajob_ended(up, (ajob *)(void *)priv, msg->data.result,
-				   stop);
+		if (up->curl_due >= 0 && up->curl_due <= now_ms()) {
+			up->curl_due = -1;
+			curl_multi_socket_action(up->multi, CURL_SOCKET_TIMEOUT, 0,
+						 &running);
 		}
+		reap_done(up, stop);
 		if (stop && up->a_active == 0 && up->waiting == NULL) {
-			pthread_mutex_lock(&up->amu);
-			q = up->aq_head;
-			pthread_mutex_unlock(&up->amu);
-			if (q == NULL)
+			if (queue_empty(up))
 				break;
 			continue;
 		}
-		/* the due times, with the backoffs that began just now */
+		/* sleep until a socket, curl's timer, a backoff or a wake-up */
+		next_due = up->curl_due;
 		for (j = up->waiting; j != NULL; j = j->next)
 			if (next_due < 0 || j->due < next_due)
 				next_due = j->due;
@@ -875,9 +943,84 @@ static void *async_loop(void *arg)
 			if (timeout > ASYNC_POLL_MAX_MS)
 				timeout = ASYNC_POLL_MAX_MS;
 		}
-		curl_multi_poll(up->multi, NULL, 0, (int)timeout, NULL);
+		atomic_store(&up->a_sleeping, true);
+		atomic_thread_fence(memory_order_seq_cst);
+		if (timeout > 0 && !queue_empty(up))
+			timeout = 0;
+		n = epoll_wait(up->epfd, evs, 64, (int)timeout);
+		atomic_store(&up->a_sleeping, false);
+		for (i = 0; i < n; i++) {
+			int fd = evs[i].data.fd, flags = 0;
+
+			if (fd == up->evfd) {
+				uint64_t v;
+
+				if (read(up->evfd, &v, sizeof(v)) < 0)
+					continue;
+				continue;
+			}
+			if (evs[i].events & EPOLLIN)
+				flags |= CURL_CSELECT_IN;
+			if (evs[i].events & EPOLLOUT)
+				flags |= CURL_CSELECT_OUT;
+			if (evs[i].events & (EPOLLERR | EPOLLHUP))
+				flags |= CURL_CSELECT_ERR;
+			curl_multi_socket_action(up->multi, fd, flags, &running);
+		}
+		reap_done(up, stop);
 	}
 	return NULL;
+}
+
+/* Wakes the event thread (always when force, else only when asleep). */
+static void async_wake(gw_upstream *up, bool force)
+{
+	uint64_t one = 1;
+
+	atomic_thread_fence(memory_order_seq_cst);
+	if (!force && !atomic_load(&up->a_sleeping))
+		return;
+	if (write(up->evfd, &one, sizeof(one)) < 0) {
+		/* the counter is full: the thread is awake anyway */
+	}
+}
+
+/* Creates the multi handle, the epoll set and the thread. 0 or -1. */
+static int async_start(gw_upstream *up)
+{
+	struct epoll_event ev;
+	long conns = (long)up->cfg->max_concurrent + 64;
+
+	up->curl_due = -1;
+	up->epfd = epoll_create1(EPOLL_CLOEXEC);
+	up->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	up->multi = curl_multi_init();
+	if (up->epfd < 0 || up->evfd < 0 || up->multi == NULL)
+		goto fail;
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN;
+	ev.data.fd = up->evfd;
+	if (epoll_ctl(up->epfd, EPOLL_CTL_ADD, up->evfd, &ev) != 0)
+		goto fail;
+	curl_multi_setopt(up->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(up->multi, CURLMOPT_SOCKETDATA, up);
+	curl_multi_setopt(up->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+	curl_multi_setopt(up->multi, CURLMOPT_TIMERDATA, up);
+	curl_multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS, conns);
+	curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS, conns);
+	if (pthread_create(&up->athr, NULL, async_loop, up) != 0)
+		goto fail;
+	return 0;
+fail:
+	if (up->multi)
+		curl_multi_cleanup(up->multi);
+	up->multi = NULL;
+	if (up->epfd >= 0)
+		close(up->epfd);
+	if (up->evfd >= 0)
+		close(up->evfd);
+	up->epfd = up->evfd = -1;
+	return -1;
 }
 
 int gw_upstream_patch_async(gw_upstream *up, const char *path,
@@ -908,18 +1051,8 @@ int gw_upstream_patch_async(gw_upstream *up, const char *path,
 	if (up->a_stop)
 		goto refused;
 	if (!up->a_started) {
-		up->multi = curl_multi_init();
-		if (up->multi == NULL)
+		if (async_start(up) != 0)
 			goto refused;
-		curl_multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-				  (long)(up->cfg->max_concurrent + 64));
-		curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS,
-				  (long)(up->cfg->max_concurrent + 64));
-		if (pthread_create(&up->athr, NULL, async_loop, up) != 0) {
-			curl_multi_cleanup(up->multi);
-			up->multi = NULL;
-			goto refused;
-		}
 		up->a_started = true;
 	}
 	if (up->aq_tail)
@@ -928,7 +1061,7 @@ int gw_upstream_patch_async(gw_upstream *up, const char *path,
 		up->aq_head = j;
 	up->aq_tail = j;
 	pthread_mutex_unlock(&up->amu);
-	curl_multi_wakeup(up->multi);
+	async_wake(up, false);
 	return 0;
 
 refused:
@@ -950,11 +1083,14 @@ static void async_stop(gw_upstream *up)
 	pthread_mutex_unlock(&up->amu);
 	if (!started)
 		return;
-	curl_multi_wakeup(up->multi);
+	async_wake(up, true);
 	pthread_join(up->athr, NULL);
 	while (up->n_a_idle)
 		curl_easy_cleanup(up->a_idle[--up->n_a_idle]);
 	curl_multi_cleanup(up->multi);
 	up->multi = NULL;
+	close(up->epfd);
+	close(up->evfd);
+	up->epfd = up->evfd = -1;
 	up->a_started = false;
 }
