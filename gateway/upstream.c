@@ -815,8 +815,10 @@ static void ajob_ended(gw_upstream *up, ajob *j, CURLcode rc, bool stopping)
 	up->waiting = j;
 }
 
-/* CURLMOPT_SOCKETFUNCTION: mirrors what curl wants to watch in epoll. */
+/* CURLMOPT_SOCKETFUNCTION: mirrors what curl wants to watch in epoll.
+ * (The signature is curl's: sockp is not const.) */
 static int on_socket(CURL *e, curl_socket_t fd, int what, void *ud,
+		     /* cppcheck-suppress constParameter */
 		     void *sockp)
 {
 	gw_upstream *up = ud;
