@@ -293,7 +293,9 @@ m4=$(val device.encode_text_data_bytes_cortex_m4)
 	echo "| sessionwire smaller than JSON + zstd dictionary | $pb B vs $zd B | $(verdict "$pb < $zd") |"
 	echo "| pb -> JSON >= 6x faster than the cJSON path | ${sp}x in ns, ${spi:-?}x in instructions | $(verdict "$sp >= 6") in ns, $(verdict "0${spi} >= 6") in instructions |"
 	echo "| <= 100 ns per double | $dbl ns on the corpus's non-integral numbers ($dblr ns on random bit patterns, which need 17 digits) | $(verdict "$dbl <= 100") |"
-	[ -n "$m4" ] && echo "| device encode path <= 4 KiB on Cortex-M4 | $m4 B | $(verdict "$m4 <= 4096") |"
+	[ -n "$m4" ] && echo "| device encode path <= 4 KiB on Cortex-M4: sw_update + sw_pb_encode | $m4 B | $(verdict "$m4 <= 4096") |"
+	lean=$(val device.lean_decimal_billing_text_data_bytes_cortex_m4)
+	[ -n "$lean" ] && [ "$lean" != null ] && echo "| device encode path <= 4 KiB on Cortex-M4: lean sw_device.h (integers $(val device.lean_integers_text_data_bytes_cortex_m4) B; costs as decimals) | $lean B | $(verdict "$lean <= 4096") |"
 	echo
 	echo "Run-to-run spread and checks: see \`$B/codec.txt\`. make bench took" \
 		"$(val bench.seconds) s (from bench/run.sh's start)."
