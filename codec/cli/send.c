@@ -18,6 +18,7 @@
 
 #include "send.h"
 #include "sessionwire/sessionwire.h"
+#include "read_input.h"
 
 #define EXIT_NOT_OK 1
 #define EXIT_USAGE 2
@@ -148,37 +149,6 @@ static int send_parse_args(int argc, char **argv, send_opts *o)
 
 /* ==== Building the body ==== */
 
-static char *read_stream(FILE *f, size_t *len)
-{
-	size_t cap = 65536, n = 0, r;
-	char *buf = malloc(cap), *nb;
-
-	while (buf != NULL) {
-		r = fread(buf + n, 1, cap - n, f);
-		n += r;
-		if (r == 0)
-			break;
-		if (n == cap) {
-			if (cap >= SEND_MAX_INPUT) {
-				free(buf);
-				errno = EFBIG;
-				return NULL;
-			}
-			nb = realloc(buf, cap * 2);
-			if (nb == NULL)
-				free(buf);
-			buf = nb;
-			cap *= 2;
-		}
-	}
-	if (buf != NULL && ferror(f)) {
-		free(buf);
-		return NULL;
-	}
-	*len = n;
-	return buf;
-}
-
 static void print_sw_error(const char *where, const sw_error *e)
 {
 	fprintf(stderr, "session-codec send: %s%serror: %s: %s", where,
@@ -215,7 +185,7 @@ static int build_single(const send_opts *o, sw_buf *body)
 	sw_update *u = NULL;
 	sw_error err;
 	size_t n = 0;
-	char *in = read_stream(stdin, &n);
+	char *in = cli_read_input(stdin, SEND_MAX_INPUT, &n);
 	sw_status st;
 
 	if (in == NULL) {

@@ -11,6 +11,7 @@
 
 #include "send.h"
 #include "sessionwire/sessionwire.h"
+#include "read_input.h"
 
 #define EXIT_INVALID 1
 #define EXIT_USAGE 2
@@ -328,37 +329,6 @@ static sw_status run_item(const opts *o, const char *in, size_t n, item_out *r,
 
 /* ==== Input and output ==== */
 
-static char *read_all(FILE *f, size_t *len)
-{
-	size_t cap = 65536, n = 0, r;
-	char *buf = malloc(cap), *nb;
-
-	while (buf != NULL) {
-		r = fread(buf + n, 1, cap - n, f);
-		n += r;
-		if (r == 0)
-			break;
-		if (n == cap) {
-			if (cap >= MAX_WHOLE_INPUT) {
-				free(buf);
-				errno = EFBIG;
-				return NULL;
-			}
-			nb = realloc(buf, cap * 2);
-			if (nb == NULL)
-				free(buf);
-			buf = nb;
-			cap *= 2;
-		}
-	}
-	if (buf != NULL && ferror(f)) {
-		free(buf);
-		return NULL;
-	}
-	*len = n;
-	return buf;
-}
-
 static void print_error_line(FILE *f, const char *prefix, const sw_error *e)
 {
 	fprintf(f, "%serror: %s: %s", prefix, e->path[0] ? e->path : "$",
@@ -448,7 +418,7 @@ static int run_lines(const opts *o, FILE *in, FILE *out, item_out *r)
 static int run_whole(const opts *o, FILE *in, FILE *out, item_out *r)
 {
 	size_t n = 0;
-	char *buf = read_all(in, &n);
+	char *buf = cli_read_input(in, MAX_WHOLE_INPUT, &n);
 	sw_error err;
 	sw_status st;
 
