@@ -701,9 +701,17 @@ sw_status sw_envelope_decode(const uint8_t *buf, size_t len,
 	return envelope_read(buf, 0, len, "", NULL, env, err);
 }
 
-/* Decodes a Batch into items[0..*n), each checked as an Envelope. */
-sw_status sw_batch_decode(const uint8_t *buf, size_t len, sw_envelope *items,
-			  size_t cap, size_t *n, sw_error *err)
+/* Reads one item of a repeated message field: buf[start..end) into slot i. */
+typedef sw_status (*item_fn)(const uint8_t *buf, size_t start, size_t end,
+			     const char *prefix, size_t i, void *ctx,
+			     sw_error *err);
+
+/* Walks the top-level repeated field of message m (path name[i]), at most
+ * cap items, handing each to read; *n is the count decoded. */
+static sw_status repeated_read(const uint8_t *buf, size_t len,
+			       const mdesc *m, const char *name, size_t cap,
+			       size_t *n, item_fn read, void *ctx,
+			       sw_error *err)
 {
 	char prefix[SW_ERROR_PATH_MAX], msg[SW_ERROR_MSG_MAX];
 	size_t pos = 0, i = 0;
@@ -711,6 +719,43 @@ sw_status sw_batch_decode(const uint8_t *buf, size_t len, sw_envelope *items,
 	field x;
 	txt t;
 
+	while (pos < len) {
+		st = next_field(buf, &pos, len, m, "", &x, err);
+		if (st != SW_OK)
+			return st;
+		make_item_path(prefix, sizeof(prefix), "", name, i);
+		if (i >= cap) {
+			t_init(&t, msg, sizeof(msg));
+			t_s(t_s(t_s(t_u(t_s(&t, "expected at most "), cap),
+				    " "), name), ", found more");
+			return sw__fail(err, SW_ETOOBIG, prefix, x.tag_off,
+					msg);
+		}
+		st = read(buf, x.val_off, x.val_off + x.len, prefix, i, ctx,
+			  err);
+		if (st != SW_OK)
+			return st;
+		i++;
+	}
+	*n = i;
+	return SW_OK;
+}
+
+/* item_fn for Batch.items: ctx is the sw_envelope array. */
+static sw_status batch_item(const uint8_t *buf, size_t start, size_t end,
+			    const char *prefix, size_t i, void *ctx,
+			    sw_error *err)
+{
+	sw_envelope *items = ctx;
+
+	return envelope_read(buf, start, end, prefix,
+			     i ? &items[i - 1] : NULL, &items[i], err);
+}
+
+/* Decodes a Batch into items[0..*n), each checked as an Envelope. */
+sw_status sw_batch_decode(const uint8_t *buf, size_t len, sw_envelope *items,
+			  size_t cap, size_t *n, sw_error *err)
+{
 	if (n != NULL)
 		*n = 0;
 	if (n == NULL || (items == NULL && cap != 0) ||
@@ -718,26 +763,8 @@ sw_status sw_batch_decode(const uint8_t *buf, size_t len, sw_envelope *items,
 		return sw__fail(err, SW_EINVAL, "", (size_t)-1,
 				"expected input bytes, an item array (or "
 				"NULL with cap 0) and a count pointer");
-	while (pos < len) {
-		st = next_field(buf, &pos, len, &batch_msg, "", &x, err);
-		if (st != SW_OK)
-			return st;
-		make_item_path(prefix, sizeof(prefix), "", "items", i);
-		if (i >= cap) {
-			t_init(&t, msg, sizeof(msg));
-			t_s(t_u(t_s(&t, "expected at most "), cap),
-			    " items, found more");
-			return sw__fail(err, SW_ETOOBIG, prefix, x.tag_off,
-					msg);
-		}
-		st = envelope_read(buf, x.val_off, x.val_off + x.len, prefix,
-				   i ? &items[i - 1] : NULL, &items[i], err);
-		if (st != SW_OK)
-			return st;
-		i++;
-	}
-	*n = i;
-	return SW_OK;
+	return repeated_read(buf, len, &batch_msg, "items", cap, n,
+			     batch_item, items, err);
 }
 
 /* ==== Decoding: Ack and Error ==== */
@@ -786,17 +813,21 @@ static sw_status result_read(const uint8_t *buf, size_t start, size_t end,
 	return SW_OK;
 }
 
+/* item_fn for Ack.results: ctx is the sw_result array. */
+static sw_status ack_item(const uint8_t *buf, size_t start, size_t end,
+			  const char *prefix, size_t i, void *ctx,
+			  sw_error *err)
+{
+	sw_result *results = ctx;
+
+	return result_read(buf, start, end, prefix, &results[i], err);
+}
+
 /* Decodes an Ack; seq is required in each Result, status absent is 0,
  * message absent is "" (messages borrow buf). */
 sw_status sw_ack_decode(const uint8_t *buf, size_t len, sw_result *results,
 			size_t cap, size_t *n, sw_error *err)
 {
-	char prefix[SW_ERROR_PATH_MAX], msg[SW_ERROR_MSG_MAX];
-	size_t pos = 0, i = 0;
-	sw_status st;
-	field x;
-	txt t;
-
 	if (n != NULL)
 		*n = 0;
 	if (n == NULL || (results == NULL && cap != 0) ||
@@ -804,26 +835,8 @@ sw_status sw_ack_decode(const uint8_t *buf, size_t len, sw_result *results,
 		return sw__fail(err, SW_EINVAL, "", (size_t)-1,
 				"expected input bytes, a result array (or "
 				"NULL with cap 0) and a count pointer");
-	while (pos < len) {
-		st = next_field(buf, &pos, len, &ack_msg, "", &x, err);
-		if (st != SW_OK)
-			return st;
-		make_item_path(prefix, sizeof(prefix), "", "results", i);
-		if (i >= cap) {
-			t_init(&t, msg, sizeof(msg));
-			t_s(t_u(t_s(&t, "expected at most "), cap),
-			    " results, found more");
-			return sw__fail(err, SW_ETOOBIG, prefix, x.tag_off,
-					msg);
-		}
-		st = result_read(buf, x.val_off, x.val_off + x.len, prefix,
-				 &results[i], err);
-		if (st != SW_OK)
-			return st;
-		i++;
-	}
-	*n = i;
-	return SW_OK;
+	return repeated_read(buf, len, &ack_msg, "results", cap, n,
+			     ack_item, results, err);
 }
 
 /* Decodes an Error; every field optional (absent strings are ""). */
