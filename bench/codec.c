@@ -38,6 +38,7 @@
 #include "bench_have.h"
 #include "sessionwire/sessionwire.h"
 #include "sessionwire.pb-c.h"
+#include "bench_load.h"
 
 #ifdef BENCH_HAVE_nanopb
 #include <pb_decode.h>
@@ -188,107 +189,68 @@ static bool parse_count(const char *s, unsigned long max, unsigned long *out)
 	return true;
 }
 
-/* Reads a whole file, NUL-terminated; dies on error. */
-static char *read_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL, *nb;
-	size_t cap = 0, n = 0, r;
-
-	if (f == NULL)
-		die("cannot open %s: %s", path, strerror(errno));
-	for (;;) {
-		if (cap - n < 4096 + 1) {
-			cap = cap ? cap * 2 : 65536;
-			nb = realloc(buf, cap);
-			if (nb == NULL)
-				die("out of memory reading %s", path);
-			buf = nb;
-		}
-		r = fread(buf + n, 1, cap - n - 1, f);
-		n += r;
-		if (r == 0)
-			break;
-	}
-	if (ferror(f))
-		die("cannot read %s", path);
-	fclose(f);
-	buf[n] = '\0';
-	*len = n;
-	return buf;
-}
-
 /* ==== The corpus ==== */
+
+/* bench_line_fn for load_corpus: keeps the "wire" string, parses it and
+ * encodes it once. */
+static void corpus_line(const char *path, int lineno, const char *line,
+			const char *body, void *ctx)
+{
+	size_t *cap = ctx;
+	uint8_t buf[PB_STACK];
+	msg *m;
+	sw_error err = { 0 };
+	sw_status st;
+
+	/* cJSON stops a string at U+0000; typical.jsonl has none. */
+	if (strstr(line, "\\u0000"))
+		die("%s line %d has U+0000, which cJSON cannot load", path,
+		    lineno);
+	if (n_msgs == *cap) {
+		msg *nm;
+
+		*cap = *cap ? *cap * 2 : 256;
+		nm = realloc(msgs, *cap * sizeof(*msgs));
+		if (nm == NULL)
+			die("out of memory");
+		msgs = nm;
+	}
+	m = &msgs[n_msgs++];
+	memset(m, 0, sizeof(*m));
+	m->line = lineno;
+	m->json_len = strlen(body);
+	m->json = malloc(m->json_len + 1);
+	if (m->json == NULL)
+		die("out of memory");
+	memcpy(m->json, body, m->json_len + 1);
+
+	sw_error_clear(&err);
+	st = sw_json_parse(m->json, m->json_len, NULL, &m->u, &err);
+	if (st != SW_OK)
+		die_sw("sw_json_parse", m, st, &err);
+	st = sw_pb_encode(m->u, buf, sizeof(buf), &m->pb_len, &err);
+	if (st != SW_OK)
+		die_sw("sw_pb_encode", m, st, &err);
+	m->pb = malloc(m->pb_len ? m->pb_len : 1);
+	if (m->pb == NULL)
+		die("out of memory");
+	memcpy(m->pb, buf, m->pb_len);
+	m->pc = sessionwire__v1__session__unpack(NULL, m->pb_len, m->pb);
+	if (m->pc == NULL)
+		die("protobuf-c cannot unpack line %d", lineno);
+}
 
 /* Loads DIR/typical.jsonl, keeps each "wire" string, parses it and
  * encodes it once (the inputs of the benchmarks below). */
 static void load_corpus(const char *dir)
 {
 	char path[4096];
-	size_t len, cap = 0;
-	char *text, *line, *next;
-	int lineno = 0;
+	size_t cap = 0;
 
 	if ((size_t)snprintf(path, sizeof(path), "%s/typical.jsonl", dir) >=
 	    sizeof(path))
 		die("vectors path too long");
-	text = read_file(path, &len);
-	for (line = text; line && *line; line = next) {
-		uint8_t buf[PB_STACK];
-		cJSON *root, *wire;
-		msg *m;
-		sw_error err = { 0 };
-		sw_status st;
-
-		next = strchr(line, '\n');
-		if (next)
-			*next++ = '\0';
-		lineno++;
-		if (*line == '\0')
-			continue;
-		/* cJSON stops a string at U+0000; typical.jsonl has none. */
-		if (strstr(line, "\\u0000"))
-			die("%s line %d has U+0000, which cJSON cannot load",
-			    path, lineno);
-		root = cJSON_ParseWithLength(line, strlen(line));
-		wire = cJSON_GetObjectItemCaseSensitive(root, "wire");
-		if (!cJSON_IsString(wire) || wire->valuestring == NULL)
-			die("%s line %d: no \"wire\" string", path, lineno);
-		if (n_msgs == cap) {
-			msg *nm;
-
-			cap = cap ? cap * 2 : 256;
-			nm = realloc(msgs, cap * sizeof(*msgs));
-			if (nm == NULL)
-				die("out of memory");
-			msgs = nm;
-		}
-		m = &msgs[n_msgs++];
-		memset(m, 0, sizeof(*m));
-		m->line = lineno;
-		m->json_len = strlen(wire->valuestring);
-		m->json = malloc(m->json_len + 1);
-		if (m->json == NULL)
-			die("out of memory");
-		memcpy(m->json, wire->valuestring, m->json_len + 1);
-		cJSON_Delete(root);
-
-		sw_error_clear(&err);
-		st = sw_json_parse(m->json, m->json_len, NULL, &m->u, &err);
-		if (st != SW_OK)
-			die_sw("sw_json_parse", m, st, &err);
-		st = sw_pb_encode(m->u, buf, sizeof(buf), &m->pb_len, &err);
-		if (st != SW_OK)
-			die_sw("sw_pb_encode", m, st, &err);
-		m->pb = malloc(m->pb_len ? m->pb_len : 1);
-		if (m->pb == NULL)
-			die("out of memory");
-		memcpy(m->pb, buf, m->pb_len);
-		m->pc = sessionwire__v1__session__unpack(NULL, m->pb_len, m->pb);
-		if (m->pc == NULL)
-			die("protobuf-c cannot unpack line %d", lineno);
-	}
-	free(text);
+	bench_each_line(path, 0, corpus_line, &cap);
 	if (n_msgs == 0)
 		die("%s has no messages", path);
 }

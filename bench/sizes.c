@@ -39,6 +39,7 @@
 #include "bench_have.h"
 #include "naive.pb-c.h"
 #include "sessionwire/sessionwire.h"
+#include "bench_load.h"
 
 #ifdef BENCH_HAVE_zlib
 #include <zlib.h>
@@ -107,90 +108,56 @@ static void *xmalloc(size_t n)
 
 /* ==== Loading ==== */
 
-/* Reads a whole file, NUL-terminated. */
-static char *read_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL, *nb;
-	size_t cap = 0, n = 0, r;
+/* What load() hands load_line: the corpus and its array's capacity. */
+typedef struct loading {
+	corpus *c;
+	size_t cap;
+} loading;
 
-	if (f == NULL)
-		die("cannot open %s: %s", path, strerror(errno));
-	for (;;) {
-		if (cap - n < 4096 + 1) {
-			cap = cap ? cap * 2 : 65536;
-			nb = realloc(buf, cap);
-			if (nb == NULL)
-				die("out of memory reading %s", path);
-			buf = nb;
-		}
-		r = fread(buf + n, 1, cap - n - 1, f);
-		n += r;
-		if (r == 0)
-			break;
+/* bench_line_fn for load(): parses and encodes body once into the
+ * corpus of ctx (a loading). */
+static void load_line(const char *path, int lineno, const char *line,
+		      const char *body, void *ctx)
+{
+	loading *ld = ctx;
+	corpus *c = ld->c;
+	uint8_t buf[PB_MAX];
+	sw_error err;
+	sw_status st;
+	msg *m;
+
+	(void)line;
+	if (c->n == ld->cap) {
+		msg *nm;
+
+		ld->cap = ld->cap ? ld->cap * 2 : 1024;
+		nm = realloc(c->m, ld->cap * sizeof(*nm));
+		if (nm == NULL)
+			die("out of memory");
+		c->m = nm;
 	}
-	if (ferror(f))
-		die("cannot read %s", path);
-	fclose(f);
-	buf[n] = '\0';
-	*len = n;
-	return buf;
+	m = &c->m[c->n++];
+	m->json_len = strlen(body);
+	m->json = xmalloc(m->json_len + 1);
+	memcpy(m->json, body, m->json_len + 1);
+	sw_error_clear(&err);
+	st = sw_json_parse(m->json, m->json_len, NULL, &m->u, &err);
+	if (st == SW_OK)
+		st = sw_pb_encode(m->u, buf, sizeof(buf), &m->pb_len, &err);
+	if (st != SW_OK)
+		die("%s line %d: %s at '%s': %s", path, lineno,
+		    sw_errname(st), err.path, err.message);
+	m->pb = xmalloc(m->pb_len);
+	memcpy(m->pb, buf, m->pb_len);
 }
 
 /* Loads c->path: lines of the vectors ({"sdk":..,"wire":"<json>"}: the
  * wire string) or plain JSON bodies. Each is parsed and encoded once. */
 static void load(corpus *c)
 {
-	size_t len, cap = 0;
-	char *text = read_file(c->path, &len), *line, *next;
-	int lineno = 0;
+	loading ld = { c, 0 };
 
-	for (line = text; line && *line; line = next) {
-		uint8_t buf[PB_MAX];
-		const char *body = line;
-		cJSON *root = NULL, *wire;
-		sw_error err;
-		sw_status st;
-		msg *m;
-
-		next = strchr(line, '\n');
-		if (next)
-			*next++ = '\0';
-		lineno++;
-		if (*line == '\0')
-			continue;
-		if (strncmp(line, "{\"sdk\"", 6) == 0) {
-			root = cJSON_ParseWithLength(line, strlen(line));
-			wire = cJSON_GetObjectItemCaseSensitive(root, "wire");
-			if (!cJSON_IsString(wire) || wire->valuestring == NULL)
-				die("%s line %d: no \"wire\" string", c->path, lineno);
-			body = wire->valuestring;
-		}
-		if (c->n == cap) {
-			msg *nm;
-
-			cap = cap ? cap * 2 : 1024;
-			nm = realloc(c->m, cap * sizeof(*nm));
-			if (nm == NULL)
-				die("out of memory");
-			c->m = nm;
-		}
-		m = &c->m[c->n++];
-		m->json_len = strlen(body);
-		m->json = xmalloc(m->json_len + 1);
-		memcpy(m->json, body, m->json_len + 1);
-		cJSON_Delete(root);
-		sw_error_clear(&err);
-		st = sw_json_parse(m->json, m->json_len, NULL, &m->u, &err);
-		if (st == SW_OK)
-			st = sw_pb_encode(m->u, buf, sizeof(buf), &m->pb_len, &err);
-		if (st != SW_OK)
-			die("%s line %d: %s at '%s': %s", c->path, lineno,
-			    sw_errname(st), err.path, err.message);
-		m->pb = xmalloc(m->pb_len);
-		memcpy(m->pb, buf, m->pb_len);
-	}
-	free(text);
+	bench_each_line(c->path, 1, load_line, &ld);
 	if (c->n == 0)
 		die("%s has no messages", c->path);
 }
