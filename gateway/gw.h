@@ -97,6 +97,9 @@ void gw_log(int level, const char *msg, const gw_log_fields *f);
 /* Appends s[0..n) JSON-escaped, without quotes, to out: quote, backslash and
  * U+0000..U+001F escaped, bytes that are not UTF-8 as \ufffd. */
 sw_status gw_json_escape(sw_buf *out, const char *s, size_t n);
+/* Length of the valid UTF-8 sequence at s[0..n) (n >= 1): 1 to 4, or 0 when
+ * it is not one (overlongs, surrogates and past U+10FFFF refused). */
+size_t gw_utf8_seq(const unsigned char *s, size_t n);
 
 /* ==== Metrics (metrics.c) ==== */
 

@@ -29,7 +29,7 @@ void gw_log_set_level(int level)
 /* ==== JSON escaping ==== */
 
 /* Length of the valid UTF-8 sequence at s[0..n), or 0 when it is not. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
+size_t gw_utf8_seq(const unsigned char *s, size_t n)
 {
 	unsigned char c = s[0];
 	size_t len, i;
@@ -77,7 +77,7 @@ sw_status gw_json_escape(sw_buf *out, const char *s, size_t n)
 			continue;
 		}
 		if (c >= 0x80) {
-			k = utf8_seq(p + i, n - i);
+			k = gw_utf8_seq(p + i, n - i);
 			if (k) {
 				i += k;
 				continue;

@@ -131,33 +131,6 @@ static void copy_trunc(char *out, size_t cap, const char *s, size_t n)
 	out[n] = '\0';
 }
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-	size_t len, i;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xC2 && c <= 0xDF)
-		len = 2;
-	else if (c >= 0xE0 && c <= 0xEF)
-		len = 3;
-	else if (c >= 0xF0 && c <= 0xF4)
-		len = 4;
-	else
-		return 0;
-	if (len > n)
-		return 0;
-	for (i = 1; i < len; i++)
-		if ((s[i] & 0xC0) != 0x80)
-			return 0;
-	if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] >= 0xA0) ||
-	    (c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] >= 0x90))
-		return 0;
-	return len;
-}
-
 /* Makes s valid UTF-8 in place: bytes of broken sequences become '?'
  * (messages may quote device input or be cut in the middle of a
  * character; protobuf strings must be UTF-8). */
@@ -167,7 +140,7 @@ static void utf8_sanitise(char *s)
 	size_t n = strlen(s), i = 0, k;
 
 	while (i < n) {
-		k = utf8_seq(p + i, n - i);
+		k = gw_utf8_seq(p + i, n - i);
 		if (k == 0) {
 			p[i++] = '?';
 			continue;
