@@ -180,8 +180,9 @@ gw_tokens *gw_tokens_load(const char *path, char *err, size_t errlen)
 
 		lineno++;
 		if (len == sizeof(line) - 1 && line[len - 1] != '\n' && !feof(f)) {
-			snprintf(err, errlen, "device tokens %s:%d: line too long",
-				 path, lineno);
+			snprintf(err, errlen, "device tokens %s:%d: expected a line "
+				 "of at most %zu bytes, found a longer one",
+				 path, lineno, sizeof(line) - 2);
 			goto fail_tokens;
 		}
 		while (is_space(*p))
