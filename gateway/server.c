@@ -424,7 +424,7 @@ static struct MHD_Response *session_pb(const gw_response *u, size_t *len)
 {
 	sw_parse_opts o;
 	sw_update *s = NULL;
-	uint8_t *buf;
+	uint8_t stack[2048], *buf;
 	size_t n = 0;
 
 	memset(&o, 0, sizeof(o));
@@ -433,17 +433,22 @@ static struct MHD_Response *session_pb(const gw_response *u, size_t *len)
 	if (u->body == NULL ||
 	    sw_json_parse(u->body, u->body_len, &o, &s, NULL) != SW_OK)
 		return NULL;
-	if (sw_pb_encode(s, NULL, 0, &n, NULL) != SW_OK && n == 0) {
-		sw_update_free(s);
-		return NULL;
-	}
-	buf = malloc(n ? n : 1);
-	if (buf == NULL || sw_pb_encode(s, buf, n, &n, NULL) != SW_OK) {
-		free(buf);
-		sw_update_free(s);
-		return NULL;
+	/* One encode into the stack for the usual session; a second one,
+	 * sized by the first, only for a larger session. */
+	if (sw_pb_encode(s, stack, sizeof(stack), &n, NULL) == SW_OK) {
+		buf = malloc(n ? n : 1);
+		if (buf != NULL)
+			memcpy(buf, stack, n);
+	} else {
+		buf = n > sizeof(stack) ? malloc(n) : NULL;
+		if (buf != NULL && sw_pb_encode(s, buf, n, &n, NULL) != SW_OK) {
+			free(buf);
+			buf = NULL;
+		}
 	}
 	sw_update_free(s);
+	if (buf == NULL)
+		return NULL;
 	*len = n;
 	return resp_take(buf, n, "application/x-protobuf");
 }
