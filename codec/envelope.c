@@ -187,8 +187,8 @@ static sw_status enc_str(const sw_str *s, const char *path, sw_error *err)
 
 /* Checks a text session id: not empty, not "." or "..", UTF-8. off is its
  * offset in the input, for the error ((size_t)-1 when encoding). */
-static sw_status check_text_id(const char *id, size_t len, const char *path,
-			       size_t off, sw_error *err)
+sw_status sw__check_text_id(const char *id, size_t len, const char *path,
+			    size_t off, sw_error *err)
 {
 	char msg[SW_ERROR_MSG_MAX];
 	size_t bad;
@@ -249,8 +249,8 @@ sw_status sw_envelope_encode(const sw_session_id *sid, bool has_seq,
 			return sw__fail(err, SW_EINVAL, "session_id",
 					(size_t)-1, "expected session id "
 					"text, found NULL with a length");
-		st = check_text_id(sid->text.ptr, sid->text.len, "session_id",
-				   (size_t)-1, err);
+		st = sw__check_text_id(sid->text.ptr, sid->text.len,
+				       "session_id", (size_t)-1, err);
 		if (st != SW_OK)
 			return st;
 		put_bytes(&w, 2, sid->text.ptr, sid->text.len);
@@ -629,9 +629,9 @@ static sw_status envelope_read(const uint8_t *buf, size_t start, size_t end,
 
 				make_path(path, sizeof(path), prefix,
 					  x.f->name);
-				st = check_text_id((const char *)buf +
-						   x.val_off, x.len, path,
-						   x.val_off, err);
+				st = sw__check_text_id((const char *)buf +
+						       x.val_off, x.len, path,
+						       x.val_off, err);
 				if (st != SW_OK)
 					return st;
 				env->session_id.kind = SW_ID_TEXT;

@@ -21,6 +21,13 @@ sw_limits sw__limits(const sw_limits *l);
  * valid. Returns the offset of the first bad byte, or n if all is well. */
 size_t sw__utf8_check(const char *s, size_t n);
 
+/* ==== Session ids (envelope.c) ====
+ * A text session id must be addressable as a URL path segment: not empty,
+ * not "." or "..", valid UTF-8. path names it in the error; off is its
+ * offset in the input ((size_t)-1 when there is none, e.g. encoding). */
+sw_status sw__check_text_id(const char *id, size_t len, const char *path,
+			    size_t off, sw_error *err);
+
 /* ==== Result blocks ====
  * Parsers and decoders return one heap block holding the sw_update, its
  * contact_ids[] and tags[] arrays and a pool of string bytes. */

@@ -77,37 +77,6 @@ static void msg_add(char *msg, size_t cap, const char *s)
 	msg[at] = '\0';
 }
 
-/* Checks that a text session id can be addressed: not empty, not "." or
- * "..", valid UTF-8. path names it in errors. */
-static sw_status check_text_id(const char *id, size_t len, const char *path,
-			       sw_error *err)
-{
-	char msg[SW_ERROR_MSG_MAX] = "";
-	size_t bad;
-
-	if (len == 0)
-		return sw__fail(err, SW_EVALUE, path, (size_t)-1,
-				"expected a non-empty session id, found \"\"");
-	if ((len == 1 && id[0] == '.') ||
-	    (len == 2 && id[0] == '.' && id[1] == '.'))
-		return sw__fail(err, SW_EVALUE, path, (size_t)-1,
-				len == 1 ? "expected a session id other than "
-					   "\".\" and \"..\" (a URL resolves "
-					   "them as path segments), found \".\""
-					 : "expected a session id other than "
-					   "\".\" and \"..\" (a URL resolves "
-					   "them as path segments), found "
-					   "\"..\"");
-	bad = sw__utf8_check(id, len);
-	if (bad != len) {
-		msg_add(msg, sizeof(msg), "expected a UTF-8 session id, found "
-			"an invalid byte at offset ");
-		msg_add_num(msg, sizeof(msg), bad);
-		return sw__fail(err, SW_EUTF8, path, bad, msg);
-	}
-	return SW_OK;
-}
-
 /* ==== The session path ==== */
 
 /* Appends the prefix and the encodeURIComponent form of id to out; out
@@ -123,7 +92,7 @@ sw_status sw_session_path(const char *id, size_t len, sw_buf *out,
 	if (out == NULL || (id == NULL && len != 0))
 		return sw__fail(err, SW_EINVAL, "", (size_t)-1,
 				"expected an id and an output buffer");
-	st = check_text_id(id, len, "session_id", err);
+	st = sw__check_text_id(id, len, "session_id", (size_t)-1, err);
 	if (st != SW_OK)
 		return st;
 	/* len <= SIZE_MAX / 3 always holds for ids that fit in memory with
