@@ -100,6 +100,13 @@ sw_status gw_json_escape(sw_buf *out, const char *s, size_t n);
 /* Length of the valid UTF-8 sequence at s[0..n) (n >= 1): 1 to 4, or 0 when
  * it is not one (overlongs, surrogates and past U+10FFFF refused). */
 size_t gw_utf8_seq(const unsigned char *s, size_t n);
+/* Makes s valid UTF-8 in place: bytes of broken sequences become '?'
+ * (messages may quote device input or be cut inside a character). */
+void gw_utf8_sanitise(char *s);
+/* snprintf into out[cap] that may cut on purpose, then gw_utf8_sanitise
+ * (a cut may split a character). */
+__attribute__((format(printf, 3, 4)))
+void gw_format(char *out, size_t cap, const char *fmt, ...);
 
 /* ==== Metrics (metrics.c) ==== */
 
@@ -285,6 +292,105 @@ void gw_forwarder_stop(gw_forwarder *fw);
 /* `session-gateway spool stats|list|retry|drop --spool DIR ...`; argv[0]
  * is "spool". Returns the exit status. */
 int gw_spool_admin(int argc, char **argv, FILE *out, FILE *errf);
+
+/* ==== Request decisions (request.c): no sockets ====
+ *
+ * server.c hands these the parts of a request libmicrohttpd parsed and
+ * turns their decisions into answers; tests/fuzz/gateway.c hands them
+ * arbitrary bytes. */
+
+typedef enum gw_body_kind {
+	GW_BODY_NONE = 0,
+	GW_BODY_PB,   /* application/x-protobuf */
+	GW_BODY_JSON  /* application/json (PATCH only) */
+} gw_body_kind;
+
+/* The parts of a request head the gateway decides on; NULL: absent. */
+typedef struct gw_req_head_in {
+	const char *method;
+	const char *url;              /* the raw path, not unescaped */
+	const char *content_type;
+	const char *accept;
+	const char *authorization;
+	const char *content_length;   /* the first one */
+	bool content_length_differ;   /* several, not all equal */
+} gw_req_head_in;
+
+/* The state of the gateway a decision depends on. */
+typedef struct gw_req_env {
+	const gw_config *c;
+	const gw_tokens *tokens;      /* NULL: anonymous devices allowed */
+	bool stopping;
+	int inflight;                 /* requests in flight, this one counted */
+} gw_req_env;
+
+/* A refusal: the answer to give and why. */
+typedef struct gw_refusal {
+	int status;                   /* 400..503 */
+	const char *reason;           /* metrics reason ("auth"), or NULL */
+	const char *code;             /* the answer's code ("not_found") */
+	char message[320];            /* a sentence, valid UTF-8 */
+	char field[SW_ERROR_PATH_MAX];/* the field path, "" when none */
+	const char *hname, *hval;     /* one extra header, or NULL */
+} gw_refusal;
+
+/* What the head settled. */
+typedef struct gw_req_head {
+	gw_route route;
+	bool accept_pb;               /* answer in protobuf */
+	gw_body_kind kind;
+	char device[64];              /* the token's device, or "anonymous" */
+	sw_buf sid;                   /* PATCH: the decoded session id */
+	sw_buf upath;                 /* PATCH: the encoded upstream path */
+} gw_req_head;
+
+gw_route gw_route_of(const char *url);
+void gw_req_head_init(gw_req_head *h);
+void gw_req_head_free(gw_req_head *h);
+/* Checks, in this order: route (404), method (405), stopping and load
+ * (503), the bearer token (401), the PATCH path's session id (404, 400),
+ * Content-Type (415) and Content-Length (400, 413). Returns 0 to read the
+ * body, or the refusal's status with *no filled. h from gw_req_head_init. */
+int gw_req_check_head(const gw_req_env *env, const gw_req_head_in *in,
+		      gw_req_head *h, gw_refusal *no);
+/* Decodes one update body and writes its canonical JSON into json (the
+ * caller's, initialised). 0, or 400 with *no naming the field. */
+int gw_req_canonical(const gw_config *c, const uint8_t *body, size_t len,
+		     gw_body_kind kind, sw_buf *json, gw_refusal *no);
+
+/* One batch item, translated. */
+typedef struct gw_batch_item {
+	size_t idx;                   /* its place in the batch and the Ack */
+	char *sid;                    /* the session id's text (heap) */
+	size_t sid_len;
+	uint64_t seq;
+	size_t update_len;            /* its update's bytes in the batch */
+	int status;                   /* 0: ready (path, json); 400: invalid */
+	sw_buf path;                  /* the encoded upstream path */
+	sw_buf json;                  /* the canonical JSON */
+	char msg[160];                /* "field: problem"; the caller's after */
+} gw_batch_item;
+
+/* A batch's items in (session, seq, place) order: forwarded in this order
+ * they keep every session's updates in order. */
+typedef struct gw_batch {
+	size_t n;
+	gw_batch_item *items;
+} gw_batch;
+
+/* Decodes a Batch of at most c->max_batch_items and translates every
+ * item. 0 (invalid items carry their own 400), 400 or 413 with *no
+ * filled, -1 out of memory. Free with gw_batch_free in every case. */
+int gw_batch_plan(const gw_config *c, const uint8_t *body, size_t len,
+		  gw_batch *b, gw_refusal *no);
+void gw_batch_free(gw_batch *b);
+
+/* Appends an error answer: a protobuf Error, or JSON
+ * {"code","message","field"?}; message and field made valid UTF-8. */
+sw_status gw_error_body(bool pb, int status, const char *code,
+			const char *message, const char *field, sw_buf *out);
+/* Appends "key":"value" (value JSON-escaped). */
+sw_status gw_json_put_str(sw_buf *b, const char *key, const char *v);
 
 /* ==== The HTTP server (server.c) ==== */
 

@@ -1,5 +1,6 @@
 /* log.c - one JSON object per line on stderr, one write(2) per line. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -58,6 +59,32 @@ size_t gw_utf8_seq(const unsigned char *s, size_t n)
 	if (c == 0xF4 && s[1] >= 0x90)
 		return 0; /* past U+10FFFF */
 	return len;
+}
+
+void gw_utf8_sanitise(char *s)
+{
+	unsigned char *p = (unsigned char *)s;
+	size_t n = strlen(s), i = 0, k;
+
+	while (i < n) {
+		k = gw_utf8_seq(p + i, n - i);
+		if (k == 0) {
+			p[i++] = '?';
+			continue;
+		}
+		i += k;
+	}
+}
+
+void gw_format(char *out, size_t cap, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vsnprintf(out, cap, fmt, ap) < 0)
+		out[0] = '\0';
+	va_end(ap);
+	gw_utf8_sanitise(out);
 }
 
 sw_status gw_json_escape(sw_buf *out, const char *s, size_t n)

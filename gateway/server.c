@@ -71,27 +71,20 @@ struct gw_server {
 	uint16_t port;
 };
 
-typedef enum body_kind { BODY_NONE = 0, BODY_PB, BODY_JSON } body_kind;
-
 /* One request, from its headers to its completion. */
 typedef struct req {
 	gw_server *s;
 	char id[24];
-	gw_route route;
+	gw_req_head h;      /* route, answer type, body kind, device, ids */
 	double t0;
 	bool counted;       /* in s->inflight */
-	bool accept_pb;
 	bool responded;     /* a response is queued */
 	bool too_big;       /* the body went past max_body */
 	size_t discarded;   /* bytes dropped after that */
-	body_kind kind;
 	sw_buf body;        /* at most max_body bytes */
-	sw_buf sid;         /* PATCH: the decoded session id */
-	sw_buf upath;       /* PATCH: the upstream path */
 	int status;         /* for the log and the metrics */
 	size_t bytes_out;
 	int attempts;
-	char device[64];
 	char session[LOG_SESSION_MAX];
 	char error[256];
 	char *log_body;     /* canonical JSON, only with --log-bodies */
@@ -129,24 +122,6 @@ static void copy_trunc(char *out, size_t cap, const char *s, size_t n)
 		n = cap - 1;
 	memcpy(out, s, n);
 	out[n] = '\0';
-}
-
-/* Makes s valid UTF-8 in place: bytes of broken sequences become '?'
- * (messages may quote device input or be cut in the middle of a
- * character; protobuf strings must be UTF-8). */
-static void utf8_sanitise(char *s)
-{
-	unsigned char *p = (unsigned char *)s;
-	size_t n = strlen(s), i = 0, k;
-
-	while (i < n) {
-		k = gw_utf8_seq(p + i, n - i);
-		if (k == 0) {
-			p[i++] = '?';
-			continue;
-		}
-		i += k;
-	}
 }
 
 /* ==== Responses ==== */
@@ -199,194 +174,66 @@ static struct MHD_Response *resp_take(void *body, size_t len,
 	return resp;
 }
 
-static sw_status put_json_str(sw_buf *b, const char *key, const char *v)
-{
-	sw_status st = sw_buf_append(b, "\"", 1);
-
-	if (st == SW_OK)
-		st = sw_buf_append(b, key, strlen(key));
-	if (st == SW_OK)
-		st = sw_buf_append(b, "\":\"", 3);
-	if (st == SW_OK)
-		st = gw_json_escape(b, v, strlen(v));
-	if (st == SW_OK)
-		st = sw_buf_append(b, "\"", 1);
-	return st;
-}
-
-/* An error body: protobuf Error when the device accepts it, else JSON
- * {"code","message","field"?}. Returns a response or NULL. */
+/* An error answer in the device's format (gw_error_body), or NULL. */
 static struct MHD_Response *error_resp(const req *r, int status,
 				       const char *code, const char *message,
 				       const char *field, size_t *len)
 {
-	if (r->accept_pb) {
-		sw_error_msg em;
-		size_t n = 0;
-		uint8_t *buf;
+	sw_buf b;
 
-		memset(&em, 0, sizeof(em));
-		em.status = (uint32_t)status;
-		em.code.ptr = code;
-		em.code.len = strlen(code);
-		em.message.ptr = message;
-		em.message.len = strlen(message);
-		em.field.ptr = field ? field : "";
-		em.field.len = field ? strlen(field) : 0;
-		if (sw_error_msg_encode(&em, NULL, 0, &n, NULL) != SW_OK &&
-		    n == 0)
-			return NULL;
-		buf = malloc(n ? n : 1);
-		if (buf == NULL)
-			return NULL;
-		if (sw_error_msg_encode(&em, buf, n, &n, NULL) != SW_OK) {
-			free(buf);
-			return NULL;
-		}
-		*len = n;
-		return resp_take(buf, n, "application/x-protobuf");
-	} else {
-		sw_buf b;
-		sw_status st;
-		struct MHD_Response *resp;
-
-		sw_buf_init(&b, 0, NULL);
-		st = sw_buf_append(&b, "{", 1);
-		if (st == SW_OK)
-			st = put_json_str(&b, "code", code);
-		if (st == SW_OK)
-			st = sw_buf_append(&b, ",", 1);
-		if (st == SW_OK)
-			st = put_json_str(&b, "message", message);
-		if (st == SW_OK && field && *field) {
-			st = sw_buf_append(&b, ",", 1);
-			if (st == SW_OK)
-				st = put_json_str(&b, "field", field);
-		}
-		if (st == SW_OK)
-			st = sw_buf_append(&b, "}", 1);
-		if (st != SW_OK) {
-			sw_buf_free(&b);
-			return NULL;
-		}
-		*len = b.len;
-		resp = resp_take(b.data, b.len, "application/json");
-		return resp;
+	sw_buf_init(&b, 0, NULL);
+	if (gw_error_body(r->h.accept_pb, status, code, message, field, &b) !=
+	    SW_OK) {
+		sw_buf_free(&b);
+		return NULL;
 	}
+	*len = b.len;
+	return resp_take(b.data, b.len, r->h.accept_pb ? "application/x-protobuf"
+							: "application/json");
 }
 
-/* Refuses the request: status, a message naming the problem, the reason
- * counted in the metrics, and optionally one extra header. */
-static enum MHD_Result reject(req *r, struct MHD_Connection *conn, int status,
-			      const char *reason, const char *code,
-			      const char *message, const char *field,
-			      const char *hname, const char *hval)
+/* Answers a refusal: its status and message, the reason counted in the
+ * metrics, its extra header. */
+static enum MHD_Result refuse_with(req *r, struct MHD_Connection *conn,
+				   const gw_refusal *no)
 {
 	struct MHD_Response *resp;
 	size_t len = 0;
 
-	if (reason)
-		gw_metrics_reject(reason);
-	if (field && *field)
-		snprintf(r->error, sizeof(r->error), "%s: %s", field, message);
+	if (no->reason)
+		gw_metrics_reject(no->reason);
+	if (no->field[0])
+		gw_format(r->error, sizeof(r->error), "%s: %s", no->field,
+			  no->message);
 	else
-		snprintf(r->error, sizeof(r->error), "%s", message);
-	{
-		char msg[512];
-
-		snprintf(msg, sizeof(msg), "%s", message);
-		utf8_sanitise(msg);
-		utf8_sanitise(r->error);
-		resp = error_resp(r, status, code, msg, field, &len);
-	}
-	if (resp != NULL && hname != NULL)
-		MHD_add_response_header(resp, hname, hval);
-	return send_resp(r, conn, status, resp, len);
+		gw_format(r->error, sizeof(r->error), "%s", no->message);
+	resp = error_resp(r, no->status, no->code, no->message, no->field, &len);
+	if (resp != NULL && no->hname != NULL)
+		MHD_add_response_header(resp, no->hname, no->hval);
+	return send_resp(r, conn, no->status, resp, len);
 }
 
-/* ==== Headers ==== */
+/* Refuses for a reason of the server's own (spool, upstream, drain). */
+static enum MHD_Result reject(req *r, struct MHD_Connection *conn, int status,
+			      const char *reason, const char *code,
+			      const char *message, const char *hname,
+			      const char *hval)
+{
+	gw_refusal no;
+
+	memset(&no, 0, sizeof(no));
+	no.status = status;
+	no.reason = reason;
+	no.code = code;
+	gw_format(no.message, sizeof(no.message), "%s", message);
+	no.hname = hname;
+	no.hval = hval;
+	return refuse_with(r, conn, &no);
+}
 
 static const char *header(struct MHD_Connection *conn, const char *name)
 {
 	return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
-}
-
-/* The media type of a Content-Type value equals want (case-insensitive,
- * parameters after ';' ignored). */
-static bool media_is(const char *v, const char *want)
-{
-	size_t n = strlen(want);
-
-	if (v == NULL)
-		return false;
-	while (*v == ' ' || *v == '\t')
-		v++;
-	if (strncasecmp(v, want, n) != 0)
-		return false;
-	v += n;
-	while (*v == ' ' || *v == '\t')
-		v++;
-	return *v == '\0' || *v == ';';
-}
-
-/* The Accept header names application/x-protobuf. */
-static bool accepts_pb(const char *v)
-{
-	const char *p;
-
-	if (v == NULL)
-		return false;
-	for (p = v; *p; p++)
-		if (strncasecmp(p, "application/x-protobuf", 22) == 0)
-			return true;
-	return false;
-}
-
-/* Checks the bearer token. 0 when allowed (device filled), else 401 is
- * queued and the return value is what the handler returns, via *ret. */
-static bool authorized(req *r, struct MHD_Connection *conn,
-		       enum MHD_Result *ret)
-{
-	gw_server *s = r->s;
-	const char *h = header(conn, MHD_HTTP_HEADER_AUTHORIZATION);
-	const char *name, *tok;
-	size_t n;
-	bool anonymous;
-
-	pthread_rwlock_rdlock(&s->tok_lock);
-	anonymous = s->tokens == NULL;
-	pthread_rwlock_unlock(&s->tok_lock);
-	if (anonymous) {
-		snprintf(r->device, sizeof(r->device), "anonymous");
-		return true;
-	}
-	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) {
-		*ret = reject(r, conn, 401, "auth", "unauthorized",
-			      h == NULL ? "missing Authorization: Bearer <device token>"
-				        : "Authorization must be `Bearer <device token>`",
-			      NULL, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-			      "Bearer realm=\"session-gateway\"");
-		return false;
-	}
-	tok = h + 7;
-	while (*tok == ' ')
-		tok++;
-	n = strlen(tok);
-	while (n > 0 && (tok[n - 1] == ' ' || tok[n - 1] == '\t'))
-		n--;
-	pthread_rwlock_rdlock(&s->tok_lock);
-	name = s->tokens ? gw_tokens_check(s->tokens, tok, n) : "anonymous";
-	if (name != NULL)
-		snprintf(r->device, sizeof(r->device), "%s", name);
-	pthread_rwlock_unlock(&s->tok_lock);
-	if (name == NULL) {
-		*ret = reject(r, conn, 401, "auth", "unauthorized",
-			      "unknown device token", NULL,
-			      MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-			      "Bearer realm=\"session-gateway\", error=\"invalid_token\"");
-		return false;
-	}
-	return true;
 }
 
 /* ==== Upstream answers back to the device ==== */
@@ -503,7 +350,7 @@ static enum MHD_Result reply_upstream(req *r, struct MHD_Connection *conn,
 	struct MHD_Response *resp = NULL;
 	size_t len = 0;
 
-	if (r->accept_pb && u->body_len > 0) {
+	if (r->h.accept_pb && u->body_len > 0) {
 		if (u->status >= 200 && u->status < 300)
 			resp = session_pb(u, &len);
 		else if (u->status >= 400)
@@ -525,81 +372,29 @@ static enum MHD_Result reply_upstream(req *r, struct MHD_Connection *conn,
 
 /* ==== One update ==== */
 
-/* Decodes, canonicalises and forwards one update. On success *u_resp holds
- * the upstream's answer and 0 is returned; otherwise the HTTP status to
- * give (400 invalid update, 502/504 no answer) with msg/field filled. */
-/* Decodes and canonicalises one update into json (initialised here; the
- * caller frees it). 0, or 400 with msg/field filled. */
-static int canonical(req *r, const uint8_t *body, size_t len, body_kind kind,
-		     sw_buf *json, char *msg, size_t msglen, char *field,
-		     size_t fieldlen)
+/* With --log-bodies: the request's first canonical body, for its log line. */
+static void keep_log_body(req *r, const sw_buf *json)
 {
-	gw_server *s = r->s;
-	sw_parse_opts o;
-	sw_update *u = NULL;
-	sw_error e;
-	sw_status st;
-
-	memset(&o, 0, sizeof(o));
-	o.kind = SW_KIND_UPDATE;
-	o.limits.max_input = s->c->max_body;
-	sw_error_clear(&e);
-	if (kind == BODY_JSON)
-		st = sw_json_parse((const char *)body, len, &o, &u, &e);
-	else
-		st = sw_pb_decode(body, len, &o, &u, &e);
-	if (st != SW_OK) {
-		snprintf(msg, msglen, "%s: %s", sw_strerror(st), e.message);
-		copy_trunc(field, fieldlen, e.path, strlen(e.path));
-		sw_buf_init(json, 0, NULL);
-		return 400;
-	}
-	sw_buf_init(json, 0, NULL);
-	st = sw_json_write(u, NULL, json, &e);
-	sw_update_free(u);
-	if (st != SW_OK) {
-		snprintf(msg, msglen, "%s: %s", sw_strerror(st), e.message);
-		copy_trunc(field, fieldlen, e.path, strlen(e.path));
-		return 400;
-	}
-	gw_metrics_bytes(len, json->len);
-	if (s->c->log_bodies && r->log_body == NULL) {
-		/* the first canonical body goes into the request's log line */
-		r->log_body = malloc(json->len + 1);
-		if (r->log_body != NULL) {
-			memcpy(r->log_body, json->data, json->len + 1);
-			r->log_body_len = json->len;
-		}
-	}
-	return 0;
+	if (!r->s->c->log_bodies || r->log_body != NULL)
+		return;
+	r->log_body = malloc(json->len + 1);
+	if (r->log_body == NULL)
+		return;
+	memcpy(r->log_body, json->data, json->len + 1);
+	r->log_body_len = json->len;
 }
 
-static int forward(req *r, const uint8_t *body, size_t len, body_kind kind,
-		   const char *path, gw_response *u_resp, char *msg,
-		   size_t msglen, char *field, size_t fieldlen)
+/* The canonical JSON of one update body into json (the caller's,
+ * initialised): 0, or 400 with *no filled. Counts the bytes; keeps the
+ * first canonical body for the log line with --log-bodies. */
+static int canonical(req *r, const uint8_t *body, size_t len,
+		     gw_body_kind kind, sw_buf *json, gw_refusal *no)
 {
-	gw_server *s = r->s;
-	sw_buf json;
-	int ret;
-
-	ret = canonical(r, body, len, kind, &json, msg, msglen, field,
-			fieldlen);
-	if (ret != 0) {
-		sw_buf_free(&json);
-		return ret;
-	}
-	if (gw_upstream_patch(s->up, path, json.data, json.len, u_resp) != 0) {
-		ret = timed_out(u_resp->error) ? 504 : 502;
-		/* a batch's message is cut at RESULT_MSG_MAX: so be it */
-		if (snprintf(msg, msglen, "upstream %s: %s",
-			     ret == 504 ? "timed out" : "unreachable",
-			     u_resp->error[0] ? u_resp->error : "no answer") < 0)
-			msg[0] = '\0';
-		field[0] = '\0';
-	}
-	r->attempts += u_resp->attempts;
-	sw_buf_free(&json);
-	return ret;
+	if (gw_req_canonical(r->s->c, body, len, kind, json, no) != 0)
+		return 400;
+	gw_metrics_bytes(len, json->len);
+	keep_log_body(r, json);
+	return 0;
 }
 
 /* ==== Spool mode ==== */
@@ -610,9 +405,9 @@ static enum MHD_Result spool_refused(req *r, struct MHD_Connection *conn,
 {
 	if (rc == GW_SPOOL_FULL)
 		return reject(r, conn, 507, "spool_full", "spool_full", err,
-			      NULL, MHD_HTTP_HEADER_RETRY_AFTER, "30");
+			      MHD_HTTP_HEADER_RETRY_AFTER, "30");
 	return reject(r, conn, 503, "spool_error", "spool_unavailable", err,
-		      NULL, MHD_HTTP_HEADER_RETRY_AFTER, "5");
+		      MHD_HTTP_HEADER_RETRY_AFTER, "5");
 }
 
 /* The 202 of a spooled PATCH: an Ack with one Result (protobuf) or
@@ -622,7 +417,7 @@ static enum MHD_Result spool_accepted(req *r, struct MHD_Connection *conn)
 	static const char m[] = "accepted: stored in the spool, forwarded in order";
 	size_t len = 0;
 
-	if (r->accept_pb) {
+	if (r->h.accept_pb) {
 		sw_result res;
 		uint8_t *buf;
 
@@ -649,11 +444,11 @@ static enum MHD_Result spool_accepted(req *r, struct MHD_Connection *conn)
 		sw_buf_init(&b, 0, NULL);
 		st = sw_buf_append(&b, "{\"status\":\"accepted\",", 21);
 		if (st == SW_OK)
-			st = put_json_str(&b, "session_id", r->session);
+			st = gw_json_put_str(&b, "session_id", r->session);
 		if (st == SW_OK)
 			st = sw_buf_append(&b, ",", 1);
 		if (st == SW_OK)
-			st = put_json_str(&b, "message", m);
+			st = gw_json_put_str(&b, "message", m);
 		if (st == SW_OK)
 			st = sw_buf_append(&b, "}", 1);
 		if (st != SW_OK) {
@@ -681,19 +476,17 @@ static void on_spooled(void *arg, int result, const char *err)
 /* Translates, queues and suspends; spool_patch_done answers. */
 static enum MHD_Result spool_patch(req *r, struct MHD_Connection *conn)
 {
-	char msg[256], field[SW_ERROR_PATH_MAX];
+	gw_refusal no;
 	gw_spool_rec rec;
-	int rc;
 
-	rc = canonical(r, (const uint8_t *)r->body.data, r->body.len, r->kind,
-		       &r->spool_json, msg, sizeof(msg), field, sizeof(field));
-	if (rc != 0)
-		return reject(r, conn, 400, "invalid_body", "invalid_body", msg,
-			      field, NULL, NULL);
+	sw_buf_init(&r->spool_json, 0, NULL);
+	if (canonical(r, (const uint8_t *)r->body.data, r->body.len, r->h.kind,
+		      &r->spool_json, &no) != 0)
+		return refuse_with(r, conn, &no);
 	memset(&rec, 0, sizeof(rec));
-	rec.sid = r->sid.data;
-	rec.sid_len = r->sid.len;
-	rec.path = r->upath.data;
+	rec.sid = r->h.sid.data;
+	rec.sid_len = r->h.sid.len;
+	rec.path = r->h.upath.data;
 	rec.json = r->spool_json.data;
 	rec.json_len = r->spool_json.len;
 	r->conn = conn;
@@ -742,20 +535,18 @@ static void on_forwarded(void *ud, gw_response *resp)
 static enum MHD_Result direct_patch(req *r, struct MHD_Connection *conn)
 {
 	gw_server *s = r->s;
-	char msg[256], field[SW_ERROR_PATH_MAX];
-	int rc;
+	gw_refusal no;
 
-	rc = canonical(r, (const uint8_t *)r->body.data, r->body.len, r->kind,
-		       &r->spool_json, msg, sizeof(msg), field, sizeof(field));
-	if (rc != 0)
-		return reject(r, conn, 400, "invalid_body", "invalid_body", msg,
-			      field, NULL, NULL);
+	sw_buf_init(&r->spool_json, 0, NULL);
+	if (canonical(r, (const uint8_t *)r->body.data, r->body.len, r->h.kind,
+		      &r->spool_json, &no) != 0)
+		return refuse_with(r, conn, &no);
 	r->conn = conn;
 	r->up_wait = true;
 	atomic_fetch_add(&s->async_out, 1);
 	/* suspended first: the event thread may resume it at once */
 	MHD_suspend_connection(conn);
-	if (gw_upstream_patch_async(s->up, r->upath.data, r->spool_json.data,
+	if (gw_upstream_patch_async(s->up, r->h.upath.data, r->spool_json.data,
 				    r->spool_json.len, on_forwarded, r) != 0) {
 		memset(&r->up_resp, 0, sizeof(r->up_resp));
 		r->up_resp.retry_after_ms = -1;
@@ -787,7 +578,7 @@ static enum MHD_Result patch_done(req *r, struct MHD_Connection *conn)
 	return reject(r, conn, r->up_ret, "upstream",
 		      r->up_ret == 504 ? "upstream_timeout"
 				       : "upstream_unreachable",
-		      msg, NULL, NULL, NULL);
+		      msg, NULL, NULL);
 }
 
 static enum MHD_Result handle_patch(req *r, struct MHD_Connection *conn)
@@ -799,28 +590,6 @@ static enum MHD_Result handle_patch(req *r, struct MHD_Connection *conn)
 
 /* ==== POST /v1/updates ==== */
 
-typedef struct batch_item {
-	size_t idx;
-	char *sid;     /* the id's text, NUL-terminated */
-	size_t sid_len;
-	uint64_t seq;
-} batch_item;
-
-static int item_cmp(const void *a, const void *b)
-{
-	const batch_item *x = a, *y = b;
-	size_t n = x->sid_len < y->sid_len ? x->sid_len : y->sid_len;
-	int c = memcmp(x->sid, y->sid, n);
-
-	if (c != 0)
-		return c;
-	if (x->sid_len != y->sid_len)
-		return x->sid_len < y->sid_len ? -1 : 1;
-	if (x->seq != y->seq)
-		return x->seq < y->seq ? -1 : 1;
-	return x->idx < y->idx ? -1 : x->idx > y->idx;
-}
-
 /* Upstream answers after which a device must resend (and later updates
  * of the same session must wait). */
 static bool must_resend(int status)
@@ -828,246 +597,169 @@ static bool must_resend(int status)
 	return status == 0 || status == 429 || status >= 500;
 }
 
+/* Forwards one translated item with the blocking call and fills its
+ * Result (message in it->msg). Returns whether the device must resend it,
+ * so later items of its session must wait. */
+static bool batch_forward(req *r, gw_batch_item *it, sw_result *res)
+{
+	gw_response u;
+	int hs;
+
+	memset(&u, 0, sizeof(u));
+	if (gw_upstream_patch(r->s->up, it->path.data, it->json.data,
+			      it->json.len, &u) != 0) {
+		hs = timed_out(u.error) ? 504 : 502;
+		gw_format(it->msg, sizeof(it->msg), "upstream %s: %s",
+			  hs == 504 ? "timed out" : "unreachable",
+			  u.error[0] ? u.error : "no answer");
+	} else {
+		hs = u.status;
+		if (hs < 200 || hs >= 300)
+			gw_format(it->msg, sizeof(it->msg), "%s",
+				  u.body ? u.body : "");
+	}
+	if (u.retry_after_ms >= 0) {
+		res->has_retry_after = true;
+		res->retry_after_ms = u.retry_after_ms > UINT32_MAX
+			? UINT32_MAX : (uint32_t)u.retry_after_ms;
+	}
+	r->attempts += u.attempts;
+	gw_response_free(&u);
+	res->status = (uint32_t)hs;
+	return must_resend(hs);
+}
+
+/* Stores the batch's translated items in one transaction and fills their
+ * Results: 202, or 507/503 for all of them. */
+static void batch_spool(req *r, gw_batch *b, sw_result *res,
+			const gw_spool_rec *recs, const size_t *rec_item,
+			size_t n_recs)
+{
+	char err[256];
+	size_t k;
+	int rc = gw_spool_put(r->s->sp, recs, n_recs, err, sizeof(err));
+
+	if (rc != GW_SPOOL_OK) {
+		gw_metrics_reject(rc == GW_SPOOL_FULL ? "spool_full" : "spool_error");
+		snprintf(r->error, sizeof(r->error), "%s", err);
+	}
+	for (k = 0; k < n_recs; k++) {
+		gw_batch_item *it = &b->items[rec_item[k]];
+		sw_result *rs = &res[it->idx];
+
+		if (rc == GW_SPOOL_OK) {
+			rs->status = 202;
+			snprintf(it->msg, sizeof(it->msg), "accepted");
+			continue;
+		}
+		rs->status = rc == GW_SPOOL_FULL ? 507 : 503;
+		rs->has_retry_after = true;
+		rs->retry_after_ms = rc == GW_SPOOL_FULL ? 30000 : 5000;
+		gw_format(it->msg, sizeof(it->msg), "%s", err);
+	}
+}
+
+/* The Ack of res[0..n) as the 200 answer. */
+static enum MHD_Result batch_ack(req *r, struct MHD_Connection *conn,
+				 const sw_result *res, size_t n)
+{
+	size_t len = 0;
+	uint8_t *ack;
+
+	if (sw_ack_encode(res, n, NULL, 0, &len, NULL) != SW_OK && len == 0)
+		ack = NULL;
+	else
+		ack = malloc(len ? len : 1);
+	if (ack == NULL || sw_ack_encode(res, n, ack, len, &len, NULL) != SW_OK) {
+		free(ack);
+		return reject(r, conn, 500, "other", "internal",
+			      "cannot encode the acknowledgement", NULL, NULL);
+	}
+	return send_resp(r, conn, 200,
+			 resp_take(ack, len, "application/x-protobuf"), len);
+}
+
+static bool same_session(const gw_batch_item *a, const gw_batch_item *b)
+{
+	return a->sid_len == b->sid_len && memcmp(a->sid, b->sid, a->sid_len) == 0;
+}
+
+/* Decodes and translates the batch (gw_batch_plan), then forwards or
+ * stores its items in (session, seq) order; answers one Result per item
+ * in the batch's order. An item after one that must be resent, of the
+ * same session, is not sent (status 0). */
 static enum MHD_Result handle_batch(req *r, struct MHD_Connection *conn)
 {
 	gw_server *s = r->s;
-	size_t cap = s->c->max_batch_items, n = 0, k, ack_len = 0;
-	sw_envelope *items = NULL;
-	batch_item *order = NULL;
+	gw_batch b;
+	gw_refusal no;
 	sw_result *res = NULL;
-	char *msgs = NULL;
-	uint8_t *ack = NULL;
-	sw_error e;
-	sw_status st;
-	enum MHD_Result ret;
-	const batch_item *blocked = NULL;
-	sw_buf *spooled = NULL;   /* spool mode: [2k] path, [2k+1] JSON */
 	gw_spool_rec *recs = NULL;
-	size_t *rec_item = NULL, n_recs = 0;
+	size_t *rec_item = NULL, n_recs = 0, k;
+	const gw_batch_item *blocked = NULL;
+	enum MHD_Result ret = MHD_NO;
+	int rc;
 
-	items = calloc(cap, sizeof(*items));
-	if (items == NULL)
-		return MHD_NO;
-	sw_error_clear(&e);
-	st = sw_batch_decode((const uint8_t *)r->body.data, r->body.len, items,
-			     cap, &n, &e);
-	if (st == SW_ETOOBIG) {
-		char m[128];
-
-		snprintf(m, sizeof(m), "more than %zu updates in one batch (--max-batch-items)",
-			 cap);
-		ret = reject(r, conn, 413, "too_many_items", "too_many_items", m,
-			     NULL, NULL, NULL);
+	rc = gw_batch_plan(s->c, (const uint8_t *)r->body.data, r->body.len,
+			   &b, &no);
+	if (rc != 0) {
+		ret = rc > 0 ? refuse_with(r, conn, &no) : MHD_NO;
 		goto done;
 	}
-	if (st != SW_OK) {
-		char m[256];
-
-		snprintf(m, sizeof(m), "%s: %s", sw_strerror(st), e.message);
-		ret = reject(r, conn, 400, "invalid_body", "invalid_body", m,
-			     e.path, NULL, NULL);
-		goto done;
-	}
-	order = calloc(n ? n : 1, sizeof(*order));
-	res = calloc(n ? n : 1, sizeof(*res));
-	msgs = calloc(n ? n : 1, RESULT_MSG_MAX);
-	if (order == NULL || res == NULL || msgs == NULL) {
-		ret = MHD_NO;
-		goto done;
-	}
+	res = calloc(b.n ? b.n : 1, sizeof(*res));
 	if (s->sp != NULL) {
-		spooled = calloc(2 * (n ? n : 1), sizeof(*spooled));
-		recs = calloc(n ? n : 1, sizeof(*recs));
-		rec_item = calloc(n ? n : 1, sizeof(*rec_item));
-		if (spooled == NULL || recs == NULL || rec_item == NULL) {
-			ret = MHD_NO;
-			goto done;
-		}
+		recs = calloc(b.n ? b.n : 1, sizeof(*recs));
+		rec_item = calloc(b.n ? b.n : 1, sizeof(*rec_item));
 	}
-	for (k = 0; k < n; k++) {
-		char tmp[64];
-		const sw_session_id *sid = &items[k].session_id;
-		size_t need = (sid->kind == SW_ID_TEXT ? sid->text.len : 0) + 64;
+	if (res == NULL || (s->sp != NULL && (recs == NULL || rec_item == NULL)))
+		goto done;
+	for (k = 0; k < b.n; k++) {
+		gw_batch_item *it = &b.items[k];
+		sw_result *rs = &res[it->idx];
 
-		order[k].idx = k;
-		order[k].seq = items[k].seq;
-		order[k].sid = malloc(need);
-		if (order[k].sid == NULL) {
-			ret = MHD_NO;
-			goto done;
-		}
-		if (sid->kind == SW_ID_TEXT) {
-			memcpy(order[k].sid, sid->text.ptr, sid->text.len);
-			order[k].sid[sid->text.len] = '\0';
-			order[k].sid_len = sid->text.len;
-		} else {
-			order[k].sid_len = sw_session_id_format(sid, tmp, sizeof(tmp));
-			memcpy(order[k].sid, tmp, order[k].sid_len + 1);
-		}
-		res[k].seq = items[k].seq;
-	}
-	if (n > 0)
-		copy_trunc(r->session, sizeof(r->session), order[0].sid,
-			   order[0].sid_len);
-	qsort(order, n, sizeof(*order), item_cmp);
-	for (k = 0; k < n; k++) {
-		const batch_item *it = &order[k];
-		size_t i = it->idx;
-		char *m = msgs + i * RESULT_MSG_MAX;
-		char field[SW_ERROR_PATH_MAX];
-		sw_buf path;
-		gw_response u;
-		int hs;
-
-		if (blocked != NULL && blocked->sid_len == it->sid_len &&
-		    memcmp(blocked->sid, it->sid, it->sid_len) == 0) {
-			res[i].status = 0;
-			snprintf(m, RESULT_MSG_MAX, "not sent: an earlier update of this session failed; resend both");
-			res[i].message.ptr = m;
-			res[i].message.len = strlen(m);
+		rs->seq = it->seq;
+		if (it->idx == 0)
+			copy_trunc(r->session, sizeof(r->session), it->sid,
+				   it->sid_len);
+		if (blocked != NULL && same_session(blocked, it)) {
+			snprintf(it->msg, sizeof(it->msg),
+				 "not sent: an earlier update of this session failed; resend both");
 			continue;
 		}
 		blocked = NULL;
-		sw_buf_init(&path, 0, NULL);
-		sw_error_clear(&e);
-		if (sw_session_path(it->sid, it->sid_len, &path, &e) != SW_OK) {
-			res[i].status = 400;
-			snprintf(m, RESULT_MSG_MAX, "session_id: %.140s", e.message);
-			res[i].message.ptr = m;
-			res[i].message.len = strlen(m);
+		if (it->status != 0) {
 			gw_metrics_reject("invalid_body");
-			sw_buf_free(&path);
+			rs->status = (uint32_t)it->status;
 			continue;
 		}
+		gw_metrics_bytes(it->update_len, it->json.len);
+		keep_log_body(r, &it->json);
 		if (s->sp != NULL) {
-			/* spool mode: translate now, store all together below */
-			hs = canonical(r, items[i].update, items[i].update_len,
-				       BODY_PB, &spooled[2 * n_recs + 1], m,
-				       RESULT_MSG_MAX, field, sizeof(field));
-			if (hs != 0) {
-				size_t ml = strlen(m);
-
-				sw_buf_free(&spooled[2 * n_recs + 1]);
-				sw_buf_free(&path);
-				gw_metrics_reject("invalid_body");
-				if (field[0] && ml + strlen(field) + 3 < RESULT_MSG_MAX) {
-					memmove(m + strlen(field) + 2, m, ml + 1);
-					memcpy(m, field, strlen(field));
-					memcpy(m + strlen(field), ": ", 2);
-				}
-				utf8_sanitise(m);
-				res[i].status = 400;
-				res[i].message.ptr = m;
-				res[i].message.len = strlen(m);
-				continue;
-			}
-			spooled[2 * n_recs] = path;
 			recs[n_recs].sid = it->sid;
 			recs[n_recs].sid_len = it->sid_len;
 			recs[n_recs].seq = it->seq;
-			recs[n_recs].path = path.data;
-			recs[n_recs].json = spooled[2 * n_recs + 1].data;
-			recs[n_recs].json_len = spooled[2 * n_recs + 1].len;
-			rec_item[n_recs++] = i;
-			continue;
-		}
-		memset(&u, 0, sizeof(u));
-		hs = forward(r, items[i].update, items[i].update_len, BODY_PB,
-			     path.data, &u, m, RESULT_MSG_MAX, field,
-			     sizeof(field));
-		sw_buf_free(&path);
-		if (hs == 400) {
-			size_t ml = strlen(m);
-
-			gw_metrics_reject("invalid_body");
-			if (field[0] && ml + strlen(field) + 3 < RESULT_MSG_MAX) {
-				memmove(m + strlen(field) + 2, m, ml + 1);
-				memcpy(m, field, strlen(field));
-				memcpy(m + strlen(field), ": ", 2);
-			}
-		} else if (hs == 0) {
-			hs = u.status;
-			if (u.retry_after_ms >= 0) {
-				res[i].has_retry_after = true;
-				res[i].retry_after_ms = u.retry_after_ms > UINT32_MAX
-					? UINT32_MAX : (uint32_t)u.retry_after_ms;
-			}
-			if (hs < 200 || hs >= 300) {
-				snprintf(m, RESULT_MSG_MAX, "%s",
-					 u.body ? u.body : "");
-			}
-		} else if (u.retry_after_ms >= 0) {
-			res[i].has_retry_after = true;
-			res[i].retry_after_ms = (uint32_t)u.retry_after_ms;
-		}
-		gw_response_free(&u);
-		res[i].status = (uint32_t)hs;
-		utf8_sanitise(m);
-		res[i].message.ptr = m;
-		res[i].message.len = strlen(m);
-		if (must_resend(hs) && hs != 400)
+			recs[n_recs].path = it->path.data;
+			recs[n_recs].json = it->json.data;
+			recs[n_recs].json_len = it->json.len;
+			rec_item[n_recs++] = k;
+		} else if (batch_forward(r, it, rs)) {
 			blocked = it;
-	}
-	if (s->sp != NULL && n_recs > 0) {
-		static const char ok_msg[] = "accepted";
-		char err[256];
-		int rc = gw_spool_put(s->sp, recs, n_recs, err, sizeof(err));
-
-		if (rc != GW_SPOOL_OK) {
-			gw_metrics_reject(rc == GW_SPOOL_FULL ? "spool_full"
-							      : "spool_error");
-			snprintf(r->error, sizeof(r->error), "%s", err);
-		}
-		for (k = 0; k < n_recs; k++) {
-			size_t i = rec_item[k];
-			char *m = msgs + i * RESULT_MSG_MAX;
-
-			if (rc == GW_SPOOL_OK) {
-				res[i].status = 202;
-				res[i].message.ptr = ok_msg;
-				res[i].message.len = sizeof(ok_msg) - 1;
-				continue;
-			}
-			res[i].status = rc == GW_SPOOL_FULL ? 507 : 503;
-			res[i].has_retry_after = true;
-			res[i].retry_after_ms = rc == GW_SPOOL_FULL ? 30000 : 5000;
-			snprintf(m, RESULT_MSG_MAX, "%.150s", err);
-			utf8_sanitise(m);
-			res[i].message.ptr = m;
-			res[i].message.len = strlen(m);
 		}
 	}
-	if (sw_ack_encode(res, n, NULL, 0, &ack_len, NULL) != SW_OK &&
-	    ack_len == 0) {
-		ret = reject(r, conn, 500, "other", "internal",
-			     "cannot encode the acknowledgement", NULL, NULL, NULL);
-		goto done;
+	if (n_recs > 0)
+		batch_spool(r, &b, res, recs, rec_item, n_recs);
+	for (k = 0; k < b.n; k++) {
+		sw_result *rs = &res[b.items[k].idx];
+
+		rs->message.ptr = b.items[k].msg;
+		rs->message.len = strlen(b.items[k].msg);
 	}
-	ack = malloc(ack_len ? ack_len : 1);
-	if (ack == NULL ||
-	    sw_ack_encode(res, n, ack, ack_len, &ack_len, &e) != SW_OK) {
-		free(ack);
-		ret = reject(r, conn, 500, "other", "internal",
-			     "cannot encode the acknowledgement", NULL, NULL, NULL);
-		goto done;
-	}
-	ret = send_resp(r, conn, 200,
-			resp_take(ack, ack_len, "application/x-protobuf"),
-			ack_len);
+	ret = batch_ack(r, conn, res, b.n);
 done:
-	if (spooled)
-		for (k = 0; k < 2 * n_recs; k++)
-			sw_buf_free(&spooled[k]);
-	free(spooled);
 	free(recs);
 	free(rec_item);
-	if (order)
-		for (k = 0; k < n; k++)
-			free(order[k].sid);
-	free(order);
 	free(res);
-	free(msgs);
-	free(items);
+	gw_batch_free(&b);
 	return ret;
 }
 
@@ -1078,16 +770,15 @@ static enum MHD_Result handle_get(req *r, struct MHD_Connection *conn)
 	gw_server *s = r->s;
 	sw_buf b;
 
-	if (r->route == GW_ROUTE_HEALTHZ)
+	if (r->h.route == GW_ROUTE_HEALTHZ)
 		return send_resp(r, conn, 200, resp_new("ok\n", 3, "text/plain"), 3);
-	if (r->route == GW_ROUTE_READYZ) {
+	if (r->h.route == GW_ROUTE_READYZ) {
 		if (atomic_load(&s->stopping))
 			return reject(r, conn, 503, NULL, "shutting_down",
-				      "the gateway is shutting down", NULL,
-				      NULL, NULL);
+				      "the gateway is shutting down", NULL, NULL);
 		if (s->up == NULL || s->c->upstream[0] == '\0')
 			return reject(r, conn, 503, NULL, "not_ready",
-				      "no upstream configured", NULL, NULL, NULL);
+				      "no upstream configured", NULL, NULL);
 		return send_resp(r, conn, 200, resp_new("ready\n", 6, "text/plain"), 6);
 	}
 	sw_buf_init(&b, 0, NULL);
@@ -1101,21 +792,6 @@ static enum MHD_Result handle_get(req *r, struct MHD_Connection *conn)
 }
 
 /* ==== The first call: headers only ==== */
-
-static gw_route route_of(const char *url)
-{
-	if (!strcmp(url, "/healthz"))
-		return GW_ROUTE_HEALTHZ;
-	if (!strcmp(url, "/readyz"))
-		return GW_ROUTE_READYZ;
-	if (!strcmp(url, "/metrics"))
-		return GW_ROUTE_METRICS;
-	if (!strcmp(url, "/v1/updates"))
-		return GW_ROUTE_BATCH;
-	if (!strncmp(url, SW_SESSION_PATH_PREFIX, strlen(SW_SESSION_PATH_PREFIX)))
-		return GW_ROUTE_PATCH;
-	return GW_ROUTE_OTHER;
-}
 
 /* Content-Length headers seen, and whether any differs from the first. */
 typedef struct cl_seen {
@@ -1140,120 +816,41 @@ static enum MHD_Result cl_each(void *cls, enum MHD_ValueKind kind,
 	return MHD_YES;
 }
 
-/* Checks what can be checked before the body. Returns MHD_YES to go on
- * reading the body, or the result of queueing a rejection. */
+/* Checks what can be checked before the body (gw_req_check_head).
+ * Returns MHD_YES to go on reading the body, or the result of queueing a
+ * refusal. */
 static enum MHD_Result begin(req *r, struct MHD_Connection *conn,
 			     const char *url, const char *method)
 {
 	gw_server *s = r->s;
-	const gw_config *c = s->c;
-	const char *ct, *cl, *seg, *accept;
-	enum MHD_Result ret = MHD_YES;
-	char m[256];
-	int inflight;
+	gw_req_head_in in;
+	gw_req_env env;
+	gw_refusal no;
+	cl_seen seen = { NULL, false };
+	int rc;
 
-	r->route = route_of(url);
-	accept = header(conn, MHD_HTTP_HEADER_ACCEPT);
-	/* /v1/updates speaks protobuf only: its answers are protobuf unless
-	 * the device asks for something else (saves a header per batch). */
-	r->accept_pb = accepts_pb(accept) ||
-		       (accept == NULL && r->route == GW_ROUTE_BATCH);
-	if (r->route == GW_ROUTE_OTHER)
-		return reject(r, conn, 404, "not_found", "not_found",
-			      "no such path (PATCH /v2/traces/sessions/{id}, POST /v1/updates, GET /healthz, /readyz, /metrics)",
-			      NULL, NULL, NULL);
-	if (r->route == GW_ROUTE_HEALTHZ || r->route == GW_ROUTE_READYZ ||
-	    r->route == GW_ROUTE_METRICS) {
-		if (strcmp(method, "GET") && strcmp(method, "HEAD"))
-			return reject(r, conn, 405, "method", "method_not_allowed",
-				      "only GET and HEAD are allowed here",
-				      NULL, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-		return MHD_YES;
-	}
-	if (r->route == GW_ROUTE_PATCH && strcmp(method, "PATCH"))
-		return reject(r, conn, 405, "method", "method_not_allowed",
-			      "only PATCH is allowed on /v2/traces/sessions/{id}",
-			      NULL, MHD_HTTP_HEADER_ALLOW, "PATCH");
-	if (r->route == GW_ROUTE_BATCH && strcmp(method, "POST"))
-		return reject(r, conn, 405, "method", "method_not_allowed",
-			      "only POST is allowed on /v1/updates", NULL,
-			      MHD_HTTP_HEADER_ALLOW, "POST");
-	if (atomic_load(&s->stopping))
-		return reject(r, conn, 503, "shutting_down", "shutting_down",
-			      "the gateway is shutting down; retry on another instance",
-			      NULL, MHD_HTTP_HEADER_RETRY_AFTER, "1");
-	inflight = atomic_load(&s->inflight);
-	if (inflight > (int)c->max_concurrent) {
-		snprintf(m, sizeof(m), "more than %u requests in flight; retry later",
-			 c->max_concurrent);
-		return reject(r, conn, 503, "overload", "overloaded", m, NULL,
-			      MHD_HTTP_HEADER_RETRY_AFTER, "1");
-	}
-	if (!authorized(r, conn, &ret))
-		return ret;
-	if (r->route == GW_ROUTE_PATCH) {
-		sw_error e;
-
-		seg = url + strlen(SW_SESSION_PATH_PREFIX);
-		if (*seg == '\0')
-			return reject(r, conn, 404, "not_found", "not_found",
-				      "missing session id after /v2/traces/sessions/",
-				      NULL, NULL, NULL);
-		if (strchr(seg, '/'))
-			return reject(r, conn, 404, "not_found", "not_found",
-				      "the session id must be one path segment (encode '/' as %2F)",
-				      NULL, NULL, NULL);
-		sw_error_clear(&e);
-		sw_buf_init(&r->sid, 4096, NULL);
-		sw_buf_init(&r->upath, 0, NULL);
-		if (sw_uri_decode(seg, strlen(seg), &r->sid, &e) != SW_OK ||
-		    sw_session_path(r->sid.data ? r->sid.data : "", r->sid.len,
-				    &r->upath, &e) != SW_OK) {
-			snprintf(m, sizeof(m), "session id: %s", e.message);
-			return reject(r, conn, 400, "bad_request",
-				      "invalid_session_id", m, NULL, NULL, NULL);
-		}
-		copy_trunc(r->session, sizeof(r->session), r->sid.data,
-			   r->sid.len);
-	}
-	ct = header(conn, MHD_HTTP_HEADER_CONTENT_TYPE);
-	if (media_is(ct, "application/x-protobuf"))
-		r->kind = BODY_PB;
-	else if (r->route == GW_ROUTE_PATCH && media_is(ct, "application/json"))
-		r->kind = BODY_JSON;
-	if (r->kind == BODY_NONE) {
-		snprintf(m, sizeof(m), "Content-Type must be %s, found %s%.80s%s",
-			 r->route == GW_ROUTE_PATCH
-				 ? "application/x-protobuf or application/json"
-				 : "application/x-protobuf (a Batch)",
-			 ct ? "\"" : "", ct ? ct : "none", ct ? "\"" : "");
-		return reject(r, conn, 415, "content_type",
-			      "unsupported_media_type", m, NULL, NULL, NULL);
-	}
-	cl = header(conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
-	if (cl != NULL) {
-		/* libmicrohttpd frames the body by the first of several;
-		 * differing ones are an error (RFC 9112 6.3: request
-		 * smuggling through a proxy that reads another one) */
-		cl_seen seen = { NULL, false };
-		char *end;
-		unsigned long long v;
-
-		MHD_get_connection_values(conn, MHD_HEADER_KIND, cl_each, &seen);
-		if (seen.differ)
-			return reject(r, conn, 400, "bad_request", "bad_request",
-				      "expected one Content-Length, found several that differ",
-				      NULL, NULL, NULL);
-		errno = 0;
-		v = strtoull(cl, &end, 10);
-		if (errno != 0 || end == cl || v > c->max_body) {
-			snprintf(m, sizeof(m), "body of %s bytes is over the limit of %zu bytes",
-				 cl, c->max_body);
-			return reject(r, conn, 413, "too_big", "payload_too_large",
-				      m, NULL, NULL, NULL);
-		}
-	}
-	sw_buf_init(&r->body, c->max_body, NULL);
+	memset(&in, 0, sizeof(in));
+	in.method = method;
+	in.url = url;
+	in.content_type = header(conn, MHD_HTTP_HEADER_CONTENT_TYPE);
+	in.accept = header(conn, MHD_HTTP_HEADER_ACCEPT);
+	in.authorization = header(conn, MHD_HTTP_HEADER_AUTHORIZATION);
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, cl_each, &seen);
+	in.content_length = seen.first;
+	in.content_length_differ = seen.differ;
+	env.c = s->c;
+	env.stopping = atomic_load(&s->stopping);
+	env.inflight = atomic_load(&s->inflight);
+	pthread_rwlock_rdlock(&s->tok_lock);
+	env.tokens = s->tokens;
+	rc = gw_req_check_head(&env, &in, &r->h, &no);
+	pthread_rwlock_unlock(&s->tok_lock);
+	if (r->h.sid.len > 0)
+		copy_trunc(r->session, sizeof(r->session), r->h.sid.data,
+			   r->h.sid.len);
+	if (rc != 0)
+		return refuse_with(r, conn, &no);
+	sw_buf_init(&r->body, s->c->max_body, NULL);
 	return MHD_YES;
 }
 
@@ -1274,6 +871,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		if (r == NULL)
 			return MHD_NO;
 		r->s = s;
+		gw_req_head_init(&r->h);
 		r->t0 = now_s();
 		r->status = 0;
 		snprintf(r->id, sizeof(r->id), "%llu",
@@ -1319,11 +917,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		snprintf(m, sizeof(m), "body over the limit of %zu bytes",
 			 s->c->max_body);
 		return reject(r, conn, 413, NULL, "payload_too_large", m, NULL,
-			      NULL, NULL);
+			      NULL);
 	}
-	if (r->route == GW_ROUTE_PATCH)
+	if (r->h.route == GW_ROUTE_PATCH)
 		return handle_patch(r, conn);
-	if (r->route == GW_ROUTE_BATCH)
+	if (r->h.route == GW_ROUTE_BATCH)
 		return handle_batch(r, conn);
 	return handle_get(r, conn);
 }
@@ -1344,11 +942,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
 	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && r->error[0] == '\0')
 		snprintf(r->error, sizeof(r->error), "connection ended early (%d)",
 			 (int)toe);
-	gw_metrics_request(r->route, r->status, dt);
+	gw_metrics_request(r->h.route, r->status, dt);
 	f.request_id = r->id;
-	f.route = route_names[r->route];
+	f.route = route_names[r->h.route];
 	f.session_id = r->session[0] ? r->session : NULL;
-	f.device = r->device[0] ? r->device : NULL;
+	f.device = r->h.device[0] ? r->h.device : NULL;
 	f.status = r->status;
 	f.latency_ms = dt * 1000.0;
 	f.bytes_in = (long)r->body.len;
@@ -1359,15 +957,14 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
 		f.body = r->log_body;
 		f.body_len = r->log_body_len;
 	}
-	gw_log(r->route == GW_ROUTE_HEALTHZ || r->route == GW_ROUTE_READYZ ||
-		       r->route == GW_ROUTE_METRICS
+	gw_log(r->h.route == GW_ROUTE_HEALTHZ || r->h.route == GW_ROUTE_READYZ ||
+		       r->h.route == GW_ROUTE_METRICS
 		       ? GW_LOG_DEBUG
 		       : (r->status >= 500 || r->status == 0 ? GW_LOG_WARN
 							     : GW_LOG_INFO),
 	       "request", &f);
 	sw_buf_free(&r->body);
-	sw_buf_free(&r->sid);
-	sw_buf_free(&r->upath);
+	gw_req_head_free(&r->h);
 	sw_buf_free(&r->spool_json);
 	gw_response_free(&r->up_resp);
 	free(r->log_body);
