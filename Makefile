@@ -292,6 +292,7 @@ FUZZ_O := $(O)/fuzz
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/*.c))
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_O)/fuzz-%)
 FUZZ_LIB := $(FUZZ_O)/lib/libsessioncodec.a
+FUZZ_GW_LIB := $(FUZZ_O)/lib/libgateway.a
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer
 
@@ -303,15 +304,19 @@ fuzz-lib:
 	$(MAKE) --no-print-directory O=$(FUZZ_O)/lib CC=$(FUZZ_CC) CXX=$(FUZZ_CXX) \
 		SANITIZE= WARN="-Wall -Wextra -Wno-missing-braces" \
 		CFLAGS="-O1 -g -fsanitize=fuzzer-no-link $(FUZZ_SAN)" \
-		CXXFLAGS="-O1 -g -fsanitize=fuzzer-no-link $(FUZZ_SAN)" $(FUZZ_LIB)
+		CXXFLAGS="-O1 -g -fsanitize=fuzzer-no-link $(FUZZ_SAN)" \
+		$(FUZZ_GW_LIB) $(FUZZ_LIB)
 
-$(FUZZ_LIB): fuzz-lib ;
+$(FUZZ_LIB) $(FUZZ_GW_LIB): fuzz-lib ;
 
-$(FUZZ_BINS): $(FUZZ_O)/fuzz-%: tests/fuzz/%.c tests/fuzz/fuzz.h $(FUZZ_LIB)
+# fuzz/gateway.c drives gateway/request.c: the gateway library is linked
+# too (only what a target uses is pulled from the archives).
+$(FUZZ_BINS): $(FUZZ_O)/fuzz-%: tests/fuzz/%.c tests/fuzz/fuzz.h $(FUZZ_GW_LIB) $(FUZZ_LIB)
 	@mkdir -p $(FUZZ_O)
 	$(FUZZ_CC) $(BASEFLAGS) -O1 -g -fsanitize=fuzzer $(FUZZ_SAN) \
-		-DSW_FUZZ_LIBFUZZER -Icodec/include -c -o $@.o $<
-	$(FUZZ_CXX) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $@.o $(FUZZ_LIB) $(LDLIBS)
+		-DSW_FUZZ_LIBFUZZER -Icodec/include -Igateway -c -o $@.o $<
+	$(FUZZ_CXX) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $@.o $(FUZZ_GW_LIB) \
+		$(FUZZ_LIB) $(LDLIBS) $(NET_LIBS)
 
 fuzz-build: $(FUZZ_BINS)
 

@@ -20,6 +20,7 @@
 #include "fuzz/num.c"
 #include "fuzz/envelope.c"
 #include "fuzz/uri.c"
+#include "fuzz/gateway.c"
 #include "testutil.h"
 
 typedef int (*fc_entry)(const uint8_t *data, size_t size);
@@ -34,6 +35,7 @@ static const struct fc_target {
 	{ "num", sw_fuzz_num },
 	{ "envelope", sw_fuzz_envelope },
 	{ "uri", sw_fuzz_uri },
+	{ "gateway", sw_fuzz_gateway },
 };
 #define FC_N_TARGETS (sizeof(fc_targets) / sizeof(fc_targets[0]))
 

@@ -216,6 +216,50 @@ def main():
     for s in BAD_URI:
         write(a.out, "uri", s)
 
+    # ---- gateway: flags byte, six head lines, body (tests/fuzz/gateway.c)
+    tok1, tok2 = b"fuzz-token-one-7f3a", b"fuzz-token-two-c91e"
+    pb_ct, js_ct = b"application/x-protobuf", b"application/json"
+
+    def req(method, path, ct=b"", accept=b"", auth=b"Bearer " + tok1,
+            cl=b"", body=b"", flags=0):
+        return (bytes([flags]) + b"\n".join(
+            [method, path, ct, accept, auth, cl]) + b"\n" + body)
+
+    for v, p in zip(lines[:16], pbs[:16]):
+        path = v["path"].encode()
+        write(a.out, "gateway", req(b"PATCH", path, pb_ct, pb_ct,
+                                    cl=str(len(p)).encode(), body=p))
+        write(a.out, "gateway", req(b"PATCH", path, js_ct + b"; charset=utf-8",
+                                    auth=b"Bearer " + tok2,
+                                    body=v["wire"].encode()))
+    for k in (1, 3, 17):
+        batch = b"".join(field(1, 2, e) for e in (envs * 2)[:k])
+        write(a.out, "gateway", req(b"POST", b"/v1/updates", pb_ct,
+                                    body=batch))
+    sid = ("/v2/traces/sessions/" + ULID).encode()
+    for r in (req(b"GET", b"/healthz"), req(b"POST", b"/metrics"),
+              req(b"PATCH", b"/v2/traces/sessions/", pb_ct),
+              req(b"PATCH", b"/v2/traces/sessions/a/b", pb_ct),
+              req(b"PATCH", b"/v2/traces/sessions/%2E%2E", pb_ct),
+              req(b"PATCH", b"/v2/traces/sessions/%zz", pb_ct),
+              req(b"PATCH", b"/v2/traces/sessions/%C3", pb_ct),
+              req(b"PATCH", sid, b"text/plain"),
+              req(b"PATCH", sid, pb_ct, auth=b""),
+              req(b"PATCH", sid, pb_ct, auth=b"Basic eDp5"),
+              req(b"PATCH", sid, pb_ct, auth=b"Bearer nope"),
+              req(b"PATCH", sid, pb_ct, flags=1, body=b"\x0a\x01"),
+              req(b"PATCH", sid, pb_ct, cl=b"99999999999999999999999"),
+              req(b"PATCH", sid, pb_ct, cl=b"-1"),
+              req(b"PATCH", sid, pb_ct, cl=b"12", flags=2),
+              req(b"PATCH", sid, pb_ct, flags=4),
+              req(b"PATCH", sid, pb_ct, flags=8),
+              req(b"PUT", sid, pb_ct),
+              req(b"PATCH", sid, js_ct, body=b'{"tags":[1]}'),
+              req(b"PATCH", sid, js_ct, body=b'{"\xff":1}'),
+              req(b"POST", b"/v1/updates", js_ct),
+              req(b"POST", b"/v1/updates", pb_ct, body=b"\x0a\x03\x12\x01.")):
+        write(a.out, "gateway", r)
+
 
 if __name__ == "__main__":
     main()
