@@ -64,6 +64,10 @@ static const opt opts[] = {
 	  "HTTP worker threads" },
 	{ "client-timeout", OPT_UINT, OFF(client_timeout_s), 0, 1, 3600, "SECONDS",
 	  "idle client connections are closed after this" },
+	{ "request-timeout", OPT_UINT, OFF(request_timeout_s), 0, 0, 3600,
+	  "SECONDS", "a request (head and body) not received in full this long after the connection opened or its last answer: connection cut (0: never)" },
+	{ "max-connections-per-ip", OPT_UINT, OFF(max_conns_per_ip), 0, 0,
+	  1000000, "N", "connections from one IP address at once (0: no limit; devices behind one NAT share an address)" },
 	{ "connect-timeout-ms", OPT_LONG, OFF(connect_timeout_ms), 0, 1, 600000,
 	  "MS", "upstream connect timeout" },
 	{ "upstream-timeout-ms", OPT_LONG, OFF(upstream_timeout_ms), 0, 1,
@@ -105,6 +109,7 @@ void gw_config_defaults(gw_config *c)
 	c->max_concurrent = 256;
 	c->threads = 8;
 	c->client_timeout_s = 10;
+	c->request_timeout_s = 30;
 	c->connect_timeout_ms = 2000;
 	c->upstream_timeout_ms = 10000;
 	c->max_attempts = 4;

@@ -38,6 +38,9 @@ typedef struct gw_config {
 	unsigned max_concurrent;   /* 256 requests in flight, else 503 */
 	unsigned threads;          /* 8 worker threads */
 	unsigned client_timeout_s; /* 10: idle client connections closed */
+	unsigned request_timeout_s;/* 30: a request not read in full by then
+				    * is cut (slow clients); 0 = off */
+	unsigned max_conns_per_ip; /* 0 = no limit */
 	long connect_timeout_ms;   /* 2000 */
 	long upstream_timeout_ms;  /* 10000 per attempt */
 	unsigned max_attempts;     /* 4 attempts in all */
@@ -391,6 +394,28 @@ sw_status gw_error_body(bool pb, int status, const char *code,
 			const char *message, const char *field, sw_buf *out);
 /* Appends "key":"value" (value JSON-escaped). */
 sw_status gw_json_put_str(sw_buf *b, const char *key, const char *v);
+
+/* ==== Request read deadlines (deadline.c) ==== */
+
+/* A sweeper thread that shuts down the sockets of connections whose
+ * request has not been read in full within limit_s seconds of the
+ * connection opening or its previous answer. */
+typedef struct gw_deadline gw_deadline;
+typedef struct gw_conn_clock gw_conn_clock;
+
+/* NULL when limit_s is 0 (no deadline) or out of resources; every other
+ * gw_deadline_* takes NULL and does nothing. */
+gw_deadline *gw_deadline_start(unsigned limit_s);
+void gw_deadline_stop(gw_deadline *d);
+/* A new connection's clock (NULL: it goes without one). */
+gw_conn_clock *gw_deadline_open(gw_deadline *d, int fd);
+/* Before the socket is closed: the sweeper forgets fd. */
+void gw_deadline_close(gw_deadline *d, gw_conn_clock *c);
+/* busy: the request is read, the clock stops; !busy: the answer went
+ * out, the next request's clock starts. */
+void gw_deadline_busy(gw_deadline *d, gw_conn_clock *c, bool busy);
+/* Connections cut so far. */
+unsigned long gw_deadline_cuts(gw_deadline *d);
 
 /* ==== The HTTP server (server.c) ==== */
 

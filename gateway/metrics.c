@@ -25,7 +25,8 @@ static const char *const route_names[GW_ROUTE_COUNT] = {
 static const char *const reasons[] = {
 	"auth", "too_big", "too_many_items", "content_type", "method",
 	"not_found", "bad_request", "invalid_body", "overload",
-	"shutting_down", "upstream", "spool_full", "spool_error", "other"
+	"shutting_down", "upstream", "spool_full", "spool_error", "slow_client",
+	"other"
 };
 #define N_REASONS (sizeof(reasons) / sizeof(reasons[0]))
 

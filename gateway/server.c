@@ -62,6 +62,7 @@ struct gw_server {
 	const gw_config *c;
 	gw_upstream *up;
 	gw_spool *sp;       /* NULL: direct mode */
+	gw_deadline *dl;    /* request read deadlines; NULL: none */
 	pthread_rwlock_t tok_lock;
 	gw_tokens *tokens;
 	atomic_int inflight;
@@ -76,6 +77,7 @@ typedef struct req {
 	gw_server *s;
 	char id[24];
 	gw_req_head h;      /* route, answer type, body kind, device, ids */
+	gw_conn_clock *clock; /* the connection's read deadline, or NULL */
 	double t0;
 	bool counted;       /* in s->inflight */
 	bool responded;     /* a response is queued */
@@ -845,16 +847,25 @@ static enum MHD_Result begin(req *r, struct MHD_Connection *conn,
 	env.tokens = s->tokens;
 	rc = gw_req_check_head(&env, &in, &r->h, &no);
 	pthread_rwlock_unlock(&s->tok_lock);
+	if (rc != 0)
+		return refuse_with(r, conn, &no);
 	if (r->h.sid.len > 0)
 		copy_trunc(r->session, sizeof(r->session), r->h.sid.data,
 			   r->h.sid.len);
-	if (rc != 0)
-		return refuse_with(r, conn, &no);
 	sw_buf_init(&r->body, s->c->max_body, NULL);
 	return MHD_YES;
 }
 
 /* ==== libmicrohttpd callbacks ==== */
+
+/* The connection's read-deadline clock (on_connection made it). */
+static gw_conn_clock *conn_clock(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci;
+
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci ? ci->socket_context : NULL;
+}
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 				  const char *url, const char *method,
@@ -880,6 +891,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		gw_metrics_inflight(1);
 		r->counted = true;
 		*con_cls = r;
+		r->clock = conn_clock(conn);
 		return begin(r, conn, url, method);
 	}
 	if (r->responded) {
@@ -919,6 +931,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		return reject(r, conn, 413, NULL, "payload_too_large", m, NULL,
 			      NULL);
 	}
+	/* read in full: the read deadline stops until the answer is out */
+	gw_deadline_busy(s->dl, r->clock, true);
 	if (r->h.route == GW_ROUTE_PATCH)
 		return handle_patch(r, conn);
 	if (r->h.route == GW_ROUTE_BATCH)
@@ -938,6 +952,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
 	if (r == NULL)
 		return;
 	*con_cls = NULL;
+	gw_deadline_busy(s->dl, r->clock, false);
 	dt = now_s() - r->t0;
 	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && r->error[0] == '\0')
 		snprintf(r->error, sizeof(r->error), "connection ended early (%d)",
@@ -973,6 +988,25 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
 		atomic_fetch_sub(&s->inflight, 1);
 	}
 	free(r);
+}
+
+/* A connection opened or closed: its read-deadline clock. libmicrohttpd
+ * announces the close before it closes the socket. */
+static void on_connection(void *cls, struct MHD_Connection *conn,
+			  void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	gw_server *s = cls;
+	const union MHD_ConnectionInfo *ci;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		*socket_context = ci ? gw_deadline_open(s->dl, ci->connect_fd)
+				     : NULL;
+	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		gw_deadline_close(s->dl, *socket_context);
+		*socket_context = NULL;
+	}
 }
 
 /* The raw path is kept: session ids are decoded by sw_uri_decode. */
@@ -1057,6 +1091,14 @@ gw_server *gw_server_start_spool(const gw_config *c, gw_upstream *up,
 		snprintf(err, errlen, "cannot create a lock");
 		return NULL;
 	}
+	/* started before the daemon: connections register from the start */
+	s->dl = gw_deadline_start(c->request_timeout_s);
+	if (c->request_timeout_s > 0 && s->dl == NULL) {
+		snprintf(err, errlen, "cannot start the request-timeout thread");
+		pthread_rwlock_destroy(&s->tok_lock);
+		free(s);
+		return NULL;
+	}
 	limit = c->max_concurrent + 64;
 	if (limit < c->threads * 4)
 		limit = c->threads * 4;
@@ -1070,11 +1112,14 @@ gw_server *gw_server_start_spool(const gw_config *c, gw_upstream *up,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 << 10),
 		MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, c->max_conns_per_ip,
 		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
 		MHD_OPTION_END);
 	if (s->d == NULL) {
 		snprintf(err, errlen, "cannot listen on %s:%u: %s", c->listen_host,
 			 c->listen_port, errno ? strerror(errno) : "libmicrohttpd failed");
+		gw_deadline_stop(s->dl);
 		pthread_rwlock_destroy(&s->tok_lock);
 		free(s);
 		return NULL;
@@ -1128,6 +1173,7 @@ void gw_server_stop(gw_server *s)
 	while (atomic_load(&s->async_out) > 0)
 		nanosleep(&ts, NULL);
 	MHD_stop_daemon(s->d);
+	gw_deadline_stop(s->dl);
 	gw_tokens_free(s->tokens);
 	pthread_rwlock_destroy(&s->tok_lock);
 	free(s);
