@@ -27,12 +27,27 @@
  * Delivery is at-least-once: a crash between an upstream 2xx and the
  * commit of the delete sends that row again after the restart, before
  * anything later of its session.
+ *
+ * In flight at a crash: each thread writes the id of the row it is
+ * sending into its slot of DIR/inflight (a small file mapped shared, so
+ * the writes outlive a SIGKILL without any fsync) and clears it when the
+ * attempt is over. At the next start, every row still named there may
+ * have been on its way to the API when the process died, and that copy
+ * could still land after a re-send and the session's next update. Those
+ * rows wait upstream_timeout_ms (the dead process would have given up by
+ * then) before being sent again; their sessions wait behind them, the
+ * rest go at once.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -42,6 +57,8 @@
 #define PICK_LIMIT 256
 #define POLL_MS 1000
 #define SID_MAX 4096
+/* Slots read back from an old DIR/inflight at most (one per thread). */
+#define INFLIGHT_MAX 1024
 
 typedef struct worker {
 	struct gw_forwarder *fw;
@@ -50,6 +67,7 @@ typedef struct worker {
 	sqlite3 *db;
 	sqlite3_stmt *st_heads, *st_head;
 	uint64_t rng;
+	int64_t *slot;                /* its slot in DIR/inflight */
 	unsigned char sid[SID_MAX];   /* the claimed session */
 	size_t sid_len;
 	bool claimed;
@@ -70,6 +88,7 @@ struct gw_forwarder {
 	atomic_bool stop;
 	unsigned n;
 	worker *w;
+	int64_t *inflight;           /* DIR/inflight mapped: n slots */
 };
 
 /* Full jitter: random in [0, min(max, base * 2^attempt)]. */
@@ -253,7 +272,9 @@ static void drain(worker *w)
 		       GW_SPOOL_ROW_OVERHEAD;
 		sqlite3_reset(st);
 
+		__atomic_store_n(w->slot, id, __ATOMIC_RELAXED);
 		gw_upstream_patch(fw->up, path, json, json_len, &resp);
+		__atomic_store_n(w->slot, 0, __ATOMIC_RELAXED);
 		status = resp.status;
 		attempts++;
 		if (status >= 200 && status < 300) {
@@ -320,6 +341,86 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* ==== Rows in flight at a crash ==== */
+
+/* Makes row id wait hold_ms before its next attempt (the attempt count
+ * and last answer kept). 0, or -1 when it could not be marked. */
+static int hold_row(gw_forwarder *fw, sqlite3 *db, int64_t id, long hold_ms)
+{
+	static const char why[] =
+		"held after an unclean stop: it may have been in flight";
+	sqlite3_stmt *st = NULL;
+	int rc = 0;
+
+	if (sqlite3_prepare_v2(db, "SELECT attempts, last_status FROM spool WHERE id=?1",
+			       -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		rc = gw_spool__mark(fw->sp, GW_MARK_RETRY, id, 0,
+				    sqlite3_column_int(st, 0),
+				    gw_spool__now_ms() + hold_ms,
+				    sqlite3_column_int(st, 1), why,
+				    sizeof(why) - 1);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Holds the rows an earlier process left in DIR/inflight, then maps the
+ * file afresh with one empty slot per thread. 0, or -1 with err. */
+static int inflight_open(gw_forwarder *fw, sqlite3 *db, char *err,
+			 size_t errlen)
+{
+	char path[600];
+	int64_t old[INFLIGHT_MAX];
+	size_t n_old = 0, i, held = 0, bytes = fw->n * sizeof(int64_t);
+	struct stat sb;
+	ssize_t got;
+	void *map;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/inflight", fw->cfg.spool_dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0 || fstat(fd, &sb) != 0) {
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	got = pread(fd, old, sizeof(old), 0);
+	if (got > 0)
+		n_old = (size_t)got / sizeof(int64_t);
+	for (i = 0; i < n_old; i++)
+		if (old[i] > 0 &&
+		    hold_row(fw, db, old[i], fw->cfg.upstream_timeout_ms) == 0)
+			held++;
+	if (held > 0) {
+		gw_log_fields f = GW_LOG_FIELDS_INIT;
+		char msg[200];
+
+		snprintf(msg, sizeof(msg),
+			 "spool: %zu update(s) may have been in flight when the gateway stopped; each waits --upstream-timeout-ms before it is sent again",
+			 held);
+		gw_log(GW_LOG_INFO, msg, &f);
+	}
+	/* the holds are committed: the slots can go */
+	if (ftruncate(fd, 0) != 0 || ftruncate(fd, (off_t)bytes) != 0) {
+		snprintf(err, errlen, "cannot size %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	map = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (map == MAP_FAILED) {
+		snprintf(err, errlen, "cannot map %s: %s", path, strerror(errno));
+		return -1;
+	}
+	fw->inflight = map;
+	for (i = 0; i < fw->n; i++)
+		fw->w[i].slot = &fw->inflight[i];
+	return 0;
+}
+
 /* ==== Start and stop ==== */
 
 static int worker_open(worker *w, char *err, size_t errlen)
@@ -384,6 +485,8 @@ gw_forwarder *gw_forwarder_start(const gw_config *c, gw_spool *sp,
 		if (worker_open(w, err, errlen) != 0)
 			goto fail;
 	}
+	if (inflight_open(fw, fw->w[0].db, err, errlen) != 0)
+		goto fail;
 	for (i = 0; i < fw->n; i++) {
 		if (pthread_create(&fw->w[i].th, NULL, worker_main, &fw->w[i]) != 0) {
 			snprintf(err, errlen, "cannot start a forwarder thread");
@@ -419,6 +522,8 @@ void gw_forwarder_stop(gw_forwarder *fw)
 		if (w->db)
 			sqlite3_close(w->db);
 	}
+	if (fw->inflight != NULL)
+		munmap(fw->inflight, fw->n * sizeof(int64_t));
 	free(fw->w);
 	ready_clear(fw);
 	gw_upstream_free(fw->up);

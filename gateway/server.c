@@ -77,7 +77,6 @@ typedef struct req {
 	gw_server *s;
 	char id[24];
 	gw_req_head h;      /* route, answer type, body kind, device, ids */
-	gw_conn_clock *clock; /* the connection's read deadline, or NULL */
 	double t0;
 	bool counted;       /* in s->inflight */
 	bool responded;     /* a response is queued */
@@ -891,7 +890,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		gw_metrics_inflight(1);
 		r->counted = true;
 		*con_cls = r;
-		r->clock = conn_clock(conn);
 		return begin(r, conn, url, method);
 	}
 	if (r->responded) {
@@ -932,7 +930,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 			      NULL);
 	}
 	/* read in full: the read deadline stops until the answer is out */
-	gw_deadline_busy(s->dl, r->clock, true);
+	gw_deadline_busy(s->dl, conn_clock(conn), true);
 	if (r->h.route == GW_ROUTE_PATCH)
 		return handle_patch(r, conn);
 	if (r->h.route == GW_ROUTE_BATCH)
@@ -948,11 +946,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
 	gw_log_fields f = GW_LOG_FIELDS_INIT;
 	double dt;
 
-	(void)conn;
+	/* the answer is out: the next request's clock starts (NULL once the
+	 * connection is closed: on_connection clears it) */
+	gw_deadline_busy(s->dl, conn_clock(conn), false);
 	if (r == NULL)
 		return;
 	*con_cls = NULL;
-	gw_deadline_busy(s->dl, r->clock, false);
 	dt = now_s() - r->t0;
 	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && r->error[0] == '\0')
 		snprintf(r->error, sizeof(r->error), "connection ended early (%d)",

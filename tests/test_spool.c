@@ -29,6 +29,7 @@ static char org_key[] = "sk-org-spool-test-key";
 static fake_upstream *fu;
 static char root[128];   /* mkdtemp: one subdirectory per test */
 static int dir_no;
+static long upstream_timeout_ms = 3000; /* cfg_spool's */
 
 /* One gateway: config, spool, forwarders, server. */
 typedef struct gw {
@@ -71,7 +72,7 @@ static void cfg_spool(gw_config *c, const char *dir)
 	c->threads = 8;
 	c->max_batch_items = 16;
 	c->connect_timeout_ms = 1000;
-	c->upstream_timeout_ms = 3000;
+	c->upstream_timeout_ms = upstream_timeout_ms;
 	c->backoff_base_ms = 2;
 	c->backoff_max_ms = 40;
 	c->spool_forwarders = 4;
@@ -685,6 +686,71 @@ static void spool_restart_resumes_where_it_stopped(void)
 	gw_down(&g);
 }
 
+/* A row named in DIR/inflight (being sent when the process died) waits
+ * upstream_timeout_ms after the restart, so a late copy from the dead
+ * process cannot land after its session's next update; other sessions
+ * go at once, and the slots are empty again afterwards. */
+static void spool_holds_rows_in_flight_at_a_crash(void)
+{
+	char dir[256], file[300], sid[256];
+	int64_t slots[3] = { 0, 1, 0 }; /* row 1: "hf-0" n=1 */
+	double t0, first = 0, held = 0;
+	struct stat sb;
+	gw g;
+	res r;
+	int fd;
+
+	fu_clear(fu);
+	new_dir(dir, sizeof(dir));
+	CU_ASSERT_FATAL(gw_up(&g, dir, 0, false) == 0);
+	CU_ASSERT_EQUAL(patch_n(&g, "hf-0", 1, &r), 202);
+	CU_ASSERT_EQUAL(patch_n(&g, "hf-0", 2, &r), 202);
+	CU_ASSERT_EQUAL(patch_n(&g, "hf-1", 3, &r), 202);
+	gw_down(&g);
+	snprintf(file, sizeof(file), "%s/inflight", dir);
+	fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT(write(fd, slots, sizeof(slots)) == (ssize_t)sizeof(slots));
+	close(fd);
+
+	upstream_timeout_ms = 1500;
+	t0 = mono();
+	CU_ASSERT_FATAL(gw_up(&g, dir, 0, true) == 0);
+	upstream_timeout_ms = 3000;
+	while (mono() - t0 < 10) {
+		size_t c = fu_count(fu);
+
+		if (first == 0 && c >= 1)
+			first = mono() - t0;
+		if (held == 0 && c >= 2)
+			held = mono() - t0;
+		if (c >= 3)
+			break;
+		sleep_ms(5);
+	}
+	CU_ASSERT_EQUAL_FATAL(fu_count(fu), 3);
+	/* hf-1 at once, hf-0 (both rows, in order) after the hold */
+	CU_ASSERT_EQUAL(got_n(0, sid, sizeof(sid)), 3);
+	CU_ASSERT_STRING_EQUAL(sid, "hf-1");
+	CU_ASSERT(first < 1.0);
+	CU_ASSERT(held >= 1.4);
+	CU_ASSERT_EQUAL(got_n(1, sid, sizeof(sid)), 1);
+	CU_ASSERT_STRING_EQUAL(sid, "hf-0");
+	CU_ASSERT_EQUAL(got_n(2, sid, sizeof(sid)), 2);
+	gw_down(&g);
+	/* one slot per forwarder thread, all clear after a clean stop */
+	CU_ASSERT_EQUAL(stat(file, &sb), 0);
+	CU_ASSERT_EQUAL(sb.st_size, 4 * (off_t)sizeof(int64_t));
+	fd = open(file, O_RDONLY);
+	if (fd >= 0) {
+		int64_t now[4] = { -1, -1, -1, -1 };
+
+		CU_ASSERT(read(fd, now, sizeof(now)) == (ssize_t)sizeof(now));
+		CU_ASSERT(now[0] == 0 && now[1] == 0 && now[2] == 0 && now[3] == 0);
+		close(fd);
+	}
+}
+
 static void spool_refuses_a_directory_it_cannot_use(void)
 {
 	char dir[256], file[300], sub[400], err[512];
@@ -976,6 +1042,7 @@ int init_spool_tests(void)
 	CU_add_test(s, "spool_moves_final_4xx_to_dead_letters_and_admin_replays", spool_moves_final_4xx_to_dead_letters_and_admin_replays);
 	CU_add_test(s, "spool_full_answers_507_and_loses_nothing", spool_full_answers_507_and_loses_nothing);
 	CU_add_test(s, "spool_restart_resumes_where_it_stopped", spool_restart_resumes_where_it_stopped);
+	CU_add_test(s, "spool_holds_rows_in_flight_at_a_crash", spool_holds_rows_in_flight_at_a_crash);
 	CU_add_test(s, "spool_refuses_a_directory_it_cannot_use", spool_refuses_a_directory_it_cannot_use);
 	CU_add_test(s, "spool_refuses_a_damaged_database_cleanly", spool_refuses_a_damaged_database_cleanly);
 	CU_add_test(s, "spool_group_commit_shares_fsyncs", spool_group_commit_shares_fsyncs);

@@ -111,6 +111,9 @@ static pid_t gw_spawn(const char *spool, int run, uint16_t *port)
 	argv[argc++] = (char *)"5";
 	argv[argc++] = (char *)"--backoff-max-ms";
 	argv[argc++] = (char *)"200";
+	/* rows in flight at a kill wait this long after the restart */
+	argv[argc++] = (char *)"--upstream-timeout-ms";
+	argv[argc++] = (char *)"2000";
 	argv[argc++] = (char *)"--log-level";
 	argv[argc++] = (char *)"error";
 	argv[argc] = NULL;
