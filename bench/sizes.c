@@ -974,6 +974,8 @@ int main(int argc, char **argv)
 		free(dj);
 		free(dp);
 	}
+#else
+	(void)dict_size; /* --dict-size is checked even without zstd */
 #endif
 	for (k = 0; k < nc; k++) {
 		size_t dj = 0, dp = 0;
