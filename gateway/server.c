@@ -11,18 +11,18 @@
  * (MHD_suspend_connection), the update handed to gw_upstream_patch_async
  * (one event thread, a curl multi handle), and its done callback resumes
  * the connection; so up to --max-concurrent updates, not --threads, are
- * forwarded at once. A batch forwards with the blocking call; its
- * items are forwarded one after another in (session, seq)
- * order, which keeps every session's updates in order; running different
- * sessions concurrently is left for later.
+ * forwarded at once. A batch is suspended the same way: its items go
+ * with gw_upstream_patch_async, each session's one after another in seq
+ * order (the next from the previous one's callback), different sessions
+ * side by side.
  *
  * Spool mode (gw_server_start_spool): the update is translated the same
  * way, then stored instead of forwarded. A PATCH does not hold its worker
  * thread: the connection is suspended (MHD_suspend_connection), the
  * update queued with gw_spool_put_async, and the writer thread resumes
  * the connection once the commit is done; so every connection, not every
- * thread, can have an update in the same group commit. A batch waits
- * with gw_spool_put (it brings many updates at once). The answer is
+ * thread, can have an update in the same group commit. A batch is
+ * queued the same way (gw_spool_put_async, all its items). The answer is
  * 202 (a batch item: Result.status 202) once the spool's transaction has
  * committed, 507 when the spool is full, 503 when it cannot be written.
  * Nothing is acknowledged that is not on disk. A batch's valid items are
@@ -102,6 +102,10 @@ typedef struct req {
 	atomic_bool up_done;
 	int up_ret;         /* 0: an answer came back; 400/502/504 */
 	gw_response up_resp;
+	/* a batch: suspended until every item has its Result */
+	struct batch_run *batch;
+	bool batch_wait;
+	atomic_bool batch_done;
 } req;
 
 static const char *const route_names[GW_ROUTE_COUNT] = {
@@ -598,65 +602,247 @@ static bool must_resend(int status)
 	return status == 0 || status == 429 || status >= 500;
 }
 
-/* Forwards one translated item with the blocking call and fills its
- * Result (message in it->msg). Returns whether the device must resend it,
- * so later items of its session must wait. */
-static bool batch_forward(req *r, gw_batch_item *it, sw_result *res)
+static bool same_session(const gw_batch_item *a, const gw_batch_item *b)
 {
-	gw_response u;
-	int hs;
-
-	memset(&u, 0, sizeof(u));
-	if (gw_upstream_patch(r->s->up, it->path.data, it->json.data,
-			      it->json.len, &u) != 0) {
-		hs = timed_out(u.error) ? 504 : 502;
-		gw_format(it->msg, sizeof(it->msg), "upstream %s: %s",
-			  hs == 504 ? "timed out" : "unreachable",
-			  u.error[0] ? u.error : "no answer");
-	} else {
-		hs = u.status;
-		if (hs < 200 || hs >= 300)
-			gw_format(it->msg, sizeof(it->msg), "%s",
-				  u.body ? u.body : "");
-	}
-	if (u.retry_after_ms >= 0) {
-		res->has_retry_after = true;
-		res->retry_after_ms = u.retry_after_ms > UINT32_MAX
-			? UINT32_MAX : (uint32_t)u.retry_after_ms;
-	}
-	r->attempts += u.attempts;
-	gw_response_free(&u);
-	res->status = (uint32_t)hs;
-	return must_resend(hs);
+	return a->sid_len == b->sid_len && memcmp(a->sid, b->sid, a->sid_len) == 0;
 }
 
-/* Stores the batch's translated items in one transaction and fills their
- * Results: 202, or 507/503 for all of them. */
-static void batch_spool(req *r, gw_batch *b, sw_result *res,
-			const gw_spool_rec *recs, const size_t *rec_item,
-			size_t n_recs)
-{
-	char err[256];
-	size_t k;
-	int rc = gw_spool_put(r->s->sp, recs, n_recs, err, sizeof(err));
+/* A batch on its way: its plan, one Result per item, and its sessions
+ * as chains. In direct mode each chain sends its items one after another
+ * with gw_upstream_patch_async (the next from the previous one's
+ * callback), chains side by side; in spool mode all valid items go in one
+ * gw_spool_put_async. The connection stays suspended, no worker thread
+ * waits; the last chain to finish resumes it and batch_finish answers. */
+typedef struct batch_chain {
+	struct batch_run *run;
+	size_t at, end;      /* items [at, end) of b: one session, seq order */
+} batch_chain;
 
-	if (rc != GW_SPOOL_OK) {
-		gw_metrics_reject(rc == GW_SPOOL_FULL ? "spool_full" : "spool_error");
-		snprintf(r->error, sizeof(r->error), "%s", err);
+typedef struct batch_run {
+	req *r;
+	gw_batch b;
+	sw_result *res;      /* in the batch's order */
+	batch_chain *chains;
+	size_t n_chains;
+	atomic_size_t open;  /* chains not finished (+1 while starting) */
+	/* spool mode */
+	gw_spool_rec *recs;
+	size_t *rec_item, n_recs;
+	int spool_rc;
+	char spool_err[200];
+} batch_run;
+
+static void batch_run_free(batch_run *run)
+{
+	if (run == NULL)
+		return;
+	gw_batch_free(&run->b);
+	free(run->res);
+	free(run->chains);
+	free(run->recs);
+	free(run->rec_item);
+	free(run);
+}
+
+/* One chain or the spool's commit is over; the last resumes the
+ * connection. Nothing may touch run after that. */
+static void batch_part_done(batch_run *run)
+{
+	req *r = run->r;
+
+	if (atomic_fetch_sub(&run->open, 1) != 1)
+		return;
+	atomic_store(&r->batch_done, true);
+	MHD_resume_connection(r->conn);
+}
+
+/* The chain's items from at on are not sent: an earlier one must be
+ * resent first (status 0). */
+static void chain_skip_rest(batch_chain *ch)
+{
+	for (; ch->at < ch->end; ch->at++)
+		gw_format(ch->run->b.items[ch->at].msg,
+			  sizeof(ch->run->b.items[ch->at].msg), "%s",
+			  "not sent: an earlier update of this session failed; resend both");
+}
+
+static void on_item_forwarded(void *ud, gw_response *resp);
+static enum MHD_Result batch_finish(req *r, struct MHD_Connection *conn);
+
+/* Sends the chain's next valid item (its invalid ones get 400 on the
+ * way), or finishes the chain. */
+static void chain_next(batch_chain *ch)
+{
+	batch_run *run = ch->run;
+	gw_server *s = run->r->s;
+
+	for (; ch->at < ch->end; ch->at++) {
+		gw_batch_item *it = &run->b.items[ch->at];
+		sw_result *rs = &run->res[it->idx];
+
+		if (it->status != 0) {
+			gw_metrics_reject("invalid_body");
+			rs->status = (uint32_t)it->status;
+			continue;
+		}
+		gw_metrics_bytes(it->update_len, it->json.len);
+		atomic_fetch_add(&s->async_out, 1);
+		if (gw_upstream_patch_async(s->up, it->path.data, it->json.data,
+					    it->json.len, on_item_forwarded,
+					    ch) == 0)
+			return; /* on_item_forwarded goes on */
+		atomic_fetch_sub(&s->async_out, 1);
+		rs->status = 502;
+		gw_format(it->msg, sizeof(it->msg), "%s",
+			  "upstream unreachable: the gateway is stopping or out of memory");
+		ch->at++;
+		chain_skip_rest(ch);
 	}
-	for (k = 0; k < n_recs; k++) {
-		gw_batch_item *it = &b->items[rec_item[k]];
-		sw_result *rs = &res[it->idx];
+	batch_part_done(run);
+}
+
+/* The upstream's event thread: one item's answer. Fills its Result, then
+ * sends the chain's next item unless this one must be resent. */
+static void on_item_forwarded(void *ud, gw_response *u)
+{
+	batch_chain *ch = ud;
+	batch_run *run = ch->run;
+	gw_server *s = run->r->s;
+	gw_batch_item *it = &run->b.items[ch->at];
+	sw_result *rs = &run->res[it->idx];
+	int hs = u->status;
+
+	if (hs == 0) {
+		hs = timed_out(u->error) ? 504 : 502;
+		gw_format(it->msg, sizeof(it->msg), "upstream %s: %s",
+			  hs == 504 ? "timed out" : "unreachable",
+			  u->error[0] ? u->error : "no answer");
+	} else if (hs < 200 || hs >= 300) {
+		gw_format(it->msg, sizeof(it->msg), "%s", u->body ? u->body : "");
+	}
+	if (u->retry_after_ms >= 0) {
+		rs->has_retry_after = true;
+		rs->retry_after_ms = u->retry_after_ms > UINT32_MAX
+			? UINT32_MAX : (uint32_t)u->retry_after_ms;
+	}
+	rs->status = (uint32_t)hs;
+	run->r->attempts += u->attempts; /* only this thread writes it now */
+	gw_response_free(u);
+	ch->at++;
+	if (must_resend(hs)) {
+		chain_skip_rest(ch);
+		batch_part_done(run);
+	} else {
+		chain_next(ch);
+	}
+	atomic_fetch_sub(&s->async_out, 1);
+}
+
+/* Direct mode: one chain per session, all started; suspends. */
+static enum MHD_Result batch_forward_start(req *r, struct MHD_Connection *conn,
+					   batch_run *run)
+{
+	size_t k, n = 0;
+
+	for (k = 0; k < run->b.n; k++)
+		if (k == 0 || !same_session(&run->b.items[k - 1], &run->b.items[k]))
+			n++;
+	run->chains = calloc(n ? n : 1, sizeof(*run->chains));
+	if (run->chains == NULL)
+		return MHD_NO;
+	for (k = 0; k < run->b.n; k++) {
+		if (k == 0 || !same_session(&run->b.items[k - 1], &run->b.items[k])) {
+			run->chains[run->n_chains].run = run;
+			run->chains[run->n_chains++].at = k;
+		}
+		run->chains[run->n_chains - 1].end = k + 1;
+	}
+	r->batch_wait = true;
+	atomic_store(&run->open, run->n_chains + 1);
+	/* suspended first: the event thread may finish at once */
+	MHD_suspend_connection(conn);
+	for (k = 0; k < run->n_chains; k++)
+		chain_next(&run->chains[k]);
+	batch_part_done(run);
+	return MHD_YES;
+}
+
+/* The spool's writer: the batch's transaction committed or failed. */
+static void on_batch_spooled(void *arg, int result, const char *err)
+{
+	batch_run *run = arg;
+
+	run->spool_rc = result;
+	snprintf(run->spool_err, sizeof(run->spool_err), "%s", err);
+	batch_part_done(run);
+}
+
+/* Spool mode: every valid item in one transaction; suspends. */
+static enum MHD_Result batch_spool_start(req *r, struct MHD_Connection *conn,
+					 batch_run *run)
+{
+	size_t k, n = run->b.n ? run->b.n : 1;
+
+	run->recs = calloc(n, sizeof(*run->recs));
+	run->rec_item = calloc(n, sizeof(*run->rec_item));
+	if (run->recs == NULL || run->rec_item == NULL)
+		return MHD_NO;
+	for (k = 0; k < run->b.n; k++) {
+		gw_batch_item *it = &run->b.items[k];
+		gw_spool_rec *rec = &run->recs[run->n_recs];
+
+		if (it->status != 0) {
+			gw_metrics_reject("invalid_body");
+			run->res[it->idx].status = (uint32_t)it->status;
+			continue;
+		}
+		gw_metrics_bytes(it->update_len, it->json.len);
+		rec->sid = it->sid;
+		rec->sid_len = it->sid_len;
+		rec->seq = it->seq;
+		rec->path = it->path.data;
+		rec->json = it->json.data;
+		rec->json_len = it->json.len;
+		run->rec_item[run->n_recs++] = k;
+	}
+	r->batch_wait = true;
+	atomic_store(&run->open, 1);
+	if (run->n_recs == 0) {
+		atomic_store(&r->batch_done, true);
+		return batch_finish(r, conn); /* nothing to store */
+	}
+	MHD_suspend_connection(conn);
+	if (gw_spool_put_async(r->s->sp, run->recs, run->n_recs,
+			       on_batch_spooled, run) != 0)
+		on_batch_spooled(run, GW_SPOOL_ERROR,
+				 "the spool is closing or out of memory; nothing was stored");
+	return MHD_YES;
+}
+
+/* Spool mode, after the commit: the stored items' Results, 202 or
+ * 507/503 for all of them. */
+static void batch_spool_results(req *r, batch_run *run)
+{
+	int rc = run->spool_rc;
+	size_t k;
+
+	if (run->n_recs > 0 && rc != GW_SPOOL_OK) {
+		gw_metrics_reject(rc == GW_SPOOL_FULL ? "spool_full" : "spool_error");
+		gw_format(r->error, sizeof(r->error), "%s", run->spool_err);
+	}
+	for (k = 0; k < run->n_recs; k++) {
+		gw_batch_item *it = &run->b.items[run->rec_item[k]];
+		sw_result *rs = &run->res[it->idx];
 
 		if (rc == GW_SPOOL_OK) {
 			rs->status = 202;
-			snprintf(it->msg, sizeof(it->msg), "accepted");
+			gw_format(it->msg, sizeof(it->msg), "accepted");
 			continue;
 		}
 		rs->status = rc == GW_SPOOL_FULL ? 507 : 503;
 		rs->has_retry_after = true;
 		rs->retry_after_ms = rc == GW_SPOOL_FULL ? 30000 : 5000;
-		gw_format(it->msg, sizeof(it->msg), "%s", err);
+		gw_format(it->msg, sizeof(it->msg), "%s", run->spool_err);
 	}
 }
 
@@ -680,88 +866,66 @@ static enum MHD_Result batch_ack(req *r, struct MHD_Connection *conn,
 			 resp_take(ack, len, "application/x-protobuf"), len);
 }
 
-static bool same_session(const gw_batch_item *a, const gw_batch_item *b)
-{
-	return a->sid_len == b->sid_len && memcmp(a->sid, b->sid, a->sid_len) == 0;
-}
 
 /* Decodes and translates the batch (gw_batch_plan), then forwards or
- * stores its items in (session, seq) order; answers one Result per item
- * in the batch's order. An item after one that must be resent, of the
- * same session, is not sent (status 0). */
+ * stores its items in (session, seq) order without holding the thread;
+ * batch_finish answers one Result per item in the batch's order. An item
+ * after one that must be resent, of the same session, is not sent
+ * (status 0). */
 static enum MHD_Result handle_batch(req *r, struct MHD_Connection *conn)
 {
 	gw_server *s = r->s;
-	gw_batch b;
 	gw_refusal no;
-	sw_result *res = NULL;
-	gw_spool_rec *recs = NULL;
-	size_t *rec_item = NULL, n_recs = 0, k;
-	const gw_batch_item *blocked = NULL;
-	enum MHD_Result ret = MHD_NO;
+	batch_run *run;
+	size_t k;
 	int rc;
 
+	run = calloc(1, sizeof(*run));
+	if (run == NULL)
+		return MHD_NO;
+	run->r = r;
+	r->batch = run; /* freed in on_completed */
+	r->conn = conn;
 	rc = gw_batch_plan(s->c, (const uint8_t *)r->body.data, r->body.len,
-			   &b, &no);
-	if (rc != 0) {
-		ret = rc > 0 ? refuse_with(r, conn, &no) : MHD_NO;
-		goto done;
-	}
-	res = calloc(b.n ? b.n : 1, sizeof(*res));
-	if (s->sp != NULL) {
-		recs = calloc(b.n ? b.n : 1, sizeof(*recs));
-		rec_item = calloc(b.n ? b.n : 1, sizeof(*rec_item));
-	}
-	if (res == NULL || (s->sp != NULL && (recs == NULL || rec_item == NULL)))
-		goto done;
-	for (k = 0; k < b.n; k++) {
-		gw_batch_item *it = &b.items[k];
-		sw_result *rs = &res[it->idx];
+			   &run->b, &no);
+	if (rc != 0)
+		return rc > 0 ? refuse_with(r, conn, &no) : MHD_NO;
+	run->res = calloc(run->b.n ? run->b.n : 1, sizeof(*run->res));
+	if (run->res == NULL)
+		return MHD_NO;
+	for (k = 0; k < run->b.n; k++) {
+		const gw_batch_item *it = &run->b.items[k];
 
-		rs->seq = it->seq;
+		run->res[it->idx].seq = it->seq;
 		if (it->idx == 0)
 			copy_trunc(r->session, sizeof(r->session), it->sid,
 				   it->sid_len);
-		if (blocked != NULL && same_session(blocked, it)) {
-			snprintf(it->msg, sizeof(it->msg),
-				 "not sent: an earlier update of this session failed; resend both");
-			continue;
-		}
-		blocked = NULL;
-		if (it->status != 0) {
-			gw_metrics_reject("invalid_body");
-			rs->status = (uint32_t)it->status;
-			continue;
-		}
-		gw_metrics_bytes(it->update_len, it->json.len);
-		keep_log_body(r, &it->json);
-		if (s->sp != NULL) {
-			recs[n_recs].sid = it->sid;
-			recs[n_recs].sid_len = it->sid_len;
-			recs[n_recs].seq = it->seq;
-			recs[n_recs].path = it->path.data;
-			recs[n_recs].json = it->json.data;
-			recs[n_recs].json_len = it->json.len;
-			rec_item[n_recs++] = k;
-		} else if (batch_forward(r, it, rs)) {
-			blocked = it;
-		}
+		if (it->status == 0)
+			keep_log_body(r, &it->json);
 	}
-	if (n_recs > 0)
-		batch_spool(r, &b, res, recs, rec_item, n_recs);
-	for (k = 0; k < b.n; k++) {
-		sw_result *rs = &res[b.items[k].idx];
+	if (s->sp != NULL)
+		return batch_spool_start(r, conn, run);
+	return batch_forward_start(r, conn, run);
+}
 
-		rs->message.ptr = b.items[k].msg;
-		rs->message.len = strlen(b.items[k].msg);
+/* After the resume: the Ack. */
+static enum MHD_Result batch_finish(req *r, struct MHD_Connection *conn)
+{
+	batch_run *run = r->batch;
+	size_t k;
+
+	if (!atomic_load(&r->batch_done))
+		return MHD_YES;
+	r->batch_wait = false;
+	if (r->s->sp != NULL)
+		batch_spool_results(r, run);
+	for (k = 0; k < run->b.n; k++) {
+		sw_result *rs = &run->res[run->b.items[k].idx];
+
+		rs->message.ptr = run->b.items[k].msg;
+		rs->message.len = strlen(run->b.items[k].msg);
 	}
-	ret = batch_ack(r, conn, res, b.n);
-done:
-	free(recs);
-	free(rec_item);
-	free(res);
-	gw_batch_free(&b);
-	return ret;
+	return batch_ack(r, conn, run->res, run->b.n);
 }
 
 /* ==== Small routes ==== */
@@ -901,6 +1065,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		return spool_patch_done(r, conn);
 	if (r->up_wait)
 		return patch_done(r, conn);
+	if (r->batch_wait)
+		return batch_finish(r, conn);
 	n = *upload_data_size;
 	if (n > 0) {
 		*upload_data_size = 0;
@@ -981,6 +1147,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
 	gw_req_head_free(&r->h);
 	sw_buf_free(&r->spool_json);
 	gw_response_free(&r->up_resp);
+	batch_run_free(r->batch);
 	free(r->log_body);
 	if (r->counted) {
 		gw_metrics_inflight(-1);

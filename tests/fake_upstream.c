@@ -21,6 +21,8 @@ typedef struct fu_owned_step {
 	fu_step step;
 	char *body;
 	char *retry_after;
+	char *path;
+	bool used;
 } fu_owned_step;
 
 struct fake_upstream {
@@ -208,6 +210,7 @@ static fu_step record(fake_upstream *fu, struct MHD_Connection *conn,
 {
 	fu_step step = { FU_OK, 200, NULL, NULL, 0 };
 	fu_request r;
+	size_t i;
 
 	memset(&r, 0, sizeof(r));
 	copy_str(r.method, sizeof(r.method), method);
@@ -252,11 +255,19 @@ static fu_step record(fake_upstream *fu, struct MHD_Connection *conn,
 			fu->reqs[fu->n_reqs++] = r;
 		}
 	}
-	if (fu->next_step < fu->n_steps) {
-		step = fu->steps[fu->next_step++].step;
+	for (i = fu->next_step; i < fu->n_steps; i++) {
+		fu_owned_step *o = &fu->steps[i];
+
+		if (o->used || (o->path && !strstr(url, o->path)))
+			continue;
+		o->used = true;
+		step = o->step;
 		step.body = dup_str(step.body);
 		step.retry_after = dup_str(step.retry_after);
+		break;
 	}
+	while (fu->next_step < fu->n_steps && fu->steps[fu->next_step].used)
+		fu->next_step++;
 	pthread_mutex_unlock(&fu->mu);
 	return step;
 }
@@ -392,6 +403,12 @@ uint16_t fu_port(const fake_upstream *fu)
 
 void fu_script(fake_upstream *fu, const fu_step *steps, size_t n)
 {
+	fu_script_for(fu, NULL, steps, n);
+}
+
+void fu_script_for(fake_upstream *fu, const char *path, const fu_step *steps,
+		   size_t n)
+{
 	size_t i;
 
 	pthread_mutex_lock(&fu->mu);
@@ -411,6 +428,8 @@ void fu_script(fake_upstream *fu, const fu_step *steps, size_t n)
 		s->step = steps[i];
 		s->body = dup_str(steps[i].body);
 		s->retry_after = dup_str(steps[i].retry_after);
+		s->path = dup_str(path);
+		s->used = false;
 		s->step.body = s->body;
 		s->step.retry_after = s->retry_after;
 	}
@@ -481,6 +500,7 @@ static void forget(fake_upstream *fu)
 	for (i = 0; i < fu->n_steps; i++) {
 		free(fu->steps[i].body);
 		free(fu->steps[i].retry_after);
+		free(fu->steps[i].path);
 	}
 	fu->n_steps = 0;
 	fu->next_step = 0;

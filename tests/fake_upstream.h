@@ -44,6 +44,10 @@ uint16_t fu_port(const fake_upstream *fu);
 /* Queues steps for the next requests, in order; once they are used up
  * every request gets FU_OK. */
 void fu_script(fake_upstream *fu, const fu_step *steps, size_t n);
+/* The same, the steps only for requests whose path contains path (a
+ * request takes the first unused step meant for it). */
+void fu_script_for(fake_upstream *fu, const char *path, const fu_step *steps,
+		   size_t n);
 /* Requests received so far (recorded before answering, whatever the step). */
 size_t fu_count(fake_upstream *fu);
 /* A copy of request i (free with fu_request_free); 0 if no such request. */
