@@ -188,17 +188,6 @@ static void skip_ws(scanner *sc)
 	}
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Reads the 4 hex digits of a \u escape at pos (just past the 'u'). */
 static sw_status hex4(scanner *sc, size_t pos, unsigned *cp)
 {
@@ -206,11 +195,11 @@ static sw_status hex4(scanner *sc, size_t pos, unsigned *cp)
 	int i;
 
 	for (i = 0; i < 4; i++) {
-		int h = pos + (size_t)i < sc->n ? hexval(sc->s[pos + (size_t)i]) : -1;
+		size_t at = pos + (size_t)i;
+		int h = at < sc->n ? sw__hex_value((unsigned char)sc->s[at]) : -1;
 
 		if (h < 0)
-			return bad(sc, SW_EJSON, pos + (size_t)i,
-				   "4 hex digits after \\u");
+			return bad(sc, SW_EJSON, at, "4 hex digits after \\u");
 		v = v << 4 | (unsigned)h;
 	}
 	*cp = v;

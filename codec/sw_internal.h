@@ -21,6 +21,10 @@ sw_limits sw__limits(const sw_limits *l);
  * valid. Returns the offset of the first bad byte, or n if all is well. */
 size_t sw__utf8_check(const char *s, size_t n);
 
+/* ==== Hex digits (uri.c) ====
+ * The value of a hex digit of either case, or -1 (\u escapes, %XX). */
+int sw__hex_value(int c);
+
 /* ==== Session ids (envelope.c) ====
  * A text session id must be addressable as a URL path segment: not empty,
  * not "." or "..", valid UTF-8. path names it in the error; off is its

@@ -27,8 +27,7 @@ static bool uri_unreserved(unsigned char c)
 	}
 }
 
-/* The value of a hex digit (either case), or -1. */
-static int hex_value(unsigned char c)
+int sw__hex_value(int c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -162,8 +161,8 @@ sw_status sw_uri_decode(const char *s, size_t len, sw_buf *out, sw_error *err)
 	for (i = 0; i < len; i++) {
 		if (s[i] != '%')
 			continue;
-		if (len - i < 3 || hex_value((unsigned char)s[i + 1]) < 0 ||
-		    hex_value((unsigned char)s[i + 2]) < 0) {
+		if (len - i < 3 || sw__hex_value((unsigned char)s[i + 1]) < 0 ||
+		    sw__hex_value((unsigned char)s[i + 2]) < 0) {
 			msg_add(msg, sizeof(msg), "expected two hex digits "
 				"after '%' at offset ");
 			msg_add_num(msg, sizeof(msg), i);
@@ -189,8 +188,8 @@ sw_status sw_uri_decode(const char *s, size_t len, sw_buf *out, sw_error *err)
 				  "the output buffer, found too little");
 	for (i = 0; i < len; i++) {
 		if (s[i] == '%') {
-			p[n++] = (char)(hex_value((unsigned char)s[i + 1]) << 4 |
-					hex_value((unsigned char)s[i + 2]));
+			p[n++] = (char)(sw__hex_value((unsigned char)s[i + 1]) << 4 |
+					sw__hex_value((unsigned char)s[i + 2]));
 			i += 2;
 		} else {
 			p[n++] = s[i];
