@@ -710,8 +710,10 @@ static void batches_do_not_hold_worker_threads(void)
 	t_all = mono() - t0;
 	fprintf(stderr, "[%d slow batches: PATCH answered at %.2f s, all at %.2f s] ",
 		N, t_patch, t_all);
-	CU_ASSERT(t_patch < 0.45);
-	CU_ASSERT(t_all < 1.6);
+	/* blocking batches: the PATCH after 1.5 s, all after 3 s; the
+	 * margins leave room for valgrind */
+	CU_ASSERT(t_patch < 1.2);
+	CU_ASSERT(t_all < 2.4);
 	CU_ASSERT_EQUAL(fu_count(fu), 3 * N + 1);
 	free(b);
 	fu_clear(fu);
