@@ -20,7 +20,8 @@
 # each run). Every server is stopped by PID on exit. Tunables (env):
 # GW_BENCH_SECONDS (5), GW_BENCH_ROUNDS (3), GW_BENCH_CONNECTIONS (32),
 # GW_BENCH_THREADS (2), GW_BENCH_PERF (auto: a perf profile of the gateway
-# when it misses 0.8x nginx; 0 never, 1 always).
+# when it misses 0.8x nginx; 0 never, 1 always), GW_BENCH_FLAGS (extra
+# session-gateway flags, e.g. "--threads 2").
 set -eu
 
 O=${1:-build}
@@ -105,7 +106,8 @@ start_gateway() {
 	last_pid=$!
 	last_port=$(port_of "$W/$name.log" "session-gateway ($name)" "$last_pid")
 }
-start_gateway gateway
+# shellcheck disable=SC2086 # GW_BENCH_FLAGS: extra gateway flags, split
+start_gateway gateway ${GW_BENCH_FLAGS:-}
 gw_pid=$last_pid gw_port=$last_port
 echo "fake-upstream 127.0.0.1:$up_port (pid $up_pid), session-gateway 127.0.0.1:$gw_port (pid $gw_pid)"
 
@@ -531,7 +533,7 @@ verdict() { awk "BEGIN { print ($1) ? \"met\" : \"MISSED\" }"; }
 			"$body_len B (the median-sized update of typical.jsonl), Accept: application/x-protobuf," \
 			"a device token. Behind both: \`fake-upstream\` (libmicrohttpd, a thread per" \
 			"connection, 200 + a session JSON, nothing recorded)."
-		echo "session-gateway: default \`--threads 8\`, \`--log-level warn\`, device tokens file;" \
+		echo "session-gateway: default \`--threads\` (one per CPU), \`--log-level warn\`, device tokens file;" \
 			"it checks the token, decodes the protobuf, writes the SDK's JSON, PATCHes it" \
 			"upstream over pooled libcurl connections, and turns the JSON answer back into" \
 			"protobuf. nginx $("$NGINX" -v 2>&1 | sed 's/.*\///') (Debian nginx-light):" \

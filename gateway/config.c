@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "gw.h"
 
@@ -61,7 +62,7 @@ static const opt opts[] = {
 	{ "max-concurrent", OPT_UINT, OFF(max_concurrent), 0, 1, 100000, "N",
 	  "requests in flight before 503" },
 	{ "threads", OPT_UINT, OFF(threads), 0, 1, 1024, "N",
-	  "HTTP worker threads" },
+	  "HTTP worker threads (one per CPU, at least 2, unless given; none waits on the upstream)" },
 	{ "client-timeout", OPT_UINT, OFF(client_timeout_s), 0, 1, 3600, "SECONDS",
 	  "idle client connections are closed after this" },
 	{ "request-timeout", OPT_UINT, OFF(request_timeout_s), 0, 0, 3600,
@@ -98,6 +99,15 @@ static const opt opts[] = {
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
+/* One HTTP thread per CPU, at least 2: PATCHes and batches are
+ * suspended while away, so no thread waits on the upstream or the disk. */
+static unsigned default_threads(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 2 ? 2 : n > 64 ? 64 : (unsigned)n;
+}
+
 void gw_config_defaults(gw_config *c)
 {
 	memset(c, 0, sizeof(*c));
@@ -107,7 +117,7 @@ void gw_config_defaults(gw_config *c)
 	c->max_body = 65536;
 	c->max_batch_items = 100;
 	c->max_concurrent = 256;
-	c->threads = 8;
+	c->threads = default_threads();
 	c->client_timeout_s = 10;
 	c->request_timeout_s = 30;
 	c->connect_timeout_ms = 2000;

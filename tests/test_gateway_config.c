@@ -76,8 +76,14 @@ static void defaults_are_the_documented_ones(void)
 	CU_ASSERT_EQUAL(c.max_body, 65536);
 	CU_ASSERT_EQUAL(c.max_batch_items, 100);
 	CU_ASSERT_EQUAL(c.max_concurrent, 256);
-	CU_ASSERT_EQUAL(c.threads, 8);
+	{
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+		CU_ASSERT_EQUAL(c.threads, cpus < 2 ? 2u : cpus > 64 ? 64u : (unsigned)cpus);
+	}
 	CU_ASSERT_EQUAL(c.client_timeout_s, 10);
+	CU_ASSERT_EQUAL(c.request_timeout_s, 30);
+	CU_ASSERT_EQUAL(c.max_conns_per_ip, 0);
 	CU_ASSERT_EQUAL(c.connect_timeout_ms, 2000);
 	CU_ASSERT_EQUAL(c.upstream_timeout_ms, 10000);
 	CU_ASSERT_EQUAL(c.max_attempts, 4);
