@@ -333,116 +333,6 @@ static void help_lists_every_option_with_its_default(void)
 
 /* ==== The program ==== */
 
-typedef struct proc {
-	pid_t pid;
-	int err_fd;     /* the child's stderr */
-	char log[65536];
-	size_t log_len;
-} proc;
-
-/* Starts session-gateway with args and env (NULL-terminated lists). */
-static int spawn(proc *p, const char *const *args, const char *const *env)
-{
-	char bin[512];
-	char *argv[40];
-	int fds[2], argc = 0;
-
-	memset(p, 0, sizeof(*p));
-	tu_bin("session-gateway", bin, sizeof(bin));
-	argv[argc++] = bin;
-	while (args && *args && argc < 39)
-		argv[argc++] = (char *)(uintptr_t)*args++;
-	argv[argc] = NULL;
-	if (pipe(fds) != 0)
-		return -1;
-	p->pid = fork();
-	if (p->pid < 0)
-		return -1;
-	if (p->pid == 0) {
-		int devnull = open("/dev/null", O_RDWR);
-
-		dup2(devnull, 0);
-		dup2(devnull, 1);
-		dup2(fds[1], 2);
-		close(fds[0]);
-		execve(bin, argv, (char *const *)(uintptr_t)env);
-		_exit(127);
-	}
-	close(fds[1]);
-	p->err_fd = fds[0];
-	fcntl(p->err_fd, F_SETFL, O_NONBLOCK);
-	return 0;
-}
-
-/* Reads what the child wrote to stderr, waiting up to wait_s for more. */
-static void drain(proc *p, double wait_s)
-{
-	double end = mono() + wait_s;
-
-	for (;;) {
-		struct pollfd pf = { p->err_fd, POLLIN, 0 };
-		double left = end - mono();
-		ssize_t n;
-
-		if (poll(&pf, 1, left > 0 ? (int)(left * 1000) + 1 : 0) <= 0)
-			return;
-		if (p->log_len >= sizeof(p->log) - 1) {
-			char junk[4096];
-
-			n = read(p->err_fd, junk, sizeof(junk));
-		} else {
-			n = read(p->err_fd, p->log + p->log_len,
-				 sizeof(p->log) - 1 - p->log_len);
-			if (n > 0) {
-				p->log_len += (size_t)n;
-				p->log[p->log_len] = '\0';
-			}
-		}
-		if (n <= 0)
-			return;
-		if (wait_s == 0)
-			continue;
-	}
-}
-
-/* Waits for the child to exit (deadline); returns its exit status, or
- * -1 after killing it when it did not exit. */
-static int reap(proc *p, double wait_s)
-{
-	double end = mono() + wait_s;
-	int st;
-
-	while (mono() < end) {
-		pid_t r = waitpid(p->pid, &st, WNOHANG);
-
-		if (r == p->pid) {
-			drain(p, 0.2);
-			close(p->err_fd);
-			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-		}
-		drain(p, 0.02);
-	}
-	kill(p->pid, SIGKILL);
-	waitpid(p->pid, &st, 0);
-	close(p->err_fd);
-	return -1;
-}
-
-/* Waits for the "listening on 127.0.0.1:PORT" line; returns the port. */
-static unsigned wait_listening(proc *p, double wait_s)
-{
-	double end = mono() + wait_s;
-
-	while (mono() < end) {
-		const char *m = strstr(p->log, "listening on 127.0.0.1:");
-
-		if (m)
-			return (unsigned)atoi(m + strlen("listening on 127.0.0.1:"));
-		drain(p, 0.05);
-	}
-	return 0;
-}
-
 static size_t sink(char *d, size_t s, size_t n, void *u)
 {
 	(void)d;
@@ -487,21 +377,24 @@ static void program_refuses_to_start_without_tokens_or_key(void)
 	static const char *const anon[] = { "--listen", "127.0.0.1:0",
 					    "--allow-anonymous", NULL };
 	static const char *const bad[] = { "--max-body", "huge", NULL };
-	proc p;
+	tu_proc p;
 
-	CU_ASSERT_EQUAL_FATAL(spawn(&p, no_tokens, env_key), 0);
-	CU_ASSERT_EQUAL(reap(&p, 10), 2);
+	CU_ASSERT_EQUAL_FATAL(tu_proc_spawn(&p, "session-gateway", no_tokens, env_key), 0);
+	CU_ASSERT_EQUAL(tu_proc_reap(&p, 10), 2);
 	CU_ASSERT_PTR_NOT_NULL(strstr(p.log, "--allow-anonymous"));
 	CU_ASSERT_PTR_NULL(strstr(p.log, KEY));
+	tu_proc_free(&p);
 
-	CU_ASSERT_EQUAL_FATAL(spawn(&p, anon, env_none), 0);
-	CU_ASSERT_EQUAL(reap(&p, 10), 2);
+	CU_ASSERT_EQUAL_FATAL(tu_proc_spawn(&p, "session-gateway", anon, env_none), 0);
+	CU_ASSERT_EQUAL(tu_proc_reap(&p, 10), 2);
 	CU_ASSERT_PTR_NOT_NULL(strstr(p.log, "ORQ_API_KEY"));
+	tu_proc_free(&p);
 
-	CU_ASSERT_EQUAL_FATAL(spawn(&p, bad, env_key), 0);
-	CU_ASSERT_EQUAL(reap(&p, 10), 2);
+	CU_ASSERT_EQUAL_FATAL(tu_proc_spawn(&p, "session-gateway", bad, env_key), 0);
+	CU_ASSERT_EQUAL(tu_proc_reap(&p, 10), 2);
 	CU_ASSERT_PTR_NOT_NULL(strstr(p.log, "--max-body"));
 	CU_ASSERT_PTR_NULL(strstr(p.log, KEY));
+	tu_proc_free(&p);
 }
 
 static void program_help_lists_every_option(void)
@@ -551,13 +444,13 @@ static void program_serves_and_drains_on_sigterm(void)
 	slow_arg a;
 	pthread_t th;
 	double end;
-	proc p;
+	tu_proc p;
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(fu);
 	snprintf(upstream, sizeof(upstream), "http://127.0.0.1:%u",
 		 (unsigned)fu_port(fu));
-	CU_ASSERT_EQUAL_FATAL(spawn(&p, args, env), 0);
-	a.port = wait_listening(&p, 10);
+	CU_ASSERT_EQUAL_FATAL(tu_proc_spawn(&p, "session-gateway", args, env), 0);
+	a.port = tu_proc_port(&p, 10);
 	CU_ASSERT_FATAL(a.port > 0);
 	CU_ASSERT_EQUAL(get_status(a.port, "GET", "/healthz", NULL), 200);
 	CU_ASSERT_EQUAL(get_status(a.port, "GET", "/readyz", NULL), 200);
@@ -571,9 +464,10 @@ static void program_serves_and_drains_on_sigterm(void)
 	kill(p.pid, SIGTERM);
 	pthread_join(th, NULL);
 	CU_ASSERT_EQUAL(a.status, 200); /* in flight when SIGTERM came */
-	CU_ASSERT_EQUAL(reap(&p, 20), 0);
+	CU_ASSERT_EQUAL(tu_proc_reap(&p, 20), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(p.log, "\"msg\":\"stopped\""));
 	CU_ASSERT_PTR_NULL(strstr(p.log, KEY));
+	tu_proc_free(&p);
 	fu_stop(fu);
 }
 
@@ -587,14 +481,14 @@ static void program_reloads_tokens_on_sighup(void)
 	unsigned port;
 	double end;
 	long st = 0;
-	proc p;
+	tu_proc p;
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(fu);
 	snprintf(upstream, sizeof(upstream), "http://127.0.0.1:%u",
 		 (unsigned)fu_port(fu));
 	write_file("tokens", "dev1 first-token-0123456789\n", tpath, sizeof(tpath));
-	CU_ASSERT_EQUAL_FATAL(spawn(&p, args, env), 0);
-	port = wait_listening(&p, 10);
+	CU_ASSERT_EQUAL_FATAL(tu_proc_spawn(&p, "session-gateway", args, env), 0);
+	port = tu_proc_port(&p, 10);
 	CU_ASSERT_FATAL(port > 0);
 	CU_ASSERT_EQUAL(get_status(port, "PATCH", "/v2/traces/sessions/t", "first-token-0123456789"), 200);
 	CU_ASSERT_EQUAL(get_status(port, "PATCH", "/v2/traces/sessions/t", "second-token-0123456789"), 401);
@@ -603,7 +497,7 @@ static void program_reloads_tokens_on_sighup(void)
 	kill(p.pid, SIGHUP);
 	end = mono() + 10;
 	while (!strstr(p.log, "not reloaded") && mono() < end)
-		drain(&p, 0.05);
+		tu_proc_drain(&p, 0.05);
 	CU_ASSERT_PTR_NOT_NULL(strstr(p.log, "not reloaded"));
 	CU_ASSERT_EQUAL(get_status(port, "PATCH", "/v2/traces/sessions/t", "first-token-0123456789"), 200);
 	/* a good one replaces it */
@@ -619,10 +513,11 @@ static void program_reloads_tokens_on_sighup(void)
 	CU_ASSERT_EQUAL(st, 200);
 	CU_ASSERT_EQUAL(get_status(port, "PATCH", "/v2/traces/sessions/t", "first-token-0123456789"), 401);
 	kill(p.pid, SIGINT);
-	CU_ASSERT_EQUAL(reap(&p, 20), 0);
+	CU_ASSERT_EQUAL(tu_proc_reap(&p, 20), 0);
 	CU_ASSERT_PTR_NULL(strstr(p.log, KEY));
 	CU_ASSERT_PTR_NULL(strstr(p.log, "first-token"));
 	CU_ASSERT_PTR_NULL(strstr(p.log, "second-token"));
+	tu_proc_free(&p);
 	fu_stop(fu);
 }
 

@@ -32,7 +32,6 @@
 #define TOK_PLAIN "devtok-PLAIN-7c1d33aa0e5b"
 #define TOK_HASHED "devtok-HASHED-e2b8f04c1937"
 #define TOK_WRONG "devtok-WRONG-5a5a5a5a5a5a"
-#define LOG_MAX ((size_t)8 << 20)
 
 static fake_upstream *fu;
 static char dir[256];          /* this suite's files */
@@ -140,105 +139,6 @@ static int leaks(const char *where, const char *text, size_t n, int from)
 		}
 	}
 	return found;
-}
-
-/* ==== The program ==== */
-
-typedef struct proc {
-	pid_t pid;
-	int err_fd;
-	char *log;
-	size_t log_len;
-	unsigned port;
-} proc;
-
-static int spawn(proc *p, const char *const *args, const char *const *env)
-{
-	char bin[512];
-	char *argv[40];
-	int fds[2], argc = 0;
-
-	memset(p, 0, sizeof(*p));
-	tu_bin("session-gateway", bin, sizeof(bin));
-	argv[argc++] = bin;
-	while (args && *args && argc < 39)
-		argv[argc++] = (char *)(uintptr_t)*args++;
-	argv[argc] = NULL;
-	if (pipe(fds) != 0)
-		return -1;
-	p->pid = fork();
-	if (p->pid < 0)
-		return -1;
-	if (p->pid == 0) {
-		int devnull = open("/dev/null", O_RDWR);
-
-		dup2(devnull, 0);
-		dup2(fds[1], 1); /* stdout too: the operator sees both */
-		dup2(fds[1], 2);
-		close(fds[0]);
-		execve(bin, argv, (char *const *)(uintptr_t)env);
-		_exit(127);
-	}
-	close(fds[1]);
-	p->err_fd = fds[0];
-	fcntl(p->err_fd, F_SETFL, O_NONBLOCK);
-	return 0;
-}
-
-/* Reads what the child wrote, waiting up to wait_s for more. */
-static void drain(proc *p, double wait_s)
-{
-	double end = mono() + wait_s;
-	char buf[65536];
-
-	for (;;) {
-		struct pollfd pf = { p->err_fd, POLLIN, 0 };
-		double left = end - mono();
-		ssize_t n;
-
-		if (poll(&pf, 1, left > 0 ? (int)(left * 1000) + 1 : 0) <= 0)
-			return;
-		n = read(p->err_fd, buf, sizeof(buf));
-		if (n <= 0)
-			return;
-		if (p->log_len + (size_t)n < LOG_MAX)
-			append(&p->log, &p->log_len, buf, (size_t)n);
-	}
-}
-
-/* Waits for the exit (deadline); the exit status, or -1 after SIGKILL. */
-static int reap(proc *p, double wait_s)
-{
-	double end = mono() + wait_s;
-	int st;
-
-	while (mono() < end) {
-		if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
-			drain(p, 0.2);
-			close(p->err_fd);
-			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-		}
-		drain(p, 0.02);
-	}
-	kill(p->pid, SIGKILL);
-	waitpid(p->pid, &st, 0);
-	close(p->err_fd);
-	return -1;
-}
-
-static unsigned wait_listening(proc *p, double wait_s)
-{
-	static const char m[] = "listening on 127.0.0.1:";
-	double end = mono() + wait_s;
-
-	while (mono() < end) {
-		const char *at = p->log ? strstr(p->log, m) : NULL;
-
-		if (at)
-			return (unsigned)strtoul(at + sizeof(m) - 1, NULL, 10);
-		drain(p, 0.05);
-	}
-	return 0;
 }
 
 /* ==== Requests ==== */
@@ -518,7 +418,7 @@ static void run_gateway(bool key_from_file, bool log_bodies, bool spool)
 	const char *args[24];
 	const char *env_key[] = { "ORQ_API_KEY=" KEY_ENV, NULL };
 	size_t n = 0, cl = 0, seen0;
-	proc p;
+	tu_proc p;
 	char *cmd;
 	int k = 0;
 
@@ -551,8 +451,8 @@ static void run_gateway(bool key_from_file, bool log_bodies, bool spool)
 	args[k] = NULL;
 	fu_clear(fu);
 	seen0 = seen_len;
-	CU_ASSERT_FATAL(spawn(&p, args, env_key) == 0);
-	p.port = wait_listening(&p, 20.0);
+	CU_ASSERT_FATAL(tu_proc_spawn(&p, "session-gateway", args, env_key) == 0);
+	tu_proc_port(&p, 20.0);
 	CU_ASSERT_FATAL(p.port != 0);
 	cmd = cmdline_of(p.pid, &cl);
 	CU_ASSERT_PTR_NOT_NULL(cmd);
@@ -561,7 +461,7 @@ static void run_gateway(bool key_from_file, bool log_bodies, bool spool)
 	exercise(p.port, spool ? 202 : 200, !spool);
 	/* a reload logs too */
 	kill(p.pid, SIGHUP);
-	drain(&p, 0.3);
+	tu_proc_drain(&p, 0.3);
 	CU_ASSERT_EQUAL(req(p.port, "PATCH", "/v2/traces/sessions/s-6",
 			    "Bearer " TOK_PLAIN, "application/json",
 			    "{\"duration\":6}", 14, NULL), spool ? 202 : 200);
@@ -570,10 +470,10 @@ static void run_gateway(bool key_from_file, bool log_bodies, bool spool)
 		double end = mono() + 10;
 
 		while (fu_count(fu) < 4 && mono() < end)
-			drain(&p, 0.05);
+			tu_proc_drain(&p, 0.05);
 	}
 	kill(p.pid, SIGTERM);
-	CU_ASSERT_EQUAL(reap(&p, 30.0), 0);
+	CU_ASSERT_EQUAL(tu_proc_reap(&p, 30.0), 0);
 	n = p.log_len;
 	/* the checks can fail: the log and the answers hold what they
 	 * should (bodies only with --log-bodies) */
@@ -591,7 +491,7 @@ static void run_gateway(bool key_from_file, bool log_bodies, bool spool)
 		CU_ASSERT_EQUAL(leaks_in_dir(spool_dir), 0);
 		rm_rf(spool_dir);
 	}
-	free(p.log);
+	tu_proc_free(&p);
 }
 
 static void env_key_with_log_bodies_leaks_nothing(void)
@@ -626,12 +526,12 @@ static void upstream_echoing_the_key_does_not_reach_the_device(void)
 	static const char json[] = "{\"duration\":1}";
 	uint8_t batch[512];
 	size_t bn = batch_of_two(batch, sizeof(batch)), seen0 = seen_len;
-	proc p;
+	tu_proc p;
 
 	snprintf(up, sizeof(up), "http://127.0.0.1:%u", (unsigned)fu_port(fu));
 	fu_clear(fu);
-	CU_ASSERT_FATAL(spawn(&p, args, env_key) == 0);
-	p.port = wait_listening(&p, 20.0);
+	CU_ASSERT_FATAL(tu_proc_spawn(&p, "session-gateway", args, env_key) == 0);
+	tu_proc_port(&p, 20.0);
 	CU_ASSERT_FATAL(p.port != 0);
 	fu_script(fu, steps, 3);
 	CU_ASSERT_EQUAL(req(p.port, "PATCH", "/v2/traces/sessions/e", "Bearer " TOK_PLAIN,
@@ -642,12 +542,12 @@ static void upstream_echoing_the_key_does_not_reach_the_device(void)
 	CU_ASSERT_EQUAL(req(p.port, "POST", "/v1/updates", "Bearer " TOK_PLAIN,
 			    "application/x-protobuf", batch, bn, NULL), 200);
 	kill(p.pid, SIGTERM);
-	CU_ASSERT_EQUAL(reap(&p, 30.0), 0);
+	CU_ASSERT_EQUAL(tu_proc_reap(&p, 30.0), 0);
 	CU_ASSERT_EQUAL(fu_count(fu), 3);
 	CU_ASSERT_EQUAL(leaks("answers relaying the upstream", seen + seen0,
 			      seen_len - seen0, 0), 0);
 	CU_ASSERT_EQUAL(leaks("the gateway's stderr", p.log, p.log_len, 0), 0);
-	free(p.log);
+	tu_proc_free(&p);
 }
 
 /* The key is never a flag or a config key, and the refusal does not
@@ -669,13 +569,13 @@ static void key_as_flag_or_config_key_is_refused_unprinted(void)
 	fputs("# the key must not be read from here\napi-key = " KEY_ENV "\n", f);
 	fclose(f);
 	for (i = 0; i < 3; i++) {
-		proc p;
+		tu_proc p;
 
-		CU_ASSERT_FATAL(spawn(&p, runs[i], env_none) == 0);
-		CU_ASSERT_EQUAL(reap(&p, 20.0), 2);
+		CU_ASSERT_FATAL(tu_proc_spawn(&p, "session-gateway", runs[i], env_none) == 0);
+		CU_ASSERT_EQUAL(tu_proc_reap(&p, 20.0), 2);
 		CU_ASSERT(p.log_len > 0);
 		CU_ASSERT_EQUAL(leaks("a refusal", p.log, p.log_len, 0), 0);
-		free(p.log);
+		tu_proc_free(&p);
 	}
 	unlink(conf);
 }
