@@ -119,7 +119,7 @@ void gw_config_defaults(gw_config *c)
 	c->max_concurrent = 256;
 	c->threads = default_threads();
 	c->client_timeout_s = 10;
-	c->request_timeout_s = 30;
+	c->request_timeout_s = 60;
 	c->connect_timeout_ms = 2000;
 	c->upstream_timeout_ms = 10000;
 	c->max_attempts = 4;

@@ -38,7 +38,7 @@ typedef struct gw_config {
 	unsigned max_concurrent;   /* 256 requests in flight, else 503 */
 	unsigned threads;          /* 8 worker threads */
 	unsigned client_timeout_s; /* 10: idle client connections closed */
-	unsigned request_timeout_s;/* 30: a request not read in full by then
+	unsigned request_timeout_s;/* 60: a request not read in full by then
 				    * is cut (slow clients); 0 = off */
 	unsigned max_conns_per_ip; /* 0 = no limit */
 	long connect_timeout_ms;   /* 2000 */

@@ -82,7 +82,7 @@ static void defaults_are_the_documented_ones(void)
 		CU_ASSERT_EQUAL(c.threads, cpus < 2 ? 2u : cpus > 64 ? 64u : (unsigned)cpus);
 	}
 	CU_ASSERT_EQUAL(c.client_timeout_s, 10);
-	CU_ASSERT_EQUAL(c.request_timeout_s, 30);
+	CU_ASSERT_EQUAL(c.request_timeout_s, 60);
 	CU_ASSERT_EQUAL(c.max_conns_per_ip, 0);
 	CU_ASSERT_EQUAL(c.connect_timeout_ms, 2000);
 	CU_ASSERT_EQUAL(c.upstream_timeout_ms, 10000);
