@@ -29,14 +29,6 @@
 static char org_key[] = KEY;
 static fake_upstream *fu;
 
-static double mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void cfg_small(gw_config *c)
 {
 	gw_config_defaults(c);
@@ -58,9 +50,9 @@ static void cfg_small(gw_config *c)
 /* Polls cond-less: waits until fu_count reaches n or the deadline. */
 static size_t wait_upstream_count(size_t n, double wait_s)
 {
-	double end = mono() + wait_s;
+	double end = tu_mono() + wait_s;
 
-	while (fu_count(fu) < n && mono() < end)
+	while (fu_count(fu) < n && tu_mono() < end)
 		usleep(2000);
 	return fu_count(fu);
 }
@@ -99,7 +91,7 @@ static void on_done(void *ud, gw_response *resp)
 	gw_response_free(&w->resp);
 	w->resp = *resp;
 	w->calls++;
-	w->at = mono();
+	w->at = tu_mono();
 	pthread_cond_broadcast(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 }
@@ -107,11 +99,11 @@ static void on_done(void *ud, gw_response *resp)
 /* Waits up to wait_s for done; returns the number of calls so far. */
 static int waiter_wait(waiter *w, double wait_s)
 {
-	double end = mono() + wait_s;
+	double end = tu_mono() + wait_s;
 	int n;
 
 	pthread_mutex_lock(&w->mu);
-	while (w->calls == 0 && mono() < end) {
+	while (w->calls == 0 && tu_mono() < end) {
 		struct timespec ts;
 
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -193,7 +185,7 @@ static void async_call_retries_statuses_and_resets(void)
 	fu_clear(fu);
 	fu_script(fu, steps, 3);
 	waiter_init(&w);
-	t0 = mono();
+	t0 = tu_mono();
 	CU_ASSERT_EQUAL(gw_upstream_patch_async(up, "/v2/traces/sessions/r",
 						body1, strlen(body1), on_done,
 						&w), 0);
@@ -255,7 +247,7 @@ static void async_retry_after_waits_without_holding_others(void)
 	fu_script(fu, &s429, 1);
 	waiter_init(&slow);
 	waiter_init(&fast);
-	t0 = mono();
+	t0 = tu_mono();
 	CU_ASSERT_EQUAL(gw_upstream_patch_async(up, "/v2/traces/sessions/s",
 						body1, strlen(body1), on_done,
 						&slow), 0);
@@ -297,13 +289,13 @@ static void async_free_finishes_calls_backing_off(void)
 						body1, strlen(body1), on_done,
 						&w), 0);
 	CU_ASSERT_EQUAL(wait_upstream_count(1, 10), 1);
-	t0 = mono();
+	t0 = tu_mono();
 	gw_upstream_free(up);
 	/* done was called (with the 503) before free returned, at once */
 	CU_ASSERT_EQUAL(w.calls, 1);
 	CU_ASSERT_EQUAL(w.resp.status, 503);
 	CU_ASSERT_EQUAL(w.resp.retry_after_ms, 30000);
-	CU_ASSERT(mono() - t0 < 5.0);
+	CU_ASSERT(tu_mono() - t0 < 5.0);
 	CU_ASSERT_EQUAL(fu_count(fu), 1);
 	waiter_free(&w);
 }
@@ -392,7 +384,7 @@ static void *client_run(void *v)
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	if (curl_easy_perform(h) == CURLE_OK)
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &cl->status);
-	cl->done_at = mono();
+	cl->done_at = tu_mono();
 	curl_slist_free_all(hl);
 	curl_easy_cleanup(h);
 	return NULL;
@@ -455,10 +447,10 @@ static void more_updates_in_flight_than_worker_threads(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
 	fu_clear(fu);
 	fu_delay_all(N, 300);
-	t0 = mono();
+	t0 = tu_mono();
 	clients_start(cl, N, gw_server_port(s), "many");
 	CU_ASSERT_EQUAL(clients_join(cl, N), N);
-	dt = mono() - t0;
+	dt = tu_mono() - t0;
 	/* blocking workers would need 32 * 0.3 / 4 = 2.4 s */
 	CU_ASSERT(dt < 1.5);
 	if (dt >= 1.5)
@@ -540,9 +532,9 @@ static void client_leaving_while_suspended_is_harmless(void)
 	client_run(&one);
 	CU_ASSERT_EQUAL(one.status, 200);
 	/* and their requests completed: stop does not wait for them */
-	t0 = mono();
+	t0 = tu_mono();
 	gw_server_stop(s);
-	CU_ASSERT(mono() - t0 < 5.0);
+	CU_ASSERT(tu_mono() - t0 < 5.0);
 	gw_upstream_free(up);
 }
 
@@ -589,10 +581,10 @@ static unsigned read_port(int fd, double wait_s)
 {
 	char log[16384];
 	size_t len = 0;
-	double end = mono() + wait_s;
+	double end = tu_mono() + wait_s;
 
 	log[0] = '\0';
-	while (mono() < end && len < sizeof(log) - 1) {
+	while (tu_mono() < end && len < sizeof(log) - 1) {
 		struct pollfd p = { fd, POLLIN, 0 };
 		const char *m;
 		ssize_t n;
@@ -665,8 +657,8 @@ static void sigterm_drains_updates_in_flight(void)
 	} else {
 		kill(pid, SIGTERM);
 	}
-	end = mono() + 20;
-	while (mono() < end && (w = waitpid(pid, &st, WNOHANG)) == 0)
+	end = tu_mono() + 20;
+	while (tu_mono() < end && (w = waitpid(pid, &st, WNOHANG)) == 0)
 		usleep(10000);
 	if (w != pid) {
 		kill(pid, SIGKILL);

@@ -32,14 +32,6 @@ static gw_upstream *up;
 static gw_server *srv;
 static char tokens_path[256];
 
-static double mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* ==== Fixtures ==== */
 
 static void sha256_hex(const char *s, char out[65])
@@ -692,7 +684,7 @@ static void batches_do_not_hold_worker_threads(void)
 		delay[k].delay_ms = 500;
 	}
 	fu_script_for(fu, "/slow-", delay, 3 * N);
-	t0 = mono();
+	t0 = tu_mono();
 	for (k = 0; k < N; k++) {
 		sb[k].body = b;
 		sb[k].len = blen;
@@ -701,13 +693,13 @@ static void batches_do_not_hold_worker_threads(void)
 	usleep(150 * 1000);
 	CU_ASSERT_EQUAL(http("PATCH", "/v2/traces/sessions/quick", hdr,
 			     "{\"duration\":5}", 14, &r), 200);
-	t_patch = mono() - t0;
+	t_patch = tu_mono() - t0;
 	free(r.body);
 	for (k = 0; k < N; k++) {
 		pthread_join(sb[k].th, NULL);
 		CU_ASSERT_EQUAL(sb[k].status, 200);
 	}
-	t_all = mono() - t0;
+	t_all = tu_mono() - t0;
 	fprintf(stderr, "[%d slow batches: PATCH answered at %.2f s, all at %.2f s] ",
 		N, t_patch, t_all);
 	/* blocking batches: the PATCH after 1.5 s, all after 3 s; the
@@ -934,7 +926,7 @@ static int raw_request(const char *req, size_t len, double wait_s)
 	int fd = socket(AF_INET, SOCK_STREAM, 0), status = 0;
 	char buf[2048];
 	size_t got = 0;
-	double end = mono() + wait_s;
+	double end = tu_mono() + wait_s;
 
 	if (fd < 0)
 		return -1;
@@ -947,7 +939,7 @@ static int raw_request(const char *req, size_t len, double wait_s)
 		close(fd);
 		return -1;
 	}
-	while (got < sizeof(buf) - 1 && mono() < end) {
+	while (got < sizeof(buf) - 1 && tu_mono() < end) {
 		struct pollfd p = { fd, POLLIN, 0 };
 		ssize_t n;
 
@@ -977,12 +969,12 @@ static void lying_content_length_is_refused_before_the_body(void)
 		"Content-Type: application/x-protobuf\r\n"
 		"Content-Length: 100000000000\r\n\r\n"
 		"\x08\x01";
-	double t0 = mono();
+	double t0 = tu_mono();
 
 	fu_clear(fu);
 	/* no body follows: the answer must not wait for it */
 	CU_ASSERT_EQUAL(raw_request(req, sizeof(req) - 1, 4.0), 413);
-	CU_ASSERT(mono() - t0 < 3.0);
+	CU_ASSERT(tu_mono() - t0 < 3.0);
 	CU_ASSERT_EQUAL(fu_count(fu), 0);
 }
 
@@ -1186,8 +1178,8 @@ static void over_max_concurrent_is_503_with_retry_after(void)
 	a.port = gw_server_port(s2);
 	a.status = -1;
 	pthread_create(&th, NULL, slow_request, &a);
-	end = mono() + 5;
-	while (fu_count(fu) < 1 && mono() < end)
+	end = tu_mono() + 5;
+	while (fu_count(fu) < 1 && tu_mono() < end)
 		usleep(2000);
 	CU_ASSERT_EQUAL(fu_count(fu), 1);
 	memset(&o, 0, sizeof(o));

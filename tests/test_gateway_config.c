@@ -24,14 +24,6 @@
 
 static char dir[128];
 
-static double mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Writes text to dir/name and returns the path (static buffer per call
  * site: copy it if needed). */
 static const char *write_file(const char *name, const char *text, char *path,
@@ -457,8 +449,8 @@ static void program_serves_and_drains_on_sigterm(void)
 	fu_script(fu, &step, 1);
 	a.status = -1;
 	pthread_create(&th, NULL, slow_patch, &a);
-	end = mono() + 10;
-	while (fu_count(fu) < 1 && mono() < end)
+	end = tu_mono() + 10;
+	while (fu_count(fu) < 1 && tu_mono() < end)
 		usleep(2000);
 	CU_ASSERT_EQUAL(fu_count(fu), 1);
 	kill(p.pid, SIGTERM);
@@ -495,16 +487,16 @@ static void program_reloads_tokens_on_sighup(void)
 	/* a broken file keeps the old set */
 	write_file("tokens", "dev2\n", tpath, sizeof(tpath));
 	kill(p.pid, SIGHUP);
-	end = mono() + 10;
-	while (!strstr(p.log, "not reloaded") && mono() < end)
+	end = tu_mono() + 10;
+	while (!strstr(p.log, "not reloaded") && tu_mono() < end)
 		tu_proc_drain(&p, 0.05);
 	CU_ASSERT_PTR_NOT_NULL(strstr(p.log, "not reloaded"));
 	CU_ASSERT_EQUAL(get_status(port, "PATCH", "/v2/traces/sessions/t", "first-token-0123456789"), 200);
 	/* a good one replaces it */
 	write_file("tokens", "dev2 second-token-0123456789\n", tpath, sizeof(tpath));
 	kill(p.pid, SIGHUP);
-	end = mono() + 10;
-	while (mono() < end) {
+	end = tu_mono() + 10;
+	while (tu_mono() < end) {
 		st = get_status(port, "PATCH", "/v2/traces/sessions/t", "second-token-0123456789");
 		if (st == 200)
 			break;

@@ -47,21 +47,6 @@ static char tokens_path[256];
 static uint8_t *valid_pb;   /* a rich valid update as protobuf */
 static size_t valid_pb_len;
 
-static double mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
 /* ==== Raw HTTP over TCP ==== */
 
 typedef struct raw_resp {
@@ -109,7 +94,7 @@ static int send_all(int fd, const void *p, size_t n, double deadline,
 
 	while (n > 0) {
 		struct pollfd pf = { fd, POLLOUT, 0 };
-		double left = deadline - mono();
+		double left = deadline - tu_mono();
 		ssize_t k;
 
 		if (left <= 0) {
@@ -161,7 +146,7 @@ static void read_resp(int fd, double deadline, raw_resp *r)
 		return;
 	while (r->len < RESP_MAX) {
 		struct pollfd pf = { fd, POLLIN, 0 };
-		double left = deadline - mono();
+		double left = deadline - tu_mono();
 		ssize_t k;
 
 		if (left <= 0)
@@ -190,7 +175,7 @@ static void read_resp(int fd, double deadline, raw_resp *r)
 static int raw_exchange(const void *req, size_t len, double timeout_s,
 			raw_resp *r)
 {
-	double deadline = mono() + timeout_s;
+	double deadline = tu_mono() + timeout_s;
 	int fd = raw_connect();
 
 	memset(r, 0, sizeof(*r));
@@ -493,7 +478,7 @@ static void content_length_larger_than_sent_then_close(void)
 		int fd = raw_connect();
 
 		CU_ASSERT_FATAL(fd >= 0);
-		CU_ASSERT_EQUAL(send_all(fd, req, sizeof(req) - 1, mono() + 2, NULL), 0);
+		CU_ASSERT_EQUAL(send_all(fd, req, sizeof(req) - 1, tu_mono() + 2, NULL), 0);
 		if (k % 2)
 			shutdown(fd, SHUT_WR);
 		close(fd);
@@ -509,7 +494,7 @@ static void content_length_larger_than_sent_times_out(void)
 {
 	static const char req[] = PATCH_HDRS("/v2/traces/sessions/liar")
 		JSON_CT "Content-Length: 1000\r\n\r\n{\"duration\":1}";
-	double t0 = mono();
+	double t0 = tu_mono();
 	int fd = raw_connect();
 	raw_resp r;
 
@@ -520,8 +505,8 @@ static void content_length_larger_than_sent_times_out(void)
 	read_resp(fd, t0 + CLIENT_TIMEOUT_S + 4.0, &r);
 	CU_ASSERT(r.closed);
 	CU_ASSERT_EQUAL(r.status, 0);
-	CU_ASSERT(mono() - t0 >= CLIENT_TIMEOUT_S - 0.5);
-	CU_ASSERT(mono() - t0 < CLIENT_TIMEOUT_S + 3.5);
+	CU_ASSERT(tu_mono() - t0 >= CLIENT_TIMEOUT_S - 0.5);
+	CU_ASSERT(tu_mono() - t0 < CLIENT_TIMEOUT_S + 3.5);
 	CU_ASSERT_EQUAL(fu_count(fu), 1); /* only still_serves' */
 	raw_free(&r);
 	close(fd);
@@ -538,7 +523,7 @@ static size_t endless_chunked(size_t max_bytes, int *st, bool *cut)
 		JSON_CT "Transfer-Encoding: chunked\r\n\r\n";
 	char chunk[1024 + 16];
 	size_t sent = 0;
-	double deadline = mono() + 10.0;
+	double deadline = tu_mono() + 10.0;
 	int fd = raw_connect();
 	raw_resp r;
 
@@ -551,7 +536,7 @@ static size_t endless_chunked(size_t max_bytes, int *st, bool *cut)
 	memcpy(chunk + 5 + 1024, "\r\n", 2);
 	if (send_all(fd, head, sizeof(head) - 1, deadline, NULL) != 0)
 		*cut = true;
-	while (!*cut && sent < max_bytes && mono() < deadline) {
+	while (!*cut && sent < max_bytes && tu_mono() < deadline) {
 		struct pollfd pf = { fd, POLLIN, 0 };
 
 		if (send_all(fd, chunk, 1024 + 7, deadline, NULL) != 0) {
@@ -563,7 +548,7 @@ static size_t endless_chunked(size_t max_bytes, int *st, bool *cut)
 		if (poll(&pf, 1, 0) == 1)
 			break;
 	}
-	read_resp(fd, mono() + (*cut ? 1.0 : 0.2), &r);
+	read_resp(fd, tu_mono() + (*cut ? 1.0 : 0.2), &r);
 	*st = r.status;
 	if (r.closed)
 		*cut = true;
@@ -611,7 +596,7 @@ static void chunked_ten_times_max_body_then_silence(void)
 	static const char head[] = PATCH_HDRS("/v2/traces/sessions/endless")
 		JSON_CT "Transfer-Encoding: chunked\r\n\r\n";
 	char chunk[1024 + 16];
-	double t0 = mono();
+	double t0 = tu_mono();
 	size_t sent = 0;
 	int fd = raw_connect();
 	raw_resp r;
@@ -626,7 +611,7 @@ static void chunked_ten_times_max_body_then_silence(void)
 	       send_all(fd, chunk, 1024 + 7, t0 + 5, NULL) == 0)
 		sent += 1024;
 	CU_ASSERT(sent >= 10 * MAX_BODY);
-	read_resp(fd, mono() + CLIENT_TIMEOUT_S + 4.0, &r);
+	read_resp(fd, tu_mono() + CLIENT_TIMEOUT_S + 4.0, &r);
 	CU_ASSERT(r.closed);
 	CU_ASSERT(r.status == 0 || r.status == 413);
 	raw_free(&r);
@@ -809,7 +794,7 @@ static void slowloris_does_not_block_others(void)
 	static const char drip[] = "PATCH /v2/traces/sessions/slow HTTP/1.1\r\n"
 		"Host: h\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-	double t0 = mono(), worst = 0, idle_at = 0, drip_at = 0, body_at = 0;
+	double t0 = tu_mono(), worst = 0, idle_at = 0, drip_at = 0, body_at = 0;
 	static const char body_head[] = PATCH_HDRS("/v2/traces/sessions/slow")
 		JSON_CT "Content-Length: 200\r\n\r\n";
 	int fd_drip = raw_connect(), fd_idle = raw_connect();
@@ -823,26 +808,26 @@ static void slowloris_does_not_block_others(void)
 	CU_ASSERT_EQUAL(send_all(fd_idle, "PATCH /v2/tr", 12, t0 + 1, NULL), 0);
 	CU_ASSERT_EQUAL(send_all(fd_body, body_head, sizeof(body_head) - 1,
 				 t0 + 1, NULL), 0);
-	while (mono() - t0 < REQUEST_TIMEOUT_S + 2.5 &&
+	while (tu_mono() - t0 < REQUEST_TIMEOUT_S + 2.5 &&
 	       (idle_at == 0 || drip_at == 0 || body_at == 0)) {
 		double t1;
 
 		if (drip_at == 0 && k < sizeof(drip) - 1)
-			send_all(fd_drip, drip + k++, 1, mono() + 1, NULL);
+			send_all(fd_drip, drip + k++, 1, tu_mono() + 1, NULL);
 		if (body_at == 0)
-			send_all(fd_body, " ", 1, mono() + 1, NULL);
-		t1 = mono();
+			send_all(fd_body, " ", 1, tu_mono() + 1, NULL);
+		t1 = tu_mono();
 		if (still_serves())
 			served++;
-		if (mono() - t1 > worst)
-			worst = mono() - t1;
+		if (tu_mono() - t1 > worst)
+			worst = tu_mono() - t1;
 		if (idle_at == 0 && peer_closed(fd_idle))
-			idle_at = mono() - t0;
+			idle_at = tu_mono() - t0;
 		if (drip_at == 0 && peer_closed(fd_drip))
-			drip_at = mono() - t0;
+			drip_at = tu_mono() - t0;
 		if (body_at == 0 && peer_closed(fd_body))
-			body_at = mono() - t0;
-		sleep_ms(100);
+			body_at = tu_mono() - t0;
+		tu_sleep_ms(100);
 	}
 	fprintf(stderr, "[slowloris: %d served, worst %.0f ms, idle cut at %.1f s, header drip cut at %.1f s, body drip cut at %.1f s] ",
 		served, worst * 1000, idle_at, drip_at, body_at);
@@ -892,15 +877,15 @@ static void per_ip_connection_limit(void)
 	a = raw_connect();
 	b = raw_connect();
 	CU_ASSERT(a >= 0 && b >= 0);
-	CU_ASSERT_EQUAL(send_all(a, "GET /hea", 8, mono() + 1, NULL), 0);
-	CU_ASSERT_EQUAL(send_all(b, "GET /hea", 8, mono() + 1, NULL), 0);
-	sleep_ms(200);
+	CU_ASSERT_EQUAL(send_all(a, "GET /hea", 8, tu_mono() + 1, NULL), 0);
+	CU_ASSERT_EQUAL(send_all(b, "GET /hea", 8, tu_mono() + 1, NULL), 0);
+	tu_sleep_ms(200);
 	c = raw_connect();
 	if (c >= 0) {
-		send_all(c, health, sizeof(health) - 1, mono() + 1, NULL);
-		for (t0 = mono(); mono() - t0 < 1.5 && !c_closed; sleep_ms(20))
+		send_all(c, health, sizeof(health) - 1, tu_mono() + 1, NULL);
+		for (t0 = tu_mono(); tu_mono() - t0 < 1.5 && !c_closed; tu_sleep_ms(20))
 			c_closed = peer_closed(c);
-		read_resp(c, mono() + 0.2, &r);
+		read_resp(c, tu_mono() + 0.2, &r);
 		CU_ASSERT_EQUAL(r.status, 0);
 		raw_free(&r);
 		close(c);
@@ -911,7 +896,7 @@ static void per_ip_connection_limit(void)
 	/* the two allowed ones are still open and get answers */
 	CU_ASSERT(!peer_closed(a));
 	close(a);
-	sleep_ms(200);
+	tu_sleep_ms(200);
 	CU_ASSERT_EQUAL(raw_exchange(health, sizeof(health) - 1, 5.0, &r), 200);
 	raw_free(&r);
 	close(b);

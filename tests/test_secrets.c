@@ -41,14 +41,6 @@ static char tokens_path[300], key_path[300];
 static char *seen;
 static size_t seen_len;
 
-static double mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void sha256_hex(const char *s, char out[65])
 {
 	unsigned char d[32];
@@ -467,9 +459,9 @@ static void run_gateway(bool key_from_file, bool log_bodies, bool spool)
 			    "{\"duration\":6}", 14, NULL), spool ? 202 : 200);
 	if (spool) {
 		/* let the forwarders deliver before stopping */
-		double end = mono() + 10;
+		double end = tu_mono() + 10;
 
-		while (fu_count(fu) < 4 && mono() < end)
+		while (fu_count(fu) < 4 && tu_mono() < end)
 			tu_proc_drain(&p, 0.05);
 	}
 	kill(p.pid, SIGTERM);

@@ -40,21 +40,6 @@ typedef struct gw {
 	gw_server *srv;
 } gw;
 
-static double mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
 /* A fresh directory name under root (not created). */
 static void new_dir(char *out, size_t cap)
 {
@@ -239,12 +224,12 @@ static long got_n(size_t i, char *sid, size_t cap)
 /* Waits until pred() or timeout_s. */
 static bool wait_for(bool (*pred)(void *), void *arg, double timeout_s)
 {
-	double end = mono() + timeout_s;
+	double end = tu_mono() + timeout_s;
 
-	while (mono() < end) {
+	while (tu_mono() < end) {
 		if (pred(arg))
 			return true;
-		sleep_ms(10);
+		tu_sleep_ms(10);
 	}
 	return pred(arg);
 }
@@ -490,7 +475,7 @@ static void spool_rides_out_503_resets_and_429_retry_after(void)
 	memset(&e, 0, sizeof(e));
 	e.sessions = 3;
 	e.prefix = "out-";
-	t0 = mono();
+	t0 = tu_mono();
 	for (n = 1; n <= 10; n++)
 		for (k = 0; k < e.sessions; k++) {
 			char sid[32];
@@ -500,7 +485,7 @@ static void spool_rides_out_503_resets_and_429_retry_after(void)
 			e.want[k] = n;
 		}
 	/* acknowledged while the upstream fails: the device is not held up */
-	CU_ASSERT_TRUE(mono() - t0 < 10);
+	CU_ASSERT_TRUE(tu_mono() - t0 < 10);
 	CU_ASSERT_TRUE(wait_for(all_arrived, &e, 30));
 	CU_ASSERT_EQUAL(e.missing, 0);
 	CU_ASSERT_EQUAL(e.order_violations, 0);
@@ -510,10 +495,10 @@ static void spool_rides_out_503_resets_and_429_retry_after(void)
 	CU_ASSERT_TRUE(fu_count(fu) >= 30 + 18);
 	/* the spool is empty again */
 	{
-		double end = mono() + 10;
+		double end = tu_mono() + 10;
 
-		while (metric("sessionwire_spool_depth") != 0 && mono() < end)
-			sleep_ms(5);
+		while (metric("sessionwire_spool_depth") != 0 && tu_mono() < end)
+			tu_sleep_ms(5);
 	}
 	CU_ASSERT_EQUAL(metric("sessionwire_spool_depth"), 0);
 	fprintf(stderr, "\n  outage: %zu upstream requests for 30 updates, %.0f retries\n",
@@ -555,10 +540,10 @@ static void spool_moves_final_4xx_to_dead_letters_and_admin_replays(void)
 	/* the upstream records a request before answering it: wait for the
 	 * last mark */
 	{
-		double end = mono() + 10;
+		double end = tu_mono() + 10;
 
-		while (metric("sessionwire_spool_depth") != 0 && mono() < end)
-			sleep_ms(5);
+		while (metric("sessionwire_spool_depth") != 0 && tu_mono() < end)
+			tu_sleep_ms(5);
 	}
 	CU_ASSERT_EQUAL(admin(out, sizeof(out), "stats", "--spool", dir, NULL, NULL), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"dead_letters\":2"));
@@ -574,10 +559,10 @@ static void spool_moves_final_4xx_to_dead_letters_and_admin_replays(void)
 	CU_ASSERT_EQUAL(admin(out, sizeof(out), "retry", "--spool", dir, "--id", idbuf), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"retried\":1"));
 	{
-		double end = mono() + 20;
+		double end = tu_mono() + 20;
 
-		while (fu_count(fu) < 4 && mono() < end)
-			sleep_ms(10);
+		while (fu_count(fu) < 4 && tu_mono() < end)
+			tu_sleep_ms(10);
 	}
 	CU_ASSERT_EQUAL(fu_count(fu), 4);
 	{
@@ -643,10 +628,10 @@ static void spool_full_answers_507_and_loses_nothing(void)
 	CU_ASSERT_EQUAL(fu_count(fu), (size_t)acked);
 	/* and there is room again */
 	{
-		double end = mono() + 10;
+		double end = tu_mono() + 10;
 
-		while (metric("sessionwire_spool_depth") != 0 && mono() < end)
-			sleep_ms(5);
+		while (metric("sessionwire_spool_depth") != 0 && tu_mono() < end)
+			tu_sleep_ms(5);
 	}
 	CU_ASSERT_EQUAL(patch_n(&g, "full-0", acked + 1, &r), 202);
 	gw_down(&g);
@@ -674,10 +659,10 @@ static void spool_restart_resumes_where_it_stopped(void)
 	CU_ASSERT_TRUE(wait_for(all_arrived, &e, 1)); /* trivially */
 	{
 		/* rs-0 got the odd n, rs-1 the even: check all 15 arrived */
-		double end = mono() + 20;
+		double end = tu_mono() + 20;
 
-		while (fu_count(fu) < 15 && mono() < end)
-			sleep_ms(10);
+		while (fu_count(fu) < 15 && tu_mono() < end)
+			tu_sleep_ms(10);
 	}
 	CU_ASSERT_EQUAL(fu_count(fu), 15);
 	check(&e);
@@ -714,19 +699,19 @@ static void spool_holds_rows_in_flight_at_a_crash(void)
 	close(fd);
 
 	upstream_timeout_ms = 1500;
-	t0 = mono();
+	t0 = tu_mono();
 	CU_ASSERT_FATAL(gw_up(&g, dir, 0, true) == 0);
 	upstream_timeout_ms = 3000;
-	while (mono() - t0 < 10) {
+	while (tu_mono() - t0 < 10) {
 		size_t c = fu_count(fu);
 
 		if (first == 0 && c >= 1)
-			first = mono() - t0;
+			first = tu_mono() - t0;
 		if (held == 0 && c >= 2)
-			held = mono() - t0;
+			held = tu_mono() - t0;
 		if (c >= 3)
 			break;
-		sleep_ms(5);
+		tu_sleep_ms(5);
 	}
 	CU_ASSERT_EQUAL_FATAL(fu_count(fu), 3);
 	/* hf-1 at once, hf-0 (both rows, in order) after the hold */
@@ -937,7 +922,7 @@ static void spool_group_commit_shares_fsyncs(void)
 	gc_gw = &g;
 	c0 = metric("sessionwire_spool_commits_total");
 	u0 = metric("sessionwire_spool_stored_total");
-	t0 = mono();
+	t0 = tu_mono();
 	for (i = 0; i < GC_THREADS; i++) {
 		gc_ok[i] = 0;
 		CU_ASSERT_FATAL(pthread_create(&th[i], NULL, gc_sender,
@@ -947,7 +932,7 @@ static void spool_group_commit_shares_fsyncs(void)
 		pthread_join(th[i], NULL);
 		ok += gc_ok[i];
 	}
-	dt = mono() - t0;
+	dt = tu_mono() - t0;
 	c1 = metric("sessionwire_spool_commits_total");
 	u1 = metric("sessionwire_spool_stored_total");
 	CU_ASSERT_EQUAL(ok, GC_THREADS * GC_EACH);

@@ -47,21 +47,6 @@ static atomic_long acks_total, sends_total;
 static size_t fail_lo[OUTAGES_MAX];
 static int n_outages;
 
-static double mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
 static int suite_init(void)
 {
 	snprintf(root, sizeof(root), "/tmp/sw-spool-crash-XXXXXX");
@@ -131,8 +116,8 @@ static pid_t gw_spawn(const char *spool, int run, uint16_t *port)
 	if (pid < 0)
 		return -1;
 	/* the port from "listening on 127.0.0.1:PORT" */
-	end = mono() + 10;
-	while (mono() < end) {
+	end = tu_mono() + 10;
+	while (tu_mono() < end) {
 		FILE *f = fopen(logp, "r");
 		int st;
 
@@ -152,7 +137,7 @@ static pid_t gw_spawn(const char *spool, int run, uint16_t *port)
 				st, logp);
 			return -1;
 		}
-		sleep_ms(5);
+		tu_sleep_ms(5);
 	}
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
@@ -190,7 +175,7 @@ static void *device(void *arg)
 		long status = 0;
 
 		if (port == 0) {
-			sleep_ms(2);
+			tu_sleep_ms(2);
 			continue;
 		}
 		snprintf(url, sizeof(url),
@@ -207,7 +192,7 @@ static void *device(void *arg)
 			acked[k] = n++;
 			atomic_fetch_add(&acks_total, 1);
 		} else {
-			sleep_ms(2); /* not acknowledged: send n again */
+			tu_sleep_ms(2); /* not acknowledged: send n again */
 		}
 	}
 	curl_slist_free_all(hl);
@@ -292,7 +277,7 @@ static void spool_sigkill_under_load_loses_nothing_acknowledged(void)
 	int kills = 0, run = 0, st = 0;
 	long k;
 	tally t;
-	double t0 = mono(), end;
+	double t0 = tu_mono(), end;
 	fu_step fail[FAIL_STEPS];
 	size_t i;
 
@@ -312,28 +297,28 @@ static void spool_sigkill_under_load_loses_nothing_acknowledged(void)
 		CU_ASSERT_FATAL(pthread_create(&th[k], NULL, device,
 					       (void *)(intptr_t)k) == 0);
 	}
-	for (kills = 0; kills < KILLS && mono() - t0 < 60; kills++) {
+	for (kills = 0; kills < KILLS && tu_mono() - t0 < 60; kills++) {
 		/* an outage now and then (retries pending across the kills):
 		 * scripted while no gateway runs, once the last one is used */
 		if (kills % 4 == 1 && n_outages < OUTAGES_MAX &&
 		    (n_outages == 0 ||
 		     fu_count(fu) >= fail_lo[n_outages - 1] + FAIL_STEPS)) {
 			size_t c = fu_count(fu), c2;
-			double until = mono() + 2;
+			double until = tu_mono() + 2;
 
 			/* the killed gateway's last request may still land */
 			do {
-				sleep_ms(20);
+				tu_sleep_ms(20);
 				c2 = c;
 				c = fu_count(fu);
-			} while (c != c2 && mono() < until);
+			} while (c != c2 && tu_mono() < until);
 			fail_lo[n_outages++] = c;
 			fu_script(fu, fail, FAIL_STEPS);
 		}
 		pid = gw_spawn(spool, run++, &port);
 		CU_ASSERT_FATAL(pid > 0);
 		atomic_store(&cur_port, port);
-		sleep_ms(100 + (long)(rand_r(&seed) % 500));
+		tu_sleep_ms(100 + (long)(rand_r(&seed) % 500));
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		atomic_store(&cur_port, 0);
@@ -342,17 +327,17 @@ static void spool_sigkill_under_load_loses_nothing_acknowledged(void)
 	pid = gw_spawn(spool, run++, &port);
 	CU_ASSERT_FATAL(pid > 0);
 	atomic_store(&cur_port, port);
-	sleep_ms(300);
+	tu_sleep_ms(300);
 	atomic_store(&load_stop, true);
 	for (k = 0; k < SESSIONS; k++)
 		pthread_join(th[k], NULL);
-	end = mono() + 30;
+	end = tu_mono() + 30;
 	do {
 		check(&t);
 		if (t.missing == 0)
 			break;
-		sleep_ms(50);
-	} while (mono() < end);
+		tu_sleep_ms(50);
+	} while (tu_mono() < end);
 	/* SIGTERM: graceful, exit 0 */
 	kill(pid, SIGTERM);
 	CU_ASSERT_EQUAL(waitpid(pid, &st, 0), pid);
@@ -360,7 +345,7 @@ static void spool_sigkill_under_load_loses_nothing_acknowledged(void)
 	atomic_store(&cur_port, 0);
 
 	fprintf(stderr, "\n  spool crash: %d SIGKILLs in %.1f s, %d outages (%ld attempts failed), %ld sends, %ld acknowledged, %ld delivered, %ld duplicates, %ld missing, %ld order violations\n",
-		kills, mono() - t0, n_outages, t.failed,
+		kills, tu_mono() - t0, n_outages, t.failed,
 		atomic_load(&sends_total), atomic_load(&acks_total), t.delivered,
 		t.duplicates, t.missing, t.order_violations);
 	CU_ASSERT_TRUE(n_outages >= 2);

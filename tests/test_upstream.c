@@ -16,14 +16,6 @@
 static char test_key[] = "sk-test-0123456789abcdef";
 static fake_upstream *fu;
 
-static double mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* A policy with small waits so the suite stays fast. */
 static void cfg_init(gw_config *c)
 {
@@ -232,13 +224,13 @@ static void retry_after_one_second_is_waited(void)
 	gw_config c;
 	gw_response resp;
 	fu_request r0, r1;
-	double t0 = mono(), took;
+	double t0 = tu_mono(), took;
 
 	fu_clear(fu);
 	fu_script(fu, &st, 1);
 	cfg_init(&c);
 	CU_ASSERT_EQUAL(patch_once(&c, &resp), 0);
-	took = mono() - t0;
+	took = tu_mono() - t0;
 	CU_ASSERT_EQUAL(resp.status, 200);
 	CU_ASSERT_EQUAL(resp.attempts, 2);
 	CU_ASSERT(took >= 0.9);
@@ -341,7 +333,7 @@ static void timeouts_until_the_end_are_reported(void)
 	};
 	gw_config c;
 	gw_response resp;
-	double t0 = mono(), took;
+	double t0 = tu_mono(), took;
 
 	fu_clear(fu);
 	fu_script(fu, st, 3);
@@ -349,7 +341,7 @@ static void timeouts_until_the_end_are_reported(void)
 	c.upstream_timeout_ms = 200;
 	c.max_attempts = 3;
 	CU_ASSERT_EQUAL(patch_once(&c, &resp), -1);
-	took = mono() - t0;
+	took = tu_mono() - t0;
 	CU_ASSERT_EQUAL(resp.status, 0);
 	CU_ASSERT_EQUAL(resp.attempts, 3);
 	CU_ASSERT_EQUAL(fu_count(fu), 3);
@@ -421,14 +413,14 @@ static void retry_after_beyond_budget_returns_the_hint(void)
 	fu_step st = { FU_STATUS, 503, NULL, "30", 0 };
 	gw_config c;
 	gw_response resp;
-	double t0 = mono();
+	double t0 = tu_mono();
 
 	fu_clear(fu);
 	fu_script(fu, &st, 1);
 	cfg_init(&c);
 	c.retry_budget_ms = 2000;
 	CU_ASSERT_EQUAL(patch_once(&c, &resp), 0);
-	CU_ASSERT(mono() - t0 < 1.0);
+	CU_ASSERT(tu_mono() - t0 < 1.0);
 	CU_ASSERT_EQUAL(resp.status, 503);
 	CU_ASSERT_EQUAL(resp.attempts, 1);
 	CU_ASSERT_EQUAL(resp.retry_after_ms, 30000);

@@ -16,14 +16,6 @@
 /* More than this of a child's output is read and dropped. */
 #define PROC_LOG_MAX ((size_t)8 << 20)
 
-static double proc_mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Appends what fits under PROC_LOG_MAX; the log stays NUL-terminated. */
 static void proc_keep(tu_proc *p, const char *s, size_t n)
 {
@@ -83,12 +75,12 @@ int tu_proc_spawn(tu_proc *p, const char *name, const char *const *args,
 
 void tu_proc_drain(tu_proc *p, double wait_s)
 {
-	double end = proc_mono() + wait_s;
+	double end = tu_mono() + wait_s;
 	char buf[65536];
 
 	for (;;) {
 		struct pollfd pf = { p->out_fd, POLLIN, 0 };
-		double left = end - proc_mono();
+		double left = end - tu_mono();
 		ssize_t n;
 
 		if (poll(&pf, 1, left > 0 ? (int)(left * 1000) + 1 : 0) <= 0)
@@ -102,10 +94,10 @@ void tu_proc_drain(tu_proc *p, double wait_s)
 
 int tu_proc_reap(tu_proc *p, double wait_s)
 {
-	double end = proc_mono() + wait_s;
+	double end = tu_mono() + wait_s;
 	int st;
 
-	while (proc_mono() < end) {
+	while (tu_mono() < end) {
 		if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
 			tu_proc_drain(p, 0.2);
 			close(p->out_fd);
@@ -124,9 +116,9 @@ int tu_proc_reap(tu_proc *p, double wait_s)
 unsigned tu_proc_port(tu_proc *p, double wait_s)
 {
 	static const char m[] = "listening on 127.0.0.1:";
-	double end = proc_mono() + wait_s;
+	double end = tu_mono() + wait_s;
 
-	while (proc_mono() < end) {
+	while (tu_mono() < end) {
 		const char *at = strstr(p->log, m);
 
 		if (at) {

@@ -47,6 +47,10 @@ sw_alloc tu_failalloc_hook(tu_failalloc *fa);
 /* Lowercase hex of bytes into a malloc'd string. */
 char *tu_hex(const uint8_t *p, size_t n);
 
+/* Seconds on the monotonic clock; a sleep of ms milliseconds. */
+double tu_mono(void);
+void tu_sleep_ms(long ms);
+
 /* ==== A program under test as a child (testproc.c) ==== */
 
 typedef struct tu_proc {
