@@ -548,6 +548,12 @@ int gw_config_finish(gw_config *c, char *err, size_t errlen)
 			 c->backoff_base_ms, c->backoff_max_ms);
 		return -1;
 	}
+	if (c->request_timeout_s != 0 && c->request_timeout_s <= c->client_timeout_s) {
+		/* an idle keep-alive connection runs the request clock too */
+		snprintf(err, errlen, "--request-timeout (%u s) must be longer than --client-timeout (%u s), or 0",
+			 c->request_timeout_s, c->client_timeout_s);
+		return -1;
+	}
 	return 0;
 }
 

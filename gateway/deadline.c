@@ -178,15 +178,19 @@ void gw_deadline_close(gw_deadline *d, gw_conn_clock *c)
 	free(c);
 }
 
-void gw_deadline_busy(gw_deadline *d, gw_conn_clock *c, bool busy)
+bool gw_deadline_busy(gw_deadline *d, gw_conn_clock *c, bool busy)
 {
+	bool cut;
+
 	if (d == NULL || c == NULL)
-		return;
+		return true;
 	pthread_mutex_lock(&d->mu);
+	cut = c->cut;
 	c->busy = busy;
 	if (!busy)
 		c->since = mono_s();
 	pthread_mutex_unlock(&d->mu);
+	return !cut;
 }
 
 unsigned long gw_deadline_cuts(gw_deadline *d)

@@ -344,24 +344,27 @@ static void *worker_main(void *arg)
 /* ==== Rows in flight at a crash ==== */
 
 /* Makes row id wait hold_ms before its next attempt (the attempt count
- * and last answer kept). 0, or -1 when it could not be marked. */
+ * and last answer kept). 1 held, 0 gone already, -1 not marked. */
 static int hold_row(gw_forwarder *fw, sqlite3 *db, int64_t id, long hold_ms)
 {
 	static const char why[] =
 		"held after an unclean stop: it may have been in flight";
 	sqlite3_stmt *st = NULL;
-	int rc = 0;
+	int rc;
 
 	if (sqlite3_prepare_v2(db, "SELECT attempts, last_status FROM spool WHERE id=?1",
 			       -1, &st, NULL) != SQLITE_OK)
 		return -1;
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
 		rc = gw_spool__mark(fw->sp, GW_MARK_RETRY, id, 0,
 				    sqlite3_column_int(st, 0),
 				    gw_spool__now_ms() + hold_ms,
 				    sqlite3_column_int(st, 1), why,
-				    sizeof(why) - 1);
+				    sizeof(why) - 1) == 0 ? 1 : -1;
+	else
+		rc = rc == SQLITE_DONE ? 0 : -1;
 	sqlite3_finalize(st);
 	return rc;
 }
@@ -390,10 +393,21 @@ static int inflight_open(gw_forwarder *fw, sqlite3 *db, char *err,
 	got = pread(fd, old, sizeof(old), 0);
 	if (got > 0)
 		n_old = (size_t)got / sizeof(int64_t);
-	for (i = 0; i < n_old; i++)
-		if (old[i] > 0 &&
-		    hold_row(fw, db, old[i], fw->cfg.upstream_timeout_ms) == 0)
-			held++;
+	for (i = 0; i < n_old; i++) {
+		int rc = old[i] > 0 ? hold_row(fw, db, old[i],
+					       fw->cfg.upstream_timeout_ms) : 0;
+
+		if (rc < 0) {
+			/* sent at once it could overtake a late copy: keep the
+			 * slots and refuse to start */
+			snprintf(err, errlen,
+				 "cannot hold spool row %lld (named in %s: it may have been in flight when the gateway stopped): the spool database could not be read or written",
+				 (long long)old[i], path);
+			close(fd);
+			return -1;
+		}
+		held += (size_t)rc;
+	}
 	if (held > 0) {
 		gw_log_fields f = GW_LOG_FIELDS_INIT;
 		char msg[200];

@@ -412,8 +412,9 @@ gw_conn_clock *gw_deadline_open(gw_deadline *d, int fd);
 /* Before the socket is closed: the sweeper forgets fd. */
 void gw_deadline_close(gw_deadline *d, gw_conn_clock *c);
 /* busy: the request is read, the clock stops; !busy: the answer went
- * out, the next request's clock starts. */
-void gw_deadline_busy(gw_deadline *d, gw_conn_clock *c, bool busy);
+ * out, the next request's clock starts. false when the sweeper has cut
+ * the connection already (do no work for it). */
+bool gw_deadline_busy(gw_deadline *d, gw_conn_clock *c, bool busy);
 /* Connections cut so far. */
 unsigned long gw_deadline_cuts(gw_deadline *d);
 

@@ -51,7 +51,9 @@
 #include "gw.h"
 
 #define STOP_DRAIN_S 30.0
-#define RESULT_MSG_MAX 160
+/* Sessions of one batch forwarded side by side (each one's items in
+ * order): bounds the upstream calls a batch makes at once. */
+#define BATCH_SESSIONS_AT_ONCE 4
 #define LOG_SESSION_MAX 128
 /* A body past max_body is read and dropped up to this many bytes (so the
  * client can read its 413), then the connection is cut. */
@@ -66,7 +68,8 @@ struct gw_server {
 	pthread_rwlock_t tok_lock;
 	gw_tokens *tokens;
 	atomic_int inflight;
-	atomic_int async_out; /* direct-mode PATCHes at the upstream */
+	atomic_int async_out; /* calls at the upstream (PATCHes, batch items) */
+	atomic_int suspended; /* connections suspended (see suspend()) */
 	atomic_bool stopping;
 	atomic_ullong next_id;
 	uint16_t port;
@@ -402,6 +405,44 @@ static int canonical(req *r, const uint8_t *body, size_t len,
 	return 0;
 }
 
+/* ==== Suspension ====
+ * A request whose update is away (at the upstream, in the spool's queue)
+ * has its connection suspended, so no worker thread waits. Every one is
+ * counted: gw_server_stop waits until none is left (libmicrohttpd aborts
+ * when stopped with a suspended connection), and once the gateway is
+ * stopping no new one is suspended. */
+
+/* Suspends conn; false (nothing suspended) when the gateway is stopping. */
+static bool suspend(req *r, struct MHD_Connection *conn)
+{
+	gw_server *s = r->s;
+
+	atomic_fetch_add(&s->suspended, 1);
+	if (atomic_load(&s->stopping)) {
+		atomic_fetch_sub(&s->suspended, 1);
+		return false;
+	}
+	r->conn = conn;
+	MHD_suspend_connection(conn);
+	return true;
+}
+
+/* Resumes conn, from any thread. The request may complete at once:
+ * nothing of it may be touched after this. */
+static void resume(gw_server *s, struct MHD_Connection *conn)
+{
+	MHD_resume_connection(conn);
+	atomic_fetch_sub(&s->suspended, 1);
+}
+
+/* The answer when a request would be suspended while stopping. */
+static enum MHD_Result refuse_stopping(req *r, struct MHD_Connection *conn)
+{
+	return reject(r, conn, 503, "shutting_down", "shutting_down",
+		      "the gateway is shutting down; nothing was forwarded or stored; retry on another instance",
+		      MHD_HTTP_HEADER_RETRY_AFTER, "1");
+}
+
 /* ==== Spool mode ==== */
 
 /* Refuses after gw_spool_put did not store: 507 full, 503 not writable. */
@@ -475,7 +516,7 @@ static void on_spooled(void *arg, int result, const char *err)
 	r->spool_rc = result;
 	snprintf(r->spool_err, sizeof(r->spool_err), "%s", err);
 	atomic_store(&r->spool_done, true);
-	MHD_resume_connection(r->conn);
+	resume(r->s, r->conn);
 }
 
 /* Translates, queues and suspends; spool_patch_done answers. */
@@ -494,17 +535,13 @@ static enum MHD_Result spool_patch(req *r, struct MHD_Connection *conn)
 	rec.path = r->h.upath.data;
 	rec.json = r->spool_json.data;
 	rec.json_len = r->spool_json.len;
-	r->conn = conn;
-	r->spool_wait = true;
 	/* suspended first: the writer may resume it at once */
-	MHD_suspend_connection(conn);
-	if (gw_spool_put_async(r->s->sp, &rec, 1, on_spooled, r) != 0) {
-		r->spool_rc = GW_SPOOL_ERROR;
-		snprintf(r->spool_err, sizeof(r->spool_err),
-			 "the spool is closing or out of memory; nothing was stored");
-		atomic_store(&r->spool_done, true);
-		MHD_resume_connection(conn);
-	}
+	if (!suspend(r, conn))
+		return refuse_stopping(r, conn);
+	r->spool_wait = true;
+	if (gw_spool_put_async(r->s->sp, &rec, 1, on_spooled, r) != 0)
+		on_spooled(r, GW_SPOOL_ERROR,
+			   "the spool is closing or out of memory; nothing was stored");
 	return MHD_YES;
 }
 
@@ -531,7 +568,7 @@ static void on_forwarded(void *ud, gw_response *resp)
 	r->up_resp = *resp;
 	r->up_ret = resp->status != 0 ? 0 : (timed_out(resp->error) ? 504 : 502);
 	atomic_store(&r->up_done, true);
-	MHD_resume_connection(r->conn);
+	resume(s, r->conn);
 	atomic_fetch_sub(&s->async_out, 1);
 }
 
@@ -546,11 +583,11 @@ static enum MHD_Result direct_patch(req *r, struct MHD_Connection *conn)
 	if (canonical(r, (const uint8_t *)r->body.data, r->body.len, r->h.kind,
 		      &r->spool_json, &no) != 0)
 		return refuse_with(r, conn, &no);
-	r->conn = conn;
+	/* suspended first: the event thread may resume it at once */
+	if (!suspend(r, conn))
+		return refuse_stopping(r, conn);
 	r->up_wait = true;
 	atomic_fetch_add(&s->async_out, 1);
-	/* suspended first: the event thread may resume it at once */
-	MHD_suspend_connection(conn);
 	if (gw_upstream_patch_async(s->up, r->h.upath.data, r->spool_json.data,
 				    r->spool_json.len, on_forwarded, r) != 0) {
 		memset(&r->up_resp, 0, sizeof(r->up_resp));
@@ -559,7 +596,7 @@ static enum MHD_Result direct_patch(req *r, struct MHD_Connection *conn)
 			 "the gateway is stopping or out of memory");
 		r->up_ret = 502;
 		atomic_store(&r->up_done, true);
-		MHD_resume_connection(conn);
+		resume(s, conn);
 		atomic_fetch_sub(&s->async_out, 1);
 	}
 	return MHD_YES;
@@ -624,6 +661,7 @@ typedef struct batch_run {
 	sw_result *res;      /* in the batch's order */
 	batch_chain *chains;
 	size_t n_chains;
+	atomic_size_t next_chain; /* the next chain to start */
 	atomic_size_t open;  /* chains not finished (+1 while starting) */
 	/* spool mode */
 	gw_spool_rec *recs;
@@ -653,7 +691,7 @@ static void batch_part_done(batch_run *run)
 	if (atomic_fetch_sub(&run->open, 1) != 1)
 		return;
 	atomic_store(&r->batch_done, true);
-	MHD_resume_connection(r->conn);
+	resume(r->s, r->conn);
 }
 
 /* The chain's items from at on are not sent: an earlier one must be
@@ -667,6 +705,18 @@ static void chain_skip_rest(batch_chain *ch)
 }
 
 static void on_item_forwarded(void *ud, gw_response *resp);
+static void chain_next(batch_chain *ch);
+
+/* A chain is over: the batch's next chain starts (at most
+ * BATCH_SESSIONS_AT_ONCE run at once), then this one counts as done. */
+static void chain_done(batch_run *run)
+{
+	size_t k = atomic_fetch_add(&run->next_chain, 1);
+
+	if (k < run->n_chains)
+		chain_next(&run->chains[k]);
+	batch_part_done(run);
+}
 static enum MHD_Result batch_finish(req *r, struct MHD_Connection *conn);
 
 /* Sends the chain's next valid item (its invalid ones get 400 on the
@@ -698,7 +748,7 @@ static void chain_next(batch_chain *ch)
 		ch->at++;
 		chain_skip_rest(ch);
 	}
-	batch_part_done(run);
+	chain_done(run);
 }
 
 /* The upstream's event thread: one item's answer. Fills its Result, then
@@ -731,7 +781,7 @@ static void on_item_forwarded(void *ud, gw_response *u)
 	ch->at++;
 	if (must_resend(hs)) {
 		chain_skip_rest(ch);
-		batch_part_done(run);
+		chain_done(run);
 	} else {
 		chain_next(ch);
 	}
@@ -757,11 +807,15 @@ static enum MHD_Result batch_forward_start(req *r, struct MHD_Connection *conn,
 		}
 		run->chains[run->n_chains - 1].end = k + 1;
 	}
+	/* suspended first: the event thread may finish at once */
+	if (!suspend(r, conn))
+		return refuse_stopping(r, conn);
 	r->batch_wait = true;
 	atomic_store(&run->open, run->n_chains + 1);
-	/* suspended first: the event thread may finish at once */
-	MHD_suspend_connection(conn);
-	for (k = 0; k < run->n_chains; k++)
+	n = run->n_chains < BATCH_SESSIONS_AT_ONCE ? run->n_chains
+						   : BATCH_SESSIONS_AT_ONCE;
+	atomic_store(&run->next_chain, n);
+	for (k = 0; k < n; k++)
 		chain_next(&run->chains[k]);
 	batch_part_done(run);
 	return MHD_YES;
@@ -811,7 +865,8 @@ static enum MHD_Result batch_spool_start(req *r, struct MHD_Connection *conn,
 		atomic_store(&r->batch_done, true);
 		return batch_finish(r, conn); /* nothing to store */
 	}
-	MHD_suspend_connection(conn);
+	if (!suspend(r, conn))
+		return refuse_stopping(r, conn);
 	if (gw_spool_put_async(r->s->sp, run->recs, run->n_recs,
 			       on_batch_spooled, run) != 0)
 		on_batch_spooled(run, GW_SPOOL_ERROR,
@@ -1010,11 +1065,11 @@ static enum MHD_Result begin(req *r, struct MHD_Connection *conn,
 	env.tokens = s->tokens;
 	rc = gw_req_check_head(&env, &in, &r->h, &no);
 	pthread_rwlock_unlock(&s->tok_lock);
-	if (rc != 0)
-		return refuse_with(r, conn, &no);
-	if (r->h.sid.len > 0)
+	if (r->h.upath.len > 0) /* a valid session id, for the log */
 		copy_trunc(r->session, sizeof(r->session), r->h.sid.data,
 			   r->h.sid.len);
+	if (rc != 0)
+		return refuse_with(r, conn, &no);
 	sw_buf_init(&r->body, s->c->max_body, NULL);
 	return MHD_YES;
 }
@@ -1095,8 +1150,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		return reject(r, conn, 413, NULL, "payload_too_large", m, NULL,
 			      NULL);
 	}
-	/* read in full: the read deadline stops until the answer is out */
-	gw_deadline_busy(s->dl, conn_clock(conn), true);
+	/* read in full: the read deadline stops until the answer is out;
+	 * a connection the sweeper has just cut is not worked on (its
+	 * device gets no answer and sends the update again) */
+	if (!gw_deadline_busy(s->dl, conn_clock(conn), true))
+		return MHD_NO;
 	if (r->h.route == GW_ROUTE_PATCH)
 		return handle_patch(r, conn);
 	if (r->h.route == GW_ROUTE_BATCH)
@@ -1334,9 +1392,11 @@ void gw_server_stop(gw_server *s)
 		nanosleep(&ts, NULL);
 	if (atomic_load(&s->inflight) > 0)
 		gw_log(GW_LOG_WARN, "stopping with requests still in flight", NULL);
-	/* a suspended PATCH's request must outlive its upstream call (the
-	 * callback writes into it): those end within the retry budget */
-	while (atomic_load(&s->async_out) > 0)
+	/* libmicrohttpd must not be stopped with a suspended connection, and
+	 * a suspended request must outlive its upstream call or spool commit
+	 * (the callback writes into it): those end within the retry budget;
+	 * no new one is suspended once stopping */
+	while (atomic_load(&s->suspended) > 0 || atomic_load(&s->async_out) > 0)
 		nanosleep(&ts, NULL);
 	MHD_stop_daemon(s->d);
 	gw_deadline_stop(s->dl);

@@ -538,6 +538,135 @@ static void client_leaving_while_suspended_is_harmless(void)
 	gw_upstream_free(up);
 }
 
+/* A Batch with one {"duration":1} for each of n sessions <tag>-<i>. */
+static uint8_t *batch_sessions(const char *tag, size_t n, size_t *len)
+{
+	static const char json[] = "{\"duration\":1}";
+	sw_parse_opts o = { .kind = SW_KIND_UPDATE };
+	sw_update *u = NULL;
+	uint8_t pb[256], env[512], *b = malloc(16384);
+	size_t pn = 0, en = 0, k;
+	char sid[64];
+	sw_session_id id;
+
+	*len = 0;
+	if (b == NULL || sw_json_parse(json, strlen(json), &o, &u, NULL) != SW_OK ||
+	    sw_pb_encode(u, pb, sizeof(pb), &pn, NULL) != SW_OK) {
+		sw_update_free(u);
+		free(b);
+		return NULL;
+	}
+	sw_update_free(u);
+	for (k = 0; k < n; k++) {
+		snprintf(sid, sizeof(sid), "%s-%zu", tag, k);
+		sw_session_id_set(&id, sid, strlen(sid));
+		if (sw_envelope_encode(&id, true, 1, pb, pn, env, sizeof(env), &en,
+				       NULL) != SW_OK ||
+		    sw_batch_append(env, en, b, 16384, len, NULL) != SW_OK) {
+			free(b);
+			return NULL;
+		}
+	}
+	return b;
+}
+
+typedef struct batch_client {
+	uint16_t port;
+	const uint8_t *body;
+	size_t len;
+	long status;
+	size_t acked;   /* Results with status 200 */
+	pthread_t th;
+} batch_client;
+
+static size_t keep_body(char *d, size_t s, size_t n, void *u)
+{
+	sw_buf *b = u;
+
+	return sw_buf_append(b, d, s * n) == SW_OK ? s * n : 0;
+}
+
+static void *batch_client_run(void *v)
+{
+	batch_client *bc = v;
+	CURL *h = curl_easy_init();
+	struct curl_slist *hl = NULL;
+	char url[128];
+	sw_result res[16];
+	size_t n = 0, k;
+	sw_buf body;
+
+	bc->status = 0;
+	bc->acked = 0;
+	if (h == NULL)
+		return NULL;
+	sw_buf_init(&body, 0, NULL);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/v1/updates",
+		 (unsigned)bc->port);
+	hl = curl_slist_append(hl, "Content-Type: application/x-protobuf");
+	hl = curl_slist_append(hl, "Expect:");
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDS, bc->body);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)bc->len);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 20000L);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, keep_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	if (curl_easy_perform(h) == CURLE_OK)
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &bc->status);
+	if (bc->status == 200 &&
+	    sw_ack_decode((const uint8_t *)body.data, body.len, res, 16, &n,
+			  NULL) == SW_OK)
+		for (k = 0; k < n; k++)
+			bc->acked += res[k].status == 200;
+	sw_buf_free(&body);
+	curl_slist_free_all(hl);
+	curl_easy_cleanup(h);
+	return NULL;
+}
+
+/* gw_server_stop with batches suspended (their items at a slow
+ * upstream): it waits for them, every batch gets its whole Ack, and
+ * libmicrohttpd is never stopped with a suspended connection. */
+static void stop_waits_for_suspended_batches(void)
+{
+	enum { N = 3, SESSIONS = 3 };
+	gw_config c;
+	gw_upstream *up;
+	gw_server *s;
+	char err[256] = "";
+	batch_client bc[N];
+	uint8_t *b;
+	size_t len, k;
+
+	cfg_small(&c);
+	c.threads = 2;
+	b = batch_sessions("stopb", SESSIONS, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+	up = gw_upstream_new(&c, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
+	s = gw_server_start(&c, up, NULL, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	fu_clear(fu);
+	fu_delay_all(N * SESSIONS, 600);
+	for (k = 0; k < N; k++) {
+		bc[k].port = gw_server_port(s);
+		bc[k].body = b;
+		bc[k].len = len;
+		pthread_create(&bc[k].th, NULL, batch_client_run, &bc[k]);
+	}
+	CU_ASSERT_EQUAL(wait_upstream_count(N * SESSIONS, 10), N * SESSIONS);
+	gw_server_stop(s);
+	for (k = 0; k < N; k++) {
+		pthread_join(bc[k].th, NULL);
+		CU_ASSERT_EQUAL(bc[k].status, 200);
+		CU_ASSERT_EQUAL(bc[k].acked, SESSIONS);
+	}
+	gw_upstream_free(up);
+	free(b);
+}
+
 static void stop_drains_updates_in_flight(void)
 {
 	enum { N = 16 };
@@ -698,6 +827,7 @@ int init_async_tests(void)
 	CU_add_test(s, "more_updates_in_flight_than_worker_threads", more_updates_in_flight_than_worker_threads);
 	CU_add_test(s, "client_leaving_while_suspended_is_harmless", client_leaving_while_suspended_is_harmless);
 	CU_add_test(s, "stop_drains_updates_in_flight", stop_drains_updates_in_flight);
+	CU_add_test(s, "stop_waits_for_suspended_batches", stop_waits_for_suspended_batches);
 	CU_add_test(s, "sigterm_drains_updates_in_flight", sigterm_drains_updates_in_flight);
 	return 0;
 }

@@ -285,13 +285,27 @@ static void key_file_wins_over_env_and_is_never_printed(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "--device-tokens"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "--allow-anonymous"));
 	gw_config_free(&c);
+	/* a request deadline inside the idle timeout would cut idle
+	 * keep-alive connections as slow clients; 0 turns it off */
+	setenv("ORQ_API_KEY", "sk-from-env-0001", 1);
+	gw_config_defaults(&c);
+	c.allow_anonymous = true;
+	c.client_timeout_s = 30;
+	c.request_timeout_s = 30;
+	CU_ASSERT_EQUAL(gw_config_finish(&c, err, sizeof(err)), -1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "--request-timeout (30 s)"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "--client-timeout"));
+	c.request_timeout_s = 0;
+	CU_ASSERT_EQUAL(gw_config_finish(&c, err, sizeof(err)), 0);
+	gw_config_free(&c);
 	unsetenv("ORQ_API_KEY");
 }
 
 static const char *const all_flags[] = {
 	"--listen", "--upstream", "--api-key-file", "--device-tokens",
 	"--allow-anonymous", "--max-body", "--max-batch-items",
-	"--max-concurrent", "--threads", "--client-timeout",
+	"--max-concurrent", "--threads", "--client-timeout", "--request-timeout",
+	"--max-connections-per-ip",
 	"--connect-timeout-ms", "--upstream-timeout-ms", "--max-attempts",
 	"--retry-budget-ms", "--backoff-base-ms", "--backoff-max-ms",
 	"--log-bodies", "--log-level", "--config", "--help", NULL
