@@ -14,9 +14,12 @@
  * are sent per claim, so busy sessions take turns.
  *
  * Picking: one query lists the sessions whose head (lowest id) is due,
- * oldest first (up to PICK_LIMIT); the threads take sessions from that
- * list until it is empty, then the next thread queries again (the query
- * reads the whole index, so it is shared by many picks). A listed session
+ * in the order they became due (up to PICK_LIMIT): a row never tried at
+ * its arrival, a retried one at its next_attempt_ms, so a retry that is
+ * due goes before rows that arrived after it (not behind every new one);
+ * the threads take sessions from that list until it is empty, then the
+ * next thread queries again (the query reads the whole index, so it is
+ * shared by many picks). A listed session
  * may have been drained meanwhile: drain() finds no due head and returns.
  * With nothing due a thread sleeps until the earliest next_attempt_ms, a
  * new commit, or POLL_MS (the admin command may have added rows from
@@ -450,7 +453,7 @@ static int worker_open(worker *w, char *err, size_t errlen)
 	if (sqlite3_prepare_v3(w->db,
 			       "SELECT s.sid, s.next_attempt_ms FROM spool s"
 			       " WHERE s.id IN (SELECT min(id) FROM spool GROUP BY sid)"
-			       " ORDER BY s.next_attempt_ms, s.id",
+			       " ORDER BY max(s.next_attempt_ms, s.arrived_ms), s.id",
 			       -1, SQLITE_PREPARE_PERSISTENT, &w->st_heads,
 			       NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v3(w->db,
