@@ -36,7 +36,7 @@ typedef struct gw_config {
 	size_t max_body;           /* 65536 bytes */
 	size_t max_batch_items;    /* 100 */
 	unsigned max_concurrent;   /* 256 requests in flight, else 503 */
-	unsigned threads;          /* 8 worker threads */
+	unsigned threads;          /* worker threads: one per CPU, >= 2 */
 	unsigned client_timeout_s; /* 10: idle client connections closed */
 	unsigned request_timeout_s;/* 60: a request not read in full by then
 				    * is cut (slow clients); 0 = off */
