@@ -45,6 +45,22 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	/* the vectors are the first tests: without them most suites would
+	 * fail one by one for the same reason */
+	{
+		char probe[1024];
+		FILE *f;
+
+		snprintf(probe, sizeof(probe), "%s/typical.jsonl", tu_vectors_dir);
+		f = fopen(probe, "r");
+		if (f == NULL) {
+			fprintf(stderr, "run-tests: the SDK vectors are not in %s "
+				"(cannot read %s); give --vectors DIR (make test "
+				"VECTORS=DIR)\n", tu_vectors_dir, probe);
+			return 2;
+		}
+		fclose(f);
+	}
 	if (CU_initialize_registry() != CUE_SUCCESS)
 		return 2;
 #define SW_TEST_SUITE(name)                                                   \
