@@ -461,10 +461,12 @@ static void more_updates_in_flight_than_worker_threads(void)
 }
 
 /* Sends a PATCH on a new connection and closes it without reading. */
-static int send_and_leave(uint16_t port, const char *path)
+static int send_raw_and_leave(uint16_t port, const char *method,
+			      const char *path, const char *ctype,
+			      const void *body, size_t len)
 {
 	struct sockaddr_in a;
-	char req[512];
+	char head[512];
 	int fd = socket(AF_INET, SOCK_STREAM, 0), n;
 
 	if (fd < 0)
@@ -473,17 +475,23 @@ static int send_and_leave(uint16_t port, const char *path)
 	a.sin_family = AF_INET;
 	a.sin_port = htons(port);
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	n = snprintf(req, sizeof(req),
-		     "PATCH %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-		     "Content-Type: application/json\r\n"
-		     "Content-Length: %zu\r\n\r\n%s",
-		     path, strlen(body1), body1);
+	n = snprintf(head, sizeof(head),
+		     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+		     "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n",
+		     method, path, ctype, len);
 	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-	    write(fd, req, (size_t)n) != n) {
+	    write(fd, head, (size_t)n) != n ||
+	    write(fd, body, len) != (ssize_t)len) {
 		close(fd);
 		return -1;
 	}
 	return fd;
+}
+
+static int send_and_leave(uint16_t port, const char *path)
+{
+	return send_raw_and_leave(port, "PATCH", path, "application/json",
+				  body1, strlen(body1));
 }
 
 static void client_leaving_while_suspended_is_harmless(void)
@@ -667,6 +675,62 @@ static void stop_waits_for_suspended_batches(void)
 	free(b);
 }
 
+/* Batch clients that leave (half with a reset) while their items are at
+ * the upstream: every item is still forwarded, the gateway goes on
+ * serving batches, and stop does not wait for them. */
+static void batch_clients_leaving_while_suspended_is_harmless(void)
+{
+	enum { N = 4, SESSIONS = 3 };
+	gw_config c;
+	gw_upstream *up;
+	gw_server *s;
+	char err[256] = "";
+	int fds[N];
+	uint8_t *b;
+	size_t len, i;
+	batch_client after;
+	double t0;
+
+	cfg_small(&c);
+	c.threads = 2;
+	b = batch_sessions("leave", SESSIONS, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+	up = gw_upstream_new(&c, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
+	s = gw_server_start(&c, up, NULL, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	fu_clear(fu);
+	fu_delay_all(N * SESSIONS, 400);
+	for (i = 0; i < N; i++) {
+		fds[i] = send_raw_and_leave(gw_server_port(s), "POST",
+					    "/v1/updates",
+					    "application/x-protobuf", b, len);
+		CU_ASSERT(fds[i] >= 0);
+	}
+	CU_ASSERT_EQUAL(wait_upstream_count(N * SESSIONS, 10), N * SESSIONS);
+	for (i = 0; i < N; i++) {
+		if (fds[i] < 0)
+			continue;
+		if (i % 2) {
+			struct linger l = { 1, 0 };
+
+			setsockopt(fds[i], SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+		}
+		close(fds[i]);
+	}
+	after.port = gw_server_port(s);
+	after.body = b;
+	after.len = len;
+	batch_client_run(&after);
+	CU_ASSERT_EQUAL(after.status, 200);
+	CU_ASSERT_EQUAL(after.acked, SESSIONS);
+	t0 = tu_mono();
+	gw_server_stop(s);
+	CU_ASSERT(tu_mono() - t0 < 5.0);
+	gw_upstream_free(up);
+	free(b);
+}
+
 static void stop_drains_updates_in_flight(void)
 {
 	enum { N = 16 };
@@ -828,6 +892,7 @@ int init_async_tests(void)
 	CU_add_test(s, "client_leaving_while_suspended_is_harmless", client_leaving_while_suspended_is_harmless);
 	CU_add_test(s, "stop_drains_updates_in_flight", stop_drains_updates_in_flight);
 	CU_add_test(s, "stop_waits_for_suspended_batches", stop_waits_for_suspended_batches);
+	CU_add_test(s, "batch_clients_leaving_while_suspended_is_harmless", batch_clients_leaving_while_suspended_is_harmless);
 	CU_add_test(s, "sigterm_drains_updates_in_flight", sigterm_drains_updates_in_flight);
 	return 0;
 }
