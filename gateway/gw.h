@@ -201,6 +201,11 @@ int gw_upstream_patch_async(gw_upstream *up, const char *path,
 			    const char *json, size_t json_len,
 			    gw_upstream_done_fn done, void *ud);
 
+/* Replaces every occurrence of key in b[0..len) (b[len] is a NUL that
+ * moves with the text) by "***": an upstream quoting the Authorization
+ * header back must not hand the key to a device, a log or the spool.
+ * Returns the new length. */
+size_t gw_scrub(char *b, size_t len, const char *key);
 /* Parses a Retry-After value (delta-seconds or an HTTP date) into ms from
  * now; -1 when it is neither. */
 long gw_retry_after_ms(const char *value, long now_unix_s);
@@ -392,6 +397,11 @@ void gw_batch_free(gw_batch *b);
  * {"code","message","field"?}; message and field made valid UTF-8. */
 sw_status gw_error_body(bool pb, int status, const char *code,
 			const char *message, const char *field, sw_buf *out);
+/* The upstream's answer for a device that asked for protobuf: a 2xx
+ * session JSON as a Session message, a non-2xx {"code"?,"message"} as an
+ * Error. 0 with out appended to; -1 when it does not translate without
+ * loss (then it is passed through as it came). */
+int gw_answer_pb(int status, const char *body, size_t len, sw_buf *out);
 /* Appends "key":"value" (value JSON-escaped). */
 sw_status gw_json_put_str(sw_buf *b, const char *key, const char *v);
 

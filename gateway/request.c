@@ -1,7 +1,8 @@
 /* request.c - what the gateway decides about a device's request, without
  * sockets: route, method, auth, session id, content type and declared
  * length from the head; the canonical JSON of an update body; the plan of
- * a batch; the bytes of an error answer.
+ * a batch; the bytes of an error answer; the upstream's answer as
+ * protobuf.
  *
  * server.c feeds these from libmicrohttpd and turns the decisions into
  * answers; tests/fuzz/gateway.c feeds them arbitrary bytes. Nothing here
@@ -12,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include <cjson/cJSON.h>
 
 #include "gw.h"
 
@@ -477,4 +480,88 @@ sw_status gw_error_body(bool pb, int status, const char *code,
 	if (st == SW_OK)
 		st = sw_buf_append(out, "}", 1);
 	return st;
+}
+
+/* ==== The upstream's answer, as protobuf ==== */
+
+/* A 2xx session JSON as a Session message into out. 0 or -1. */
+static int answer_session(const char *body, size_t len, sw_buf *out)
+{
+	sw_parse_opts o;
+	sw_update *u = NULL;
+	sw_status st;
+	size_t n = 0;
+	char *p;
+
+	memset(&o, 0, sizeof(o));
+	o.kind = SW_KIND_SESSION;
+	o.lenient = true;
+	if (sw_json_parse(body, len, &o, &u, NULL) != SW_OK)
+		return -1;
+	/* one encode for the usual session, a second, sized by the first,
+	 * only for a larger one */
+	p = sw_buf_reserve(out, 2048, &st);
+	if (p != NULL && sw_pb_encode(u, (uint8_t *)p, 2048, &n, NULL) == SW_OK) {
+		sw_buf_commit(out, n);
+	} else {
+		p = n > 2048 ? sw_buf_reserve(out, n, &st) : NULL;
+		if (p == NULL || sw_pb_encode(u, (uint8_t *)p, n, &n, NULL) != SW_OK) {
+			sw_update_free(u);
+			return -1;
+		}
+		sw_buf_commit(out, n);
+	}
+	sw_update_free(u);
+	return 0;
+}
+
+/* A non-2xx {"code"?: string, "message": string} as an Error message
+ * into out; anything more is not carried, so -1 (passed through). */
+static int answer_error(int status, const char *body, size_t len,
+			sw_buf *out)
+{
+	cJSON *j = cJSON_ParseWithLength(body, len), *m, *c;
+	sw_error_msg em;
+	sw_status st;
+	size_t n = 0;
+	char *p;
+	int rc = -1;
+
+	if (j == NULL)
+		return -1;
+	m = cJSON_GetObjectItemCaseSensitive(j, "message");
+	c = cJSON_GetObjectItemCaseSensitive(j, "code");
+	if (!cJSON_IsObject(j) || !cJSON_IsString(m) ||
+	    (c != NULL && !cJSON_IsString(c)) || cJSON_GetArraySize(j) > 2 ||
+	    (c == NULL && cJSON_GetArraySize(j) > 1))
+		goto done;
+	memset(&em, 0, sizeof(em));
+	em.status = (uint32_t)status;
+	em.message.ptr = m->valuestring;
+	em.message.len = strlen(m->valuestring);
+	if (c) {
+		em.code.ptr = c->valuestring;
+		em.code.len = strlen(c->valuestring);
+	}
+	if (sw_error_msg_encode(&em, NULL, 0, &n, NULL) != SW_OK && n == 0)
+		goto done;
+	p = sw_buf_reserve(out, n, &st);
+	if (p == NULL || sw_error_msg_encode(&em, (uint8_t *)p, n, &n, NULL) != SW_OK)
+		goto done;
+	sw_buf_commit(out, n);
+	rc = 0;
+done:
+	cJSON_Delete(j);
+	return rc;
+}
+
+int gw_answer_pb(int status, const char *body, size_t len, sw_buf *out)
+{
+	if (body == NULL || len == 0)
+		return -1;
+	if (status >= 200 && status < 300)
+		return answer_session(body, len, out);
+	if (status >= 400)
+		return answer_error(status, body, len, out);
+	return -1;
 }

@@ -45,7 +45,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
 #include <microhttpd.h>
 
 #include "gw.h"
@@ -274,80 +273,19 @@ static struct MHD_Response *passthrough(const gw_response *u, bool fallback)
 	return resp;
 }
 
-/* A 2xx session body as protobuf, or NULL when it does not translate. */
-static struct MHD_Response *session_pb(const gw_response *u, size_t *len)
+/* The upstream's answer as protobuf (gw_answer_pb), or NULL when it does
+ * not translate. */
+static struct MHD_Response *answer_pb(const gw_response *u, size_t *len)
 {
-	sw_parse_opts o;
-	sw_update *s = NULL;
-	uint8_t stack[2048], *buf;
-	size_t n = 0;
+	sw_buf b;
 
-	memset(&o, 0, sizeof(o));
-	o.kind = SW_KIND_SESSION;
-	o.lenient = true;
-	if (u->body == NULL ||
-	    sw_json_parse(u->body, u->body_len, &o, &s, NULL) != SW_OK)
+	sw_buf_init(&b, 0, NULL);
+	if (gw_answer_pb(u->status, u->body, u->body_len, &b) != 0) {
+		sw_buf_free(&b);
 		return NULL;
-	/* One encode into the stack for the usual session; a second one,
-	 * sized by the first, only for a larger session. */
-	if (sw_pb_encode(s, stack, sizeof(stack), &n, NULL) == SW_OK) {
-		buf = malloc(n ? n : 1);
-		if (buf != NULL)
-			memcpy(buf, stack, n);
-	} else {
-		buf = n > sizeof(stack) ? malloc(n) : NULL;
-		if (buf != NULL && sw_pb_encode(s, buf, n, &n, NULL) != SW_OK) {
-			free(buf);
-			buf = NULL;
-		}
 	}
-	sw_update_free(s);
-	if (buf == NULL)
-		return NULL;
-	*len = n;
-	return resp_take(buf, n, "application/x-protobuf");
-}
-
-/* A non-2xx {"code"?,"message"} body as a protobuf Error, or NULL. */
-static struct MHD_Response *error_pb(const gw_response *u, size_t *len)
-{
-	cJSON *j, *m, *c;
-	sw_error_msg em;
-	uint8_t *buf = NULL;
-	size_t n = 0;
-	struct MHD_Response *resp = NULL;
-
-	if (u->body == NULL)
-		return NULL;
-	j = cJSON_ParseWithLength(u->body, u->body_len);
-	if (j == NULL)
-		return NULL;
-	m = cJSON_GetObjectItemCaseSensitive(j, "message");
-	c = cJSON_GetObjectItemCaseSensitive(j, "code");
-	if (!cJSON_IsObject(j) || !cJSON_IsString(m) ||
-	    (c != NULL && !cJSON_IsString(c)) || cJSON_GetArraySize(j) > 2 ||
-	    (c == NULL && cJSON_GetArraySize(j) > 1))
-		goto done; /* more than we can carry: pass it through */
-	memset(&em, 0, sizeof(em));
-	em.status = (uint32_t)u->status;
-	em.message.ptr = m->valuestring;
-	em.message.len = strlen(m->valuestring);
-	if (c) {
-		em.code.ptr = c->valuestring;
-		em.code.len = strlen(c->valuestring);
-	}
-	if (sw_error_msg_encode(&em, NULL, 0, &n, NULL) != SW_OK && n == 0)
-		goto done;
-	buf = malloc(n ? n : 1);
-	if (buf == NULL || sw_error_msg_encode(&em, buf, n, &n, NULL) != SW_OK) {
-		free(buf);
-		goto done;
-	}
-	*len = n;
-	resp = resp_take(buf, n, "application/x-protobuf");
-done:
-	cJSON_Delete(j);
-	return resp;
+	*len = b.len;
+	return resp_take(b.data, b.len, "application/x-protobuf");
 }
 
 /* Replies with the upstream's status and its body, translated to protobuf
@@ -359,10 +297,7 @@ static enum MHD_Result reply_upstream(req *r, struct MHD_Connection *conn,
 	size_t len = 0;
 
 	if (r->h.accept_pb && u->body_len > 0) {
-		if (u->status >= 200 && u->status < 300)
-			resp = session_pb(u, &len);
-		else if (u->status >= 400)
-			resp = error_pb(u, &len);
+		resp = answer_pb(u, &len);
 		if (resp == NULL) {
 			resp = passthrough(u, true);
 			len = u->body_len;

@@ -507,34 +507,14 @@ static bool curl_retryable(CURLcode rc)
 	}
 }
 
-/* Replaces every occurrence of the key in s by "***". */
-static void scrub(char *s, const char *key)
+size_t gw_scrub(char *b, size_t len, const char *key)
 {
-	size_t kn = strlen(key);
-	char *p;
-
-	if (kn == 0)
-		return;
-	while ((p = strstr(s, key)) != NULL) {
-		size_t rest = strlen(p + kn);
-
-		memcpy(p, "***", 3 < kn ? 3 : kn);
-		if (kn > 3)
-			memmove(p + 3, p + kn, rest + 1);
-	}
-}
-
-/* The same over an answer's body (which may hold NUL bytes); *len
- * shrinks. An upstream quoting the Authorization header back ("invalid
- * key sk-...") must not hand the key to a device in the relayed body. */
-static void scrub_body(char *b, size_t *len, const char *key)
-{
-	size_t kn = strlen(key), off = 0;
+	size_t kn = key ? strlen(key) : 0, off = 0;
 
 	if (b == NULL || kn == 0)
-		return;
-	while (*len - off >= kn) {
-		char *p = memchr(b + off, key[0], *len - off - kn + 1);
+		return len;
+	while (len - off >= kn) {
+		char *p = memchr(b + off, key[0], len - off - kn + 1);
 		size_t at, rn = kn < 3 ? kn : 3;
 
 		if (p == NULL)
@@ -546,10 +526,13 @@ static void scrub_body(char *b, size_t *len, const char *key)
 		}
 		memcpy(p, "***", rn);
 		/* the rest moves down with its terminating NUL */
-		memmove(p + rn, p + kn, *len - at - kn + 1);
-		*len -= kn - rn;
+		memmove(p + rn, p + kn, len - at - kn + 1);
+		len -= kn - rn;
+		/* go on after the stars: a key made of stars would match
+		 * its own replacement for ever */
 		off = at + rn;
 	}
+	return len;
 }
 
 /* The URL of path: base + path, NUL-terminated, heap (NULL: no memory). */
@@ -602,7 +585,7 @@ static bool attempt_end(gw_upstream *up, CURL *h, CURLcode rc, attempt *a,
 	resp->content_type[0] = '\0';
 	if (rc == CURLE_OK) {
 		resp->status = (int)status;
-		scrub_body(a->body, &a->len, up->key);
+		a->len = gw_scrub(a->body, a->len, up->key);
 		resp->body = a->body;
 		resp->body_len = a->len;
 		a->body = NULL;
@@ -624,7 +607,7 @@ static bool attempt_end(gw_upstream *up, CURL *h, CURLcode rc, attempt *a,
 			snprintf(resp->error, sizeof(resp->error), "%s%s%s",
 				 curl_easy_strerror(rc), errbuf[0] ? ": " : "",
 				 errbuf);
-		scrub(resp->error, up->key);
+		gw_scrub(resp->error, strlen(resp->error), up->key);
 		*ret = -1;
 		retry = curl_retryable(rc);
 	}

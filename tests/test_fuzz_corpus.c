@@ -21,6 +21,7 @@
 #include "fuzz/envelope.c"
 #include "fuzz/uri.c"
 #include "fuzz/gateway.c"
+#include "fuzz/answer.c"
 #include "testutil.h"
 
 typedef int (*fc_entry)(const uint8_t *data, size_t size);
@@ -36,6 +37,7 @@ static const struct fc_target {
 	{ "envelope", sw_fuzz_envelope },
 	{ "uri", sw_fuzz_uri },
 	{ "gateway", sw_fuzz_gateway },
+	{ "answer", sw_fuzz_answer },
 };
 #define FC_N_TARGETS (sizeof(fc_targets) / sizeof(fc_targets[0]))
 

@@ -260,6 +260,29 @@ def main():
               req(b"POST", b"/v1/updates", pb_ct, body=b"\x0a\x03\x12\x01.")):
         write(a.out, "gateway", r)
 
+    # ---- answer: status, key length, key, body (tests/fuzz/answer.c)
+    def ans(status, key, body):
+        return (struct.pack(">H", status - 100) + bytes([len(key)]) + key +
+                body)
+
+    key = b"sk-orq-KEY-0123456789"
+    for v in lines[:12]:
+        write(a.out, "answer", ans(200, key, v["wire"].encode()))
+    for st, body in ((404, b'{"message":"Session not found"}'),
+                     (401, b'{"code":"unauthorized","message":"invalid key ' +
+                      key + b'"}'),
+                     (422, b'{"message":"bad","code":"x","extra":1}'),
+                     (500, b'<html>oops ' + key + key + b'</html>'),
+                     (503, b"120"), (429, b" 7\t"), (503, b"99999999999"),
+                     (503, b"Wed, 21 Oct 2015 07:28:00 GMT"),
+                     (503, b"Sun, 06 Nov 2094 08:49:37 GMT"),
+                     (302, b'{"message":"moved"}'), (204, b""),
+                     (200, b'{"_id":"01JVGMGV4TSYS5N6F3J39YGB1T",'
+                      b'"tags":["a"],"unknown":{"x":[1,2]}}')):
+        write(a.out, "answer", ans(st, key, body))
+    write(a.out, "answer", ans(400, b"**", b"a**b***c"))
+    write(a.out, "answer", ans(400, b"", b"nothing to scrub"))
+
 
 if __name__ == "__main__":
     main()
