@@ -536,6 +536,27 @@ static void retry_after_table(void)
 
 /* ==== Secrets and set-up errors ==== */
 
+/* gw_scrub: every key out, the length accounted for, NUL kept; a key
+ * made of stars (its own replacement) ends instead of looping. */
+static void scrub_replaces_every_key(void)
+{
+	char a[] = "x sk-K1 y sk-K1sk-K1 z sk-K", b[] = "a***b**", c[] = "kk";
+	size_t n;
+
+	n = gw_scrub(a, strlen(a), "sk-K1");
+	CU_ASSERT_STRING_EQUAL(a, "x *** y ****** z sk-K");
+	CU_ASSERT_EQUAL(n, strlen(a));
+	n = gw_scrub(b, strlen(b), "***");
+	CU_ASSERT_STRING_EQUAL(b, "a***b**");
+	CU_ASSERT_EQUAL(n, 7);
+	n = gw_scrub(b, strlen(b), "**");
+	CU_ASSERT_EQUAL(n, 7);
+	n = gw_scrub(c, 2, "k");
+	CU_ASSERT_STRING_EQUAL(c, "**");
+	CU_ASSERT_EQUAL(gw_scrub(NULL, 0, "k"), 0);
+	CU_ASSERT_EQUAL(gw_scrub(c, 2, ""), 2);
+}
+
 static void errors_never_contain_the_key(void)
 {
 	static char host_key[] = "sk-secret-host-key";
@@ -1088,6 +1109,7 @@ int init_upstream_tests(void)
 		T(metrics_count_attempts_and_retries),
 		T(retry_after_table),
 		T(errors_never_contain_the_key),
+		T(scrub_replaces_every_key),
 		T(new_rejects_missing_or_unsafe_key),
 		T(send_patches_protobuf_with_device_headers),
 		T(send_json_sends_canonical_json),
