@@ -31,20 +31,9 @@ static fake_upstream *fu;
 
 static void cfg_small(gw_config *c)
 {
-	gw_config_defaults(c);
-	snprintf(c->listen_host, sizeof(c->listen_host), "127.0.0.1");
-	c->listen_port = 0;
-	snprintf(c->upstream, sizeof(c->upstream), "http://127.0.0.1:%u",
-		 (unsigned)fu_port(fu));
-	c->api_key = org_key;
+	tu_gw_config(c, fu_port(fu), org_key);
 	c->allow_anonymous = true;
-	c->threads = 4;
-	c->client_timeout_s = 10;
-	c->connect_timeout_ms = 1000;
 	c->upstream_timeout_ms = 5000;
-	c->backoff_base_ms = 1;
-	c->backoff_max_ms = 5;
-	c->log_level = GW_LOG_WARN;
 }
 
 /* Polls cond-less: waits until fu_count reaches n or the deadline. */

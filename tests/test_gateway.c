@@ -75,21 +75,10 @@ static gw_tokens *tokens_ab(void)
 
 static void cfg_small(gw_config *c)
 {
-	gw_config_defaults(c);
-	snprintf(c->listen_host, sizeof(c->listen_host), "127.0.0.1");
-	c->listen_port = 0;
-	snprintf(c->upstream, sizeof(c->upstream), "http://127.0.0.1:%u",
-		 (unsigned)fu_port(fu));
-	c->api_key = org_key;
+	tu_gw_config(c, fu_port(fu), org_key);
 	c->max_body = 65536;
 	c->max_batch_items = 8;
-	c->threads = 4;
 	c->client_timeout_s = 5;
-	c->connect_timeout_ms = 1000;
-	c->upstream_timeout_ms = 3000;
-	c->backoff_base_ms = 1;
-	c->backoff_max_ms = 5;
-	c->log_level = GW_LOG_WARN;
 }
 
 static int suite_init(void)

@@ -328,21 +328,11 @@ static int suite_init(void)
 		gw_tokens_free(t);
 		return -1;
 	}
-	gw_config_defaults(&cfg);
-	snprintf(cfg.listen_host, sizeof(cfg.listen_host), "127.0.0.1");
-	cfg.listen_port = 0;
-	snprintf(cfg.upstream, sizeof(cfg.upstream), "http://127.0.0.1:%u",
-		 (unsigned)fu_port(fu));
-	cfg.api_key = org_key;
+	tu_gw_config(&cfg, fu_port(fu), org_key);
 	cfg.max_body = MAX_BODY;
 	cfg.max_batch_items = 8;
-	cfg.threads = 4;
 	cfg.client_timeout_s = CLIENT_TIMEOUT_S;
 	cfg.request_timeout_s = REQUEST_TIMEOUT_S;
-	cfg.connect_timeout_ms = 1000;
-	cfg.upstream_timeout_ms = 3000;
-	cfg.backoff_base_ms = 1;
-	cfg.backoff_max_ms = 5;
 	up = gw_upstream_new(&cfg, err, sizeof(err));
 	if (up == NULL) {
 		gw_tokens_free(t);

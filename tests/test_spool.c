@@ -48,15 +48,10 @@ static void new_dir(char *out, size_t cap)
 
 static void cfg_spool(gw_config *c, const char *dir)
 {
-	gw_config_defaults(c);
-	c->listen_port = 0;
-	snprintf(c->upstream, sizeof(c->upstream), "http://127.0.0.1:%u",
-		 (unsigned)fu_port(fu));
-	c->api_key = org_key;
+	tu_gw_config(c, fu_port(fu), org_key);
 	c->allow_anonymous = true;
 	c->threads = 8;
 	c->max_batch_items = 16;
-	c->connect_timeout_ms = 1000;
 	c->upstream_timeout_ms = upstream_timeout_ms;
 	c->backoff_base_ms = 2;
 	c->backoff_max_ms = 40;

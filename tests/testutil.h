@@ -47,6 +47,13 @@ sw_alloc tu_failalloc_hook(tu_failalloc *fa);
 /* Lowercase hex of bytes into a malloc'd string. */
 char *tu_hex(const uint8_t *p, size_t n);
 
+/* A gateway config for the in-process suites (testgw.c): defaults,
+ * 127.0.0.1 on any free port, upstream http://127.0.0.1:<upstream_port>,
+ * api_key (borrowed), 4 threads, 1 s connect and 3 s attempt timeouts,
+ * 1-5 ms backoff, warnings only. */
+struct gw_config;
+void tu_gw_config(struct gw_config *c, uint16_t upstream_port, char *api_key);
+
 /* Seconds on the monotonic clock; a sleep of ms milliseconds. */
 double tu_mono(void);
 void tu_sleep_ms(long ms);
