@@ -121,17 +121,15 @@ static void ans_retry_after(const char *body, size_t len)
 	char v[96], padded[100];
 	size_t n = len < sizeof(v) - 1 ? len : sizeof(v) - 1, i;
 	long ms, ms2;
-	bool digits = n > 0;
 
 	memcpy(v, body, n);
 	v[n] = '\0';
 	n = strlen(v); /* a header value ends at a NUL */
 	ms = gw_retry_after_ms(v, 1700000000L);
 	SW_FUZZ_CHECK(ms >= -1 && ms <= ANS_DAY_MS);
-	for (i = 0; i < n; i++)
-		if (v[i] < '0' || v[i] > '9')
-			digits = false;
-	if (digits && n > 0 && n < 10)
+	for (i = 0; i < n && v[i] >= '0' && v[i] <= '9'; i++)
+		;
+	if (n > 0 && i == n && n < 10) /* all digits */
 		SW_FUZZ_CHECK(ms == (strtol(v, NULL, 10) > 86400
 					     ? ANS_DAY_MS
 					     : strtol(v, NULL, 10) * 1000));
