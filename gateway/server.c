@@ -582,7 +582,8 @@ static bool same_session(const gw_batch_item *a, const gw_batch_item *b)
 /* A batch on its way: its plan, one Result per item, and its sessions
  * as chains. In direct mode each chain sends its items one after another
  * with gw_upstream_patch_async (the next from the previous one's
- * callback), chains side by side; in spool mode all valid items go in one
+ * callback), up to BATCH_SESSIONS_AT_ONCE chains side by side; in spool
+ * mode all valid items go in one
  * gw_spool_put_async. The connection stays suspended, no worker thread
  * waits; the last chain to finish resumes it and batch_finish answers. */
 typedef struct batch_chain {
@@ -723,7 +724,8 @@ static void on_item_forwarded(void *ud, gw_response *u)
 	atomic_fetch_sub(&s->async_out, 1);
 }
 
-/* Direct mode: one chain per session, all started; suspends. */
+/* Direct mode: one chain per session, the first BATCH_SESSIONS_AT_ONCE
+ * started (each finished chain starts the next); suspends. */
 static enum MHD_Result batch_forward_start(req *r, struct MHD_Connection *conn,
 					   batch_run *run)
 {
