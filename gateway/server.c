@@ -583,9 +583,9 @@ static bool same_session(const gw_batch_item *a, const gw_batch_item *b)
  * as chains. In direct mode each chain sends its items one after another
  * with gw_upstream_patch_async (the next from the previous one's
  * callback), up to BATCH_SESSIONS_AT_ONCE chains side by side; in spool
- * mode all valid items go in one
- * gw_spool_put_async. The connection stays suspended, no worker thread
- * waits; the last chain to finish resumes it and batch_finish answers. */
+ * mode all valid items go in one gw_spool_put_async. The connection stays
+ * suspended, no worker thread waits; the last chain to finish resumes it
+ * and batch_finish answers. */
 typedef struct batch_chain {
 	struct batch_run *run;
 	size_t at, end;      /* items [at, end) of b: one session, seq order */
