@@ -671,6 +671,15 @@ static void chain_next(batch_chain *ch)
 			rs->status = (uint32_t)it->status;
 			continue;
 		}
+		if (atomic_load(&s->stopping)) {
+			/* what is at the upstream finishes; nothing new starts,
+			 * so a stop waits one call, not the whole batch */
+			for (; ch->at < ch->end; ch->at++)
+				gw_format(run->b.items[ch->at].msg,
+					  sizeof(run->b.items[ch->at].msg), "%s",
+					  "not sent: the gateway is shutting down; resend it");
+			break;
+		}
 		gw_metrics_bytes(it->update_len, it->json.len);
 		atomic_fetch_add(&s->async_out, 1);
 		if (gw_upstream_patch_async(s->up, it->path.data, it->json.data,

@@ -664,6 +664,48 @@ static void stop_waits_for_suspended_batches(void)
 	free(b);
 }
 
+/* Stopping with a batch half sent (8 sessions, 4 at a time, each item
+ * answered after 800 ms): the 4 at the upstream finish, the other 4 are
+ * not started (Result status 0: resend), so the stop takes one call. */
+static void stop_does_not_start_more_batch_items(void)
+{
+	enum { SESSIONS = 8 };
+	gw_config c;
+	gw_upstream *up;
+	gw_server *s;
+	char err[256] = "";
+	batch_client bc;
+	uint8_t *b;
+	size_t len;
+	double t0, dt;
+
+	cfg_small(&c);
+	c.threads = 2;
+	b = batch_sessions("halfb", SESSIONS, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+	up = gw_upstream_new(&c, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
+	s = gw_server_start(&c, up, NULL, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	fu_clear(fu);
+	fu_delay_all(SESSIONS, 800);
+	bc.port = gw_server_port(s);
+	bc.body = b;
+	bc.len = len;
+	pthread_create(&bc.th, NULL, batch_client_run, &bc);
+	CU_ASSERT_EQUAL(wait_upstream_count(4, 10), 4);
+	t0 = tu_mono();
+	gw_server_stop(s);
+	dt = tu_mono() - t0;
+	pthread_join(bc.th, NULL);
+	CU_ASSERT_EQUAL(bc.status, 200);
+	CU_ASSERT_EQUAL(bc.acked, 4);      /* the 4 that were at the upstream */
+	CU_ASSERT_EQUAL(fu_count(fu), 4);  /* nothing started after the stop */
+	CU_ASSERT(dt < 1.5);               /* one call, not two rounds */
+	gw_upstream_free(up);
+	free(b);
+}
+
 /* Batch clients that leave (half with a reset) while their items are at
  * the upstream: every item is still forwarded, the gateway goes on
  * serving batches, and stop does not wait for them. */
@@ -881,6 +923,7 @@ int init_async_tests(void)
 	CU_add_test(s, "client_leaving_while_suspended_is_harmless", client_leaving_while_suspended_is_harmless);
 	CU_add_test(s, "stop_drains_updates_in_flight", stop_drains_updates_in_flight);
 	CU_add_test(s, "stop_waits_for_suspended_batches", stop_waits_for_suspended_batches);
+	CU_add_test(s, "stop_does_not_start_more_batch_items", stop_does_not_start_more_batch_items);
 	CU_add_test(s, "batch_clients_leaving_while_suspended_is_harmless", batch_clients_leaving_while_suspended_is_harmless);
 	CU_add_test(s, "sigterm_drains_updates_in_flight", sigterm_drains_updates_in_flight);
 	return 0;
