@@ -379,6 +379,34 @@ static void *client_run(void *v)
 	return NULL;
 }
 
+/* A server in front of the fake upstream, for the tests that stop it
+ * themselves (gw_server_stop(g.s), then gw_upstream_free(g.up)). */
+typedef struct small_gw {
+	gw_config c;
+	gw_upstream *up;
+	gw_server *s;
+} small_gw;
+
+/* Starts one with `threads` workers and clears the fake's script and
+ * record. 0, or -1 (said on stderr). */
+static int small_gw_start(small_gw *g, unsigned threads)
+{
+	char err[256] = "";
+
+	cfg_small(&g->c);
+	g->c.threads = threads;
+	g->up = gw_upstream_new(&g->c, err, sizeof(err));
+	g->s = g->up ? gw_server_start(&g->c, g->up, NULL, err, sizeof(err))
+		     : NULL;
+	if (g->s == NULL) {
+		fprintf(stderr, "small_gw_start: %s\n", err);
+		gw_upstream_free(g->up);
+		return -1;
+	}
+	fu_clear(fu);
+	return 0;
+}
+
 /* Starts n clients PATCHing /v2/traces/sessions/<tag>-<i> on port. */
 static void clients_start(client *cl, size_t n, uint16_t port, const char *tag)
 {
@@ -421,23 +449,14 @@ static void fu_delay_all(size_t n, long ms)
 static void more_updates_in_flight_than_worker_threads(void)
 {
 	enum { N = 32 };
-	gw_config c;
-	gw_upstream *up;
-	gw_server *s;
-	char err[256] = "";
+	small_gw g;
 	client cl[N];
 	double t0, dt;
 
-	cfg_small(&c);
-	c.threads = 4;
-	up = gw_upstream_new(&c, err, sizeof(err));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
-	s = gw_server_start(&c, up, NULL, err, sizeof(err));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
-	fu_clear(fu);
+	CU_ASSERT_FATAL(small_gw_start(&g, 4) == 0);
 	fu_delay_all(N, 300);
 	t0 = tu_mono();
-	clients_start(cl, N, gw_server_port(s), "many");
+	clients_start(cl, N, gw_server_port(g.s), "many");
 	CU_ASSERT_EQUAL(clients_join(cl, N), N);
 	dt = tu_mono() - t0;
 	/* blocking workers would need 32 * 0.3 / 4 = 2.4 s */
@@ -445,8 +464,8 @@ static void more_updates_in_flight_than_worker_threads(void)
 	if (dt >= 1.5)
 		fprintf(stderr, "\n32 delayed PATCHes took %.2f s\n", dt);
 	CU_ASSERT_EQUAL(fu_count(fu), N);
-	gw_server_stop(s);
-	gw_upstream_free(up);
+	gw_server_stop(g.s);
+	gw_upstream_free(g.up);
 }
 
 /* Sends a PATCH on a new connection and closes it without reading. */
@@ -486,28 +505,19 @@ static int send_and_leave(uint16_t port, const char *path)
 static void client_leaving_while_suspended_is_harmless(void)
 {
 	enum { N = 8 };
-	gw_config c;
-	gw_upstream *up;
-	gw_server *s;
-	char err[256] = "";
+	small_gw g;
 	int fds[N];
 	size_t i;
 	client one;
 	double t0;
 
-	cfg_small(&c);
-	c.threads = 2;
-	up = gw_upstream_new(&c, err, sizeof(err));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
-	s = gw_server_start(&c, up, NULL, err, sizeof(err));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
-	fu_clear(fu);
+	CU_ASSERT_FATAL(small_gw_start(&g, 2) == 0);
 	fu_delay_all(N, 400);
 	for (i = 0; i < N; i++) {
 		char path[64];
 
 		snprintf(path, sizeof(path), "/v2/traces/sessions/gone-%zu", i);
-		fds[i] = send_and_leave(gw_server_port(s), path);
+		fds[i] = send_and_leave(gw_server_port(g.s), path);
 		CU_ASSERT(fds[i] >= 0);
 	}
 	/* every update reached the upstream: their requests are suspended */
@@ -524,15 +534,15 @@ static void client_leaving_while_suspended_is_harmless(void)
 		close(fds[i]);
 	}
 	/* the server goes on serving */
-	one.port = gw_server_port(s);
+	one.port = gw_server_port(g.s);
 	snprintf(one.path, sizeof(one.path), "/v2/traces/sessions/after");
 	client_run(&one);
 	CU_ASSERT_EQUAL(one.status, 200);
 	/* and their requests completed: stop does not wait for them */
 	t0 = tu_mono();
-	gw_server_stop(s);
+	gw_server_stop(g.s);
 	CU_ASSERT(tu_mono() - t0 < 5.0);
-	gw_upstream_free(up);
+	gw_upstream_free(g.up);
 }
 
 /* A Batch with one {"duration":1} for each of n sessions <tag>-<i>. */
@@ -629,38 +639,29 @@ static void *batch_client_run(void *v)
 static void stop_waits_for_suspended_batches(void)
 {
 	enum { N = 3, SESSIONS = 3 };
-	gw_config c;
-	gw_upstream *up;
-	gw_server *s;
-	char err[256] = "";
+	small_gw g;
 	batch_client bc[N];
 	uint8_t *b;
 	size_t len, k;
 
-	cfg_small(&c);
-	c.threads = 2;
 	b = batch_sessions("stopb", SESSIONS, &len);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
-	up = gw_upstream_new(&c, err, sizeof(err));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
-	s = gw_server_start(&c, up, NULL, err, sizeof(err));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
-	fu_clear(fu);
+	CU_ASSERT_FATAL(small_gw_start(&g, 2) == 0);
 	fu_delay_all(N * SESSIONS, 600);
 	for (k = 0; k < N; k++) {
-		bc[k].port = gw_server_port(s);
+		bc[k].port = gw_server_port(g.s);
 		bc[k].body = b;
 		bc[k].len = len;
 		pthread_create(&bc[k].th, NULL, batch_client_run, &bc[k]);
 	}
 	CU_ASSERT_EQUAL(wait_upstream_count(N * SESSIONS, 10), N * SESSIONS);
-	gw_server_stop(s);
+	gw_server_stop(g.s);
 	for (k = 0; k < N; k++) {
 		pthread_join(bc[k].th, NULL);
 		CU_ASSERT_EQUAL(bc[k].status, 200);
 		CU_ASSERT_EQUAL(bc[k].acked, SESSIONS);
 	}
-	gw_upstream_free(up);
+	gw_upstream_free(g.up);
 	free(b);
 }
 
@@ -670,39 +671,30 @@ static void stop_waits_for_suspended_batches(void)
 static void stop_does_not_start_more_batch_items(void)
 {
 	enum { SESSIONS = 8 };
-	gw_config c;
-	gw_upstream *up;
-	gw_server *s;
-	char err[256] = "";
+	small_gw g;
 	batch_client bc;
 	uint8_t *b;
 	size_t len;
 	double t0, dt;
 
-	cfg_small(&c);
-	c.threads = 2;
 	b = batch_sessions("halfb", SESSIONS, &len);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
-	up = gw_upstream_new(&c, err, sizeof(err));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
-	s = gw_server_start(&c, up, NULL, err, sizeof(err));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
-	fu_clear(fu);
+	CU_ASSERT_FATAL(small_gw_start(&g, 2) == 0);
 	fu_delay_all(SESSIONS, 800);
-	bc.port = gw_server_port(s);
+	bc.port = gw_server_port(g.s);
 	bc.body = b;
 	bc.len = len;
 	pthread_create(&bc.th, NULL, batch_client_run, &bc);
 	CU_ASSERT_EQUAL(wait_upstream_count(4, 10), 4);
 	t0 = tu_mono();
-	gw_server_stop(s);
+	gw_server_stop(g.s);
 	dt = tu_mono() - t0;
 	pthread_join(bc.th, NULL);
 	CU_ASSERT_EQUAL(bc.status, 200);
 	CU_ASSERT_EQUAL(bc.acked, 4);      /* the 4 that were at the upstream */
 	CU_ASSERT_EQUAL(fu_count(fu), 4);  /* nothing started after the stop */
 	CU_ASSERT(dt < 1.5);               /* one call, not two rounds */
-	gw_upstream_free(up);
+	gw_upstream_free(g.up);
 	free(b);
 }
 
@@ -712,28 +704,19 @@ static void stop_does_not_start_more_batch_items(void)
 static void batch_clients_leaving_while_suspended_is_harmless(void)
 {
 	enum { N = 4, SESSIONS = 3 };
-	gw_config c;
-	gw_upstream *up;
-	gw_server *s;
-	char err[256] = "";
+	small_gw g;
 	int fds[N];
 	uint8_t *b;
 	size_t len, i;
 	batch_client after;
 	double t0;
 
-	cfg_small(&c);
-	c.threads = 2;
 	b = batch_sessions("leave", SESSIONS, &len);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
-	up = gw_upstream_new(&c, err, sizeof(err));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
-	s = gw_server_start(&c, up, NULL, err, sizeof(err));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
-	fu_clear(fu);
+	CU_ASSERT_FATAL(small_gw_start(&g, 2) == 0);
 	fu_delay_all(N * SESSIONS, 400);
 	for (i = 0; i < N; i++) {
-		fds[i] = send_raw_and_leave(gw_server_port(s), "POST",
+		fds[i] = send_raw_and_leave(gw_server_port(g.s), "POST",
 					    "/v1/updates",
 					    "application/x-protobuf", b, len);
 		CU_ASSERT(fds[i] >= 0);
@@ -749,42 +732,33 @@ static void batch_clients_leaving_while_suspended_is_harmless(void)
 		}
 		close(fds[i]);
 	}
-	after.port = gw_server_port(s);
+	after.port = gw_server_port(g.s);
 	after.body = b;
 	after.len = len;
 	batch_client_run(&after);
 	CU_ASSERT_EQUAL(after.status, 200);
 	CU_ASSERT_EQUAL(after.acked, SESSIONS);
 	t0 = tu_mono();
-	gw_server_stop(s);
+	gw_server_stop(g.s);
 	CU_ASSERT(tu_mono() - t0 < 5.0);
-	gw_upstream_free(up);
+	gw_upstream_free(g.up);
 	free(b);
 }
 
 static void stop_drains_updates_in_flight(void)
 {
 	enum { N = 16 };
-	gw_config c;
-	gw_upstream *up;
-	gw_server *s;
-	char err[256] = "";
+	small_gw g;
 	client cl[N];
 
-	cfg_small(&c);
-	c.threads = 2;
-	up = gw_upstream_new(&c, err, sizeof(err));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
-	s = gw_server_start(&c, up, NULL, err, sizeof(err));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
-	fu_clear(fu);
+	CU_ASSERT_FATAL(small_gw_start(&g, 2) == 0);
 	fu_delay_all(N, 500);
-	clients_start(cl, N, gw_server_port(s), "drain");
+	clients_start(cl, N, gw_server_port(g.s), "drain");
 	CU_ASSERT_EQUAL(wait_upstream_count(N, 10), N);
-	gw_server_stop(s);
+	gw_server_stop(g.s);
 	/* every one was answered before stop returned */
 	CU_ASSERT_EQUAL(clients_join(cl, N), N);
-	gw_upstream_free(up);
+	gw_upstream_free(g.up);
 }
 
 /* ==== The program: SIGTERM ==== */
