@@ -446,6 +446,16 @@ size_t fu_count(fake_upstream *fu)
 	return n;
 }
 
+size_t fu_wait_count(fake_upstream *fu, size_t n, double wait_s)
+{
+	double end = mono_s() + wait_s;
+	struct timespec ts = { 0, 2 * 1000 * 1000 };
+
+	while (fu_count(fu) < n && mono_s() < end)
+		nanosleep(&ts, NULL);
+	return fu_count(fu);
+}
+
 size_t fu_connections(fake_upstream *fu)
 {
 	size_t n;

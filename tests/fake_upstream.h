@@ -50,6 +50,8 @@ void fu_script_for(fake_upstream *fu, const char *path, const fu_step *steps,
 		   size_t n);
 /* Requests received so far (recorded before answering, whatever the step). */
 size_t fu_count(fake_upstream *fu);
+/* Waits up to wait_s for n requests; the count then. */
+size_t fu_wait_count(fake_upstream *fu, size_t n, double wait_s);
 /* A copy of request i (free with fu_request_free); 0 if no such request. */
 int fu_get(fake_upstream *fu, size_t i, fu_request *out);
 void fu_request_free(fu_request *r);

@@ -36,16 +36,6 @@ static void cfg_small(gw_config *c)
 	c->upstream_timeout_ms = 5000;
 }
 
-/* Polls cond-less: waits until fu_count reaches n or the deadline. */
-static size_t wait_upstream_count(size_t n, double wait_s)
-{
-	double end = tu_mono() + wait_s;
-
-	while (fu_count(fu) < n && tu_mono() < end)
-		usleep(2000);
-	return fu_count(fu);
-}
-
 /* ==== gw_upstream_patch_async on its own ==== */
 
 typedef struct waiter {
@@ -240,7 +230,7 @@ static void async_retry_after_waits_without_holding_others(void)
 	CU_ASSERT_EQUAL(gw_upstream_patch_async(up, "/v2/traces/sessions/s",
 						body1, strlen(body1), on_done,
 						&slow), 0);
-	CU_ASSERT_EQUAL(wait_upstream_count(1, 10), 1);
+	CU_ASSERT_EQUAL(fu_wait_count(fu, 1, 10), 1);
 	/* while the first backs off for a second, another goes through */
 	CU_ASSERT_EQUAL(gw_upstream_patch_async(up, "/v2/traces/sessions/f",
 						body1, strlen(body1), on_done,
@@ -277,7 +267,7 @@ static void async_free_finishes_calls_backing_off(void)
 	CU_ASSERT_EQUAL(gw_upstream_patch_async(up, "/v2/traces/sessions/b",
 						body1, strlen(body1), on_done,
 						&w), 0);
-	CU_ASSERT_EQUAL(wait_upstream_count(1, 10), 1);
+	CU_ASSERT_EQUAL(fu_wait_count(fu, 1, 10), 1);
 	t0 = tu_mono();
 	gw_upstream_free(up);
 	/* done was called (with the 503) before free returned, at once */
@@ -521,7 +511,7 @@ static void client_leaving_while_suspended_is_harmless(void)
 		CU_ASSERT(fds[i] >= 0);
 	}
 	/* every update reached the upstream: their requests are suspended */
-	CU_ASSERT_EQUAL(wait_upstream_count(N, 10), N);
+	CU_ASSERT_EQUAL(fu_wait_count(fu, N, 10), N);
 	for (i = 0; i < N; i++) {
 		if (fds[i] < 0)
 			continue;
@@ -654,7 +644,7 @@ static void stop_waits_for_suspended_batches(void)
 		bc[k].len = len;
 		pthread_create(&bc[k].th, NULL, batch_client_run, &bc[k]);
 	}
-	CU_ASSERT_EQUAL(wait_upstream_count(N * SESSIONS, 10), N * SESSIONS);
+	CU_ASSERT_EQUAL(fu_wait_count(fu, N * SESSIONS, 10), N * SESSIONS);
 	gw_server_stop(g.s);
 	for (k = 0; k < N; k++) {
 		pthread_join(bc[k].th, NULL);
@@ -685,7 +675,7 @@ static void stop_does_not_start_more_batch_items(void)
 	bc.body = b;
 	bc.len = len;
 	pthread_create(&bc.th, NULL, batch_client_run, &bc);
-	CU_ASSERT_EQUAL(wait_upstream_count(4, 10), 4);
+	CU_ASSERT_EQUAL(fu_wait_count(fu, 4, 10), 4);
 	t0 = tu_mono();
 	gw_server_stop(g.s);
 	dt = tu_mono() - t0;
@@ -721,7 +711,7 @@ static void batch_clients_leaving_while_suspended_is_harmless(void)
 					    "application/x-protobuf", b, len);
 		CU_ASSERT(fds[i] >= 0);
 	}
-	CU_ASSERT_EQUAL(wait_upstream_count(N * SESSIONS, 10), N * SESSIONS);
+	CU_ASSERT_EQUAL(fu_wait_count(fu, N * SESSIONS, 10), N * SESSIONS);
 	for (i = 0; i < N; i++) {
 		if (fds[i] < 0)
 			continue;
@@ -754,7 +744,7 @@ static void stop_drains_updates_in_flight(void)
 	CU_ASSERT_FATAL(small_gw_start(&g, 2) == 0);
 	fu_delay_all(N, 500);
 	clients_start(cl, N, gw_server_port(g.s), "drain");
-	CU_ASSERT_EQUAL(wait_upstream_count(N, 10), N);
+	CU_ASSERT_EQUAL(fu_wait_count(fu, N, 10), N);
 	gw_server_stop(g.s);
 	/* every one was answered before stop returned */
 	CU_ASSERT_EQUAL(clients_join(cl, N), N);
@@ -848,7 +838,7 @@ static void sigterm_drains_updates_in_flight(void)
 		fu_clear(fu);
 		fu_delay_all(N, 800);
 		clients_start(cl, N, (uint16_t)port, "term");
-		CU_ASSERT_EQUAL(wait_upstream_count(N, 10), N);
+		CU_ASSERT_EQUAL(fu_wait_count(fu, N, 10), N);
 		kill(pid, SIGTERM);
 		/* every update in flight when SIGTERM came is answered */
 		CU_ASSERT_EQUAL(clients_join(cl, N), N);

@@ -1153,7 +1153,6 @@ static void over_max_concurrent_is_503_with_retry_after(void)
 	pthread_t th;
 	http_opts o;
 	http_res r;
-	double end;
 
 	cfg_small(&c);
 	c.max_concurrent = 1;
@@ -1167,10 +1166,7 @@ static void over_max_concurrent_is_503_with_retry_after(void)
 	a.port = gw_server_port(s2);
 	a.status = -1;
 	pthread_create(&th, NULL, slow_request, &a);
-	end = tu_mono() + 5;
-	while (fu_count(fu) < 1 && tu_mono() < end)
-		usleep(2000);
-	CU_ASSERT_EQUAL(fu_count(fu), 1);
+	CU_ASSERT_EQUAL(fu_wait_count(fu, 1, 5), 1);
 	memset(&o, 0, sizeof(o));
 	o.port = a.port;
 	CU_ASSERT_EQUAL(http_ex("PATCH", "/v2/traces/sessions/fast", json_a, "{}",

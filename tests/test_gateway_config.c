@@ -449,7 +449,6 @@ static void program_serves_and_drains_on_sigterm(void)
 	fu_step step = { FU_DELAY, 0, NULL, NULL, 1500 };
 	slow_arg a;
 	pthread_t th;
-	double end;
 	tu_proc p;
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(fu);
@@ -463,10 +462,7 @@ static void program_serves_and_drains_on_sigterm(void)
 	fu_script(fu, &step, 1);
 	a.status = -1;
 	pthread_create(&th, NULL, slow_patch, &a);
-	end = tu_mono() + 10;
-	while (fu_count(fu) < 1 && tu_mono() < end)
-		usleep(2000);
-	CU_ASSERT_EQUAL(fu_count(fu), 1);
+	CU_ASSERT_EQUAL(fu_wait_count(fu, 1, 10), 1);
 	kill(p.pid, SIGTERM);
 	pthread_join(th, NULL);
 	CU_ASSERT_EQUAL(a.status, 200); /* in flight when SIGTERM came */

@@ -501,6 +501,16 @@ static void spool_rides_out_503_resets_and_429_retry_after(void)
 	gw_down(&g);
 }
 
+/* Waits (up to 10 s) until the spool's depth gauge says every row has
+ * been marked (the upstream records a request before it answers). */
+static void wait_spool_empty(void)
+{
+	double end = tu_mono() + 10;
+
+	while (metric("sessionwire_spool_depth") != 0 && tu_mono() < end)
+		tu_sleep_ms(5);
+}
+
 static void spool_moves_final_4xx_to_dead_letters_and_admin_replays(void)
 {
 	char dir[256], out[4096];
@@ -534,12 +544,7 @@ static void spool_moves_final_4xx_to_dead_letters_and_admin_replays(void)
 
 	/* the upstream records a request before answering it: wait for the
 	 * last mark */
-	{
-		double end = tu_mono() + 10;
-
-		while (metric("sessionwire_spool_depth") != 0 && tu_mono() < end)
-			tu_sleep_ms(5);
-	}
+	wait_spool_empty();
 	CU_ASSERT_EQUAL(admin(out, sizeof(out), "stats", "--spool", dir, NULL, NULL), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"dead_letters\":2"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"depth\":0"));
@@ -553,13 +558,8 @@ static void spool_moves_final_4xx_to_dead_letters_and_admin_replays(void)
 	snprintf(idbuf, sizeof(idbuf), "%ld", strtol(p + 5, NULL, 10));
 	CU_ASSERT_EQUAL(admin(out, sizeof(out), "retry", "--spool", dir, "--id", idbuf), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"retried\":1"));
-	{
-		double end = tu_mono() + 20;
-
-		while (fu_count(fu) < 4 && tu_mono() < end)
-			tu_sleep_ms(10);
-	}
-	CU_ASSERT_EQUAL(fu_count(fu), 4);
+	CU_ASSERT_EQUAL(fu_wait_count(fu, 4, 20), 4);
+	wait_spool_empty(); /* its delivery marked */
 	{
 		char sid[64];
 
@@ -652,14 +652,8 @@ static void spool_restart_resumes_where_it_stopped(void)
 	e.sessions = 2;
 	e.prefix = "rs-";
 	CU_ASSERT_TRUE(wait_for(all_arrived, &e, 1)); /* trivially */
-	{
-		/* rs-0 got the odd n, rs-1 the even: check all 15 arrived */
-		double end = tu_mono() + 20;
-
-		while (fu_count(fu) < 15 && tu_mono() < end)
-			tu_sleep_ms(10);
-	}
-	CU_ASSERT_EQUAL(fu_count(fu), 15);
+	/* rs-0 got the odd n, rs-1 the even: check all 15 arrived */
+	CU_ASSERT_EQUAL(fu_wait_count(fu, 15, 20), 15);
 	check(&e);
 	CU_ASSERT_EQUAL(e.order_violations, 0);
 	CU_ASSERT_EQUAL(e.duplicates, 0);
@@ -738,7 +732,6 @@ static void spool_due_retry_goes_before_later_arrivals(void)
 {
 	static const fu_step once503 = { FU_STATUS, 503, NULL, "1", 0 };
 	char dir[256], sid[256];
-	double end;
 	size_t k, first_after, at = (size_t)-1;
 	gw g;
 	res r;
@@ -750,9 +743,7 @@ static void spool_due_retry_goes_before_later_arrivals(void)
 	/* fair-r fails once (Retry-After: 1 s), then the gateway stops */
 	CU_ASSERT_FATAL(gw_up(&g, dir, 0, true) == 0);
 	CU_ASSERT_EQUAL(patch_n(&g, "fair-r", 1, &r), 202);
-	end = tu_mono() + 10;
-	while (fu_count(fu) < 1 && tu_mono() < end)
-		tu_sleep_ms(5);
+	fu_wait_count(fu, 1, 10);
 	tu_sleep_ms(100); /* its retry mark committed */
 	gw_down(&g);
 	CU_ASSERT_EQUAL_FATAL(fu_count(fu), 1);
@@ -769,9 +760,7 @@ static void spool_due_retry_goes_before_later_arrivals(void)
 	first_after = fu_count(fu);
 	/* forwarding again: fair-r is among the first picked */
 	CU_ASSERT_FATAL(gw_up(&g, dir, 0, true) == 0);
-	end = tu_mono() + 10;
-	while (fu_count(fu) < first_after + 41 && tu_mono() < end)
-		tu_sleep_ms(5);
+	fu_wait_count(fu, first_after + 41, 10);
 	gw_down(&g);
 	CU_ASSERT_EQUAL(fu_count(fu), first_after + 41);
 	for (k = first_after; k < fu_count(fu); k++) {
