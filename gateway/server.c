@@ -805,7 +805,6 @@ static enum MHD_Result batch_spool_start(req *r, struct MHD_Connection *conn,
 		rec->json_len = it->json.len;
 		run->rec_item[run->n_recs++] = k;
 	}
-	r->batch_wait = true;
 	atomic_store(&run->open, 1);
 	if (run->n_recs == 0) {
 		atomic_store(&r->batch_done, true);
@@ -813,6 +812,7 @@ static enum MHD_Result batch_spool_start(req *r, struct MHD_Connection *conn,
 	}
 	if (!suspend(r, conn))
 		return refuse_stopping(r, conn);
+	r->batch_wait = true;
 	if (gw_spool_put_async(r->s->sp, run->recs, run->n_recs,
 			       on_batch_spooled, run) != 0)
 		on_batch_spooled(run, GW_SPOOL_ERROR,
@@ -886,7 +886,6 @@ static enum MHD_Result handle_batch(req *r, struct MHD_Connection *conn)
 		return MHD_NO;
 	run->r = r;
 	r->batch = run; /* freed in on_completed */
-	r->conn = conn;
 	rc = gw_batch_plan(s->c, (const uint8_t *)r->body.data, r->body.len,
 			   &run->b, &no);
 	if (rc != 0)
