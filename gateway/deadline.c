@@ -40,7 +40,6 @@ struct gw_deadline {
 	bool stop;
 	double limit_s;
 	gw_conn_clock head;  /* sentinel of a circular list */
-	unsigned long cuts;
 };
 
 static double mono_s(void)
@@ -64,7 +63,6 @@ static unsigned sweep(gw_deadline *d, double now)
 		c->cut = true;
 		n++;
 	}
-	d->cuts += n;
 	return n;
 }
 
@@ -191,16 +189,4 @@ bool gw_deadline_busy(gw_deadline *d, gw_conn_clock *c, bool busy)
 		c->since = mono_s();
 	pthread_mutex_unlock(&d->mu);
 	return !cut;
-}
-
-unsigned long gw_deadline_cuts(gw_deadline *d)
-{
-	unsigned long n;
-
-	if (d == NULL)
-		return 0;
-	pthread_mutex_lock(&d->mu);
-	n = d->cuts;
-	pthread_mutex_unlock(&d->mu);
-	return n;
 }

@@ -425,8 +425,6 @@ void gw_deadline_close(gw_deadline *d, gw_conn_clock *c);
  * out, the next request's clock starts. false when the sweeper has cut
  * the connection already (do no work for it). */
 bool gw_deadline_busy(gw_deadline *d, gw_conn_clock *c, bool busy);
-/* Connections cut so far. */
-unsigned long gw_deadline_cuts(gw_deadline *d);
 
 /* ==== The HTTP server (server.c) ==== */
 
