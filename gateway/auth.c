@@ -24,6 +24,7 @@ typedef struct token_entry {
 struct gw_tokens {
 	token_entry *e;
 	size_t n;
+	int refs;                /* atomic: the loader's, one per loop */
 };
 
 /* The SHA-256 implementation, fetched once: EVP_sha256() would make
@@ -169,6 +170,8 @@ gw_tokens *gw_tokens_load(const char *path, char *err, size_t errlen)
 		return NULL;
 	}
 	t = calloc(1, sizeof(*t));
+	if (t != NULL)
+		t->refs = 1;
 	if (t == NULL) {
 		snprintf(err, errlen, "device tokens %s: out of memory", path);
 		goto fail_file;
@@ -237,9 +240,16 @@ fail_file:
 	return NULL;
 }
 
+gw_tokens *gw_tokens_ref(gw_tokens *t)
+{
+	if (t != NULL)
+		__atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
+	return t;
+}
+
 void gw_tokens_free(gw_tokens *t)
 {
-	if (t == NULL)
+	if (t == NULL || __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
 	if (t->e)
 		OPENSSL_cleanse(t->e, t->n * sizeof(*t->e));

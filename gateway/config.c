@@ -62,7 +62,7 @@ static const opt opts[] = {
 	{ "max-concurrent", OPT_UINT, OFF(max_concurrent), 0, 1, 100000, "N",
 	  "requests in flight before 503" },
 	{ "threads", OPT_UINT, OFF(threads), 0, 1, 1024, "N",
-	  "HTTP worker threads (one per CPU, at least 2, unless given; none waits on the upstream)" },
+	  "event loops, each on its own thread with its own listening socket (default: one per CPU)" },
 	{ "client-timeout", OPT_UINT, OFF(client_timeout_s), 0, 1, 3600, "SECONDS",
 	  "idle client connections are closed after this" },
 	{ "request-timeout", OPT_UINT, OFF(request_timeout_s), 0, 0, 3600,
@@ -90,7 +90,9 @@ static const opt opts[] = {
 	{ "spool-max-bytes", OPT_SIZE, OFF(spool_max_bytes), 0, 4096,
 	  1LL << 50, "BYTES", "spooled updates and dead letters above this: 507" },
 	{ "spool-forwarders", OPT_UINT, OFF(spool_forwarders), 0, 1, 1024, "N",
-	  "threads draining the spool (sessions sent concurrently)" },
+	  "spooled updates at the upstream at once (sessions sent concurrently, split between the loops)" },
+	{ "sync-wait-ms", OPT_LONG, OFF(sync_wait_ms), 0, 0, 600000, "MS",
+	  "spool mode: a JSON request without `Prefer: respond-async` waits this long for the API's answer, then 202 (0: 202 at once)" },
 	{ "config", OPT_CONFIG, 0, 0, 0, 0, "FILE",
 	  "read `key = value` lines first (keys as these flags, without --)" },
 	{ "help", OPT_HELP, 0, 0, 0, 0, NULL, "print this help and exit" },
@@ -99,13 +101,13 @@ static const opt opts[] = {
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
-/* One HTTP thread per CPU, at least 2: PATCHes and batches are
- * suspended while away, so no thread waits on the upstream or the disk. */
+/* One event loop per CPU: nothing on a loop waits on the upstream or
+ * the disk, so more loops than CPUs would only take turns. */
 static unsigned default_threads(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 
-	return n < 2 ? 2 : n > 64 ? 64 : (unsigned)n;
+	return n < 1 ? 1 : n > 64 ? 64 : (unsigned)n;
 }
 
 void gw_config_defaults(gw_config *c)
@@ -129,6 +131,7 @@ void gw_config_defaults(gw_config *c)
 	c->log_level = GW_LOG_INFO;
 	c->spool_max_bytes = (size_t)256 << 20;
 	c->spool_forwarders = 16;
+	c->sync_wait_ms = 15000;
 }
 
 static const opt *find_opt(const char *name, size_t n)

@@ -1,17 +1,32 @@
 /* gw.h - session-gateway's modules and how they meet. Internal: prefix gw_.
  *
- *   device --HTTP--> server.c (libmicrohttpd: routes, limits, auth.c)
- *                       |  codec: protobuf/JSON -> canonical JSON
- *                       v
- *                    upstream.c (libcurl: pool, retries) --HTTP--> orq.ai
+ * Threads: N event loops (--threads, one per CPU), each owning its
+ * sockets, timers and upstream connections; a request is read,
+ * translated, forwarded and answered on the loop that accepted it. Only
+ * what must block runs elsewhere: the spool's SQLite commits (one writer
+ * thread), which post their completion back to the caller's loop.
  *
- * With --spool DIR (store-and-forward) server.c stores the canonical JSON
- * in spool.c (SQLite, group commit) and answers 202 once it is on disk;
- * forwarder.c drains the spool through upstream.c in per-session order;
- * spool_admin.c is `session-gateway spool stats|list|retry|drop`.
+ *   device --HTTP--> http.c (libmicrohttpd, one daemon per loop)
+ *                      |  request.c: route, auth, limits, translation
+ *                      |  (no sockets: fuzzed as it is)
+ *                      v
+ *      direct mode:  upstream.c (one curl multi per loop) --> orq.ai
+ *      --spool DIR:  spool.c (SQLite, group commit; the writer thread)
+ *                      `-> spool_forward.c drains it on the loops,
+ *                          per-session FIFO, through upstream.c
  *
- * config.c reads flags, a config file and the environment; log.c writes
- * one JSON object per line on stderr; metrics.c keeps Prometheus counters.
+ * server.c   the running gateway: loops, threads, listening sockets,
+ *            device tokens, start and graceful stop
+ * loop.c     epoll, a timer min-heap, posts between threads
+ * http.c     the HTTP ingress: requests as state machines, answers,
+ *            per-connection read deadlines (slow clients)
+ * batch.c    POST /v1/updates: a batch's items in (session, seq) order
+ * retry.c    the one retry policy: retryable?, backoff, Retry-After
+ * upstream.c libcurl on a loop: PATCH with retries
+ * spool.c, spool_forward.c, spool_admin.c   --spool DIR and its command
+ * request.c  decisions without sockets; config.c flags, config file and
+ * environment; auth.c device tokens; log.c one JSON object per line;
+ * metrics.c Prometheus counters; main.c signals.
  */
 #ifndef GW_H
 #define GW_H
@@ -51,7 +66,10 @@ typedef struct gw_config {
 	int log_level;             /* GW_LOG_INFO */
 	char spool_dir[512];       /* "" = direct mode; else store-and-forward */
 	size_t spool_max_bytes;    /* 256 MiB of stored updates, then 507 */
-	unsigned spool_forwarders; /* 16 threads draining the spool */
+	unsigned spool_forwarders; /* 16 updates of the spool at the upstream
+				    * at once, across the loops */
+	long sync_wait_ms;         /* 15000: spool mode, a JSON client's wait
+				    * for the upstream's answer; 0 = none */
 } gw_config;
 
 /* Fills the documented defaults. */
@@ -149,14 +167,112 @@ typedef struct gw_tokens gw_tokens;
 /* Loads `NAME TOKEN` or `NAME sha256:HEX` lines (# comments, blank lines).
  * Tokens are kept only as SHA-256 digests. NULL with err on failure. */
 gw_tokens *gw_tokens_load(const char *path, char *err, size_t errlen);
+/* Another reference to t (NULL fine); gw_tokens_free drops one, the
+ * last frees. */
+gw_tokens *gw_tokens_ref(gw_tokens *t);
 void gw_tokens_free(gw_tokens *t);
 /* The device name the bearer token belongs to, or NULL. Compares the
  * token's digest with every entry in constant time. */
 const char *gw_tokens_check(const gw_tokens *t, const char *token, size_t n);
 
+/* ==== Event loops (loop.c) ====
+ * Everything but gw_loop_post belongs to the loop's own thread. */
+
+typedef struct gw_loop gw_loop;
+
+typedef void (*gw_io_fn)(void *ud, uint32_t events);
+/* A file descriptor in a loop's epoll set (the caller's memory; a gw_io
+ * stopped from a callback must live until the loop's posts have run). */
+typedef struct gw_io {
+	int fd;
+	uint32_t events;
+	gw_io_fn cb;
+	void *ud;
+} gw_io;
+
+typedef void (*gw_timer_fn)(void *ud);
+/* A one-shot timer (the caller's memory). */
+typedef struct gw_timer {
+	int64_t due;            /* monotonic ms */
+	uint64_t order;
+	size_t slot;            /* heap slot + 1; 0: not armed */
+	gw_timer_fn cb;
+	void *ud;
+} gw_timer;
+
+typedef void (*gw_post_fn)(void *arg);
+/* Work posted to a loop (the caller's node; free again once fn runs). */
+typedef struct gw_post {
+	struct gw_post *next;
+	gw_post_fn fn;
+	void *arg;
+} gw_post;
+
+/* A loop with its epoll set and wake-up eventfd. NULL with err. */
+gw_loop *gw_loop_new(unsigned idx, char *err, size_t errlen);
+void gw_loop_free(gw_loop *l);
+/* Runs timers, posts and fd callbacks until gw_loop_quit. */
+void gw_loop_run(gw_loop *l);
+void gw_loop_quit(gw_loop *l);
+unsigned gw_loop_index(const gw_loop *l);
+/* The loop running on this thread, or NULL. */
+gw_loop *gw_loop_current(void);
+/* The loop's clock: monotonic ms, read once per pass. */
+int64_t gw_loop_now(const gw_loop *l);
+int64_t gw_mono_ms(void);
+/* From any thread: fn(arg) runs on l, in posting order. p must not be
+ * posted again before fn has run. Never fails. */
+void gw_loop_post(gw_loop *l, gw_post *p, gw_post_fn fn, void *arg);
+int gw_io_start(gw_loop *l, gw_io *io, int fd, uint32_t events,
+		gw_io_fn cb, void *ud);
+int gw_io_modify(gw_loop *l, gw_io *io, uint32_t events);
+void gw_io_stop(gw_loop *l, gw_io *io);
+void gw_timer_init(gw_timer *t, gw_timer_fn cb, void *ud);
+/* (Re)arms t to fire after_ms from the loop's now. 0, or -1 (no memory). */
+int gw_timer_start(gw_loop *l, gw_timer *t, int64_t after_ms);
+void gw_timer_stop(gw_loop *l, gw_timer *t);
+bool gw_timer_armed(const gw_timer *t);
+
+/* ==== The retry policy (retry.c): the only place that decides ==== */
+
+typedef struct gw_retry_policy {
+	bool persistent;          /* the spool: retries outlive the process */
+	unsigned max_attempts;    /* 0: no limit */
+	long budget_ms;           /* no wait may end past it; 0: no limit */
+	long base_ms, max_ms;     /* full jitter: [0, min(max, base*2^(n-1))] */
+} gw_retry_policy;
+
+/* A curl code for "the transfer never started" (no handle, no memory). */
+#define GW_CURL_NOT_STARTED (-1)
+
+/* The policy of c: in memory (direct PATCH, batch items: max_attempts,
+ * budget) or persistent (the spool: no limits). */
+void gw_retry_policy_of(const gw_config *c, bool persistent,
+			gw_retry_policy *p);
+/* Whether an attempt is worth another: its HTTP status (0: none came
+ * back) and, without one, curl's code. Decided on codes, never on text. */
+bool gw_retry_retryable(const gw_retry_policy *p, int status, int curl_code);
+/* After `attempts` attempts, the last retryable: the wait in ms before
+ * the next one (full jitter, at least retry_after_ms when >= 0), or -1
+ * when the attempts or the budget (elapsed_ms used of it) are spent. */
+long gw_retry_next(const gw_retry_policy *p, unsigned attempts,
+		   long elapsed_ms, long retry_after_ms, uint64_t *rng);
+/* The backoff alone after `attempts` attempts. */
+long gw_retry_backoff(const gw_retry_policy *p, unsigned attempts,
+		      uint64_t *rng);
+/* The status a device gets when no answer came back: 504 when the
+ * upstream timed out, 502 otherwise. */
+int gw_retry_no_answer_status(int curl_code);
+/* Parses a Retry-After value (delta-seconds or an HTTP date) into ms from
+ * now (at most a day); -1 when it is neither. */
+long gw_retry_after_ms(const char *value, long now_unix_s);
+/* A seed for the jitter (clock, thread, stack address). */
+uint64_t gw_rng_seed(void);
+
 /* ==== Upstream (upstream.c) ==== */
 
 typedef struct gw_upstream gw_upstream;
+typedef struct gw_uplink gw_uplink;
 
 /* What came back for one update, after retries. */
 typedef struct gw_response {
@@ -166,60 +282,70 @@ typedef struct gw_response {
 	char content_type[128];
 	int attempts;         /* 1 + retries */
 	long retry_after_ms;  /* from the last answer's Retry-After, or -1 */
+	int curl_code;        /* the last attempt's CURLcode (0: an answer) */
 	char error[160];      /* transport error when status is 0 */
 } gw_response;
 
-/* Creates the forwarder: base URL, key and policy from c (borrowed: c
- * must outlive it). Connections are reused across calls (a pool of curl
- * easy handles). NULL with err on failure. */
+/* What every loop shares: base URL, the key's header, DNS and TLS
+ * session caches, the retry policy. c is borrowed and must outlive it.
+ * NULL with err on failure. */
 gw_upstream *gw_upstream_new(const gw_config *c, char *err, size_t errlen);
 void gw_upstream_free(gw_upstream *up);
-
-/* PATCHes canonical JSON to {base}/v2/traces/sessions/{encoded id} with
- * the SDK's headers; retries 429/500/502/503/504, timeouts and connection
- * errors with full-jitter exponential backoff honouring Retry-After,
- * within max_attempts and retry_budget_ms. Blocking; thread-safe.
- * path is the already encoded path (sw_session_path). Returns 0 when an
- * HTTP answer came back (any status), -1 when none did (resp->error). */
-int gw_upstream_patch(gw_upstream *up, const char *path, const char *json,
-		      size_t json_len, gw_response *resp);
 void gw_response_free(gw_response *r);
 
-/* Called once per gw_upstream_patch_async, from the upstream's event
- * thread, with the answer (as gw_upstream_patch fills it; resp->status 0:
- * none came back). done owns resp's body (copy *resp, gw_response_free it
- * later); resp itself is valid only during the call. Keep it short: it
- * holds up every other call in flight. */
+/* One loop's link to the upstream: a curl multi handle on the loop,
+ * connections kept alive. Created and used on that loop's thread. */
+gw_uplink *gw_uplink_new(gw_upstream *up, gw_loop *loop, char *err,
+			 size_t errlen);
+/* After the loop has stopped, with nothing busy. NULL is fine. */
+void gw_uplink_free(gw_uplink *ul);
+/* Calls at the upstream or backing off. */
+size_t gw_uplink_busy(const gw_uplink *ul);
+/* Ends every call that is backing off now, with its last answer. */
+void gw_uplink_hurry(gw_uplink *ul);
+
+/* Called once per gw_uplink_patch on the loop's thread. done owns resp's
+ * body (copy *resp, gw_response_free it later); resp itself is valid only
+ * during the call. */
 typedef void (*gw_upstream_done_fn)(void *ud, gw_response *resp);
-/* The same call without blocking: one event thread (started on first use)
- * runs every asynchronous call over a curl multi handle, connections kept
- * alive, with the same retry policy (backoff timers in the event loop).
- * path is copied; json must live until done is called. Returns 0 when
- * queued (done will be called, also while gw_upstream_free drains), -1
- * when not (out of memory, stopping; done is then not called). */
-int gw_upstream_patch_async(gw_upstream *up, const char *path,
-			    const char *json, size_t json_len,
-			    gw_upstream_done_fn done, void *ud);
+/* PATCHes canonical JSON to {base}{path} (path: sw_session_path's, NUL-
+ * terminated, copied) with the SDK's headers. retry: up to max_attempts
+ * attempts as retry.c says (backoffs are loop timers); else exactly one.
+ * json must live until done. 0 when started (done will be called, maybe
+ * before this returns), -1 when not (out of memory; done not called). */
+int gw_uplink_patch(gw_uplink *ul, const char *path, const char *json,
+		    size_t json_len, bool retry, gw_upstream_done_fn done,
+		    void *ud);
 
 /* Replaces every occurrence of key in b[0..len) (b[len] is a NUL that
  * moves with the text) by "***": an upstream quoting the Authorization
  * header back must not hand the key to a device, a log or the spool.
  * Returns the new length. */
 size_t gw_scrub(char *b, size_t len, const char *key);
-/* Parses a Retry-After value (delta-seconds or an HTTP date) into ms from
- * now; -1 when it is neither. */
-long gw_retry_after_ms(const char *value, long now_unix_s);
 
-/* ==== The spool (spool.c, forwarder.c, spool_admin.c) ====
+/* ==== The spool (spool.c, spool_forward.c, spool_admin.c) ====
  *
  * --spool DIR: store-and-forward. DIR/spool.db is SQLite in WAL mode with
- * synchronous=FULL. One writer thread owns the write connection: callers
- * queue jobs (new updates, marks of the forwarder), the writer runs every
- * queued job in one transaction (one WAL fsync: group commit) and wakes
- * the callers after COMMIT returned. An update is acknowledged only then.
+ * synchronous=FULL. One writer thread owns the write connection: loops
+ * queue jobs (new updates, marks of the forwarders), the writer runs
+ * every queued job in one transaction (one WAL fsync: group commit) and
+ * posts each job's result to its loop after COMMIT returned. An update is
+ * acknowledged only then.
  */
 
 typedef struct gw_spool gw_spool;
+
+/* A caller waiting for the upstream's final answer to one stored update
+ * (a JSON client in spool mode). The caller's memory. */
+typedef struct gw_waiter {
+	int64_t id;              /* the stored row (set by the spool) */
+	gw_loop *loop;           /* where answered() runs */
+	void (*answered)(struct gw_waiter *w); /* resp holds the answer */
+	gw_response resp;
+	gw_post post;
+	struct gw_waiter *hnext; /* the spool's table */
+	bool listed;
+} gw_waiter;
 
 /* One update to store. */
 typedef struct gw_spool_rec {
@@ -229,6 +355,7 @@ typedef struct gw_spool_rec {
 	const char *path;      /* the encoded upstream path, NUL-terminated */
 	const char *json;      /* canonical JSON, what goes upstream */
 	size_t json_len;
+	gw_waiter *waiter;     /* NULL, or listed before the commit */
 } gw_spool_rec;
 
 enum { GW_SPOOL_OK = 0, GW_SPOOL_FULL = 1, GW_SPOOL_ERROR = -1 };
@@ -237,19 +364,24 @@ enum { GW_SPOOL_OK = 0, GW_SPOOL_FULL = 1, GW_SPOOL_ERROR = -1 };
  * database, takes DIR/spool.lock, starts the writer thread. c is borrowed.
  * NULL with err (a sentence naming the file and the fix) on failure. */
 gw_spool *gw_spool_open(const gw_config *c, char *err, size_t errlen);
-/* Stores recs[0..n) in one transaction and returns once it is on disk:
- * GW_SPOOL_OK, GW_SPOOL_FULL (nothing stored: over spool_max_bytes) or
- * GW_SPOOL_ERROR (nothing stored; err says why). Thread-safe. */
-int gw_spool_put(gw_spool *sp, const gw_spool_rec *recs, size_t n,
-		 char *err, size_t errlen);
-/* The same without blocking: cb(arg, result, err) is called from the
- * writer thread once the transaction committed or failed (err: a
- * sentence, "" when OK). recs[] is copied, the strings it points to must
- * live until cb. Returns 0 when queued, -1 when not (closing, out of
- * memory; cb is then not called). */
+/* Called on loop after the transaction: GW_SPOOL_OK, GW_SPOOL_FULL
+ * (nothing stored: over spool_max_bytes or the disk is full) or
+ * GW_SPOOL_ERROR (nothing stored); err a sentence, "" when OK. */
 typedef void (*gw_spool_done_fn)(void *arg, int result, const char *err);
-int gw_spool_put_async(gw_spool *sp, const gw_spool_rec *recs, size_t n,
-		       gw_spool_done_fn cb, void *arg);
+/* Stores recs[0..n) in one transaction; cb(arg, ...) runs on loop once
+ * it committed or failed. recs[] is copied, the strings it points to must
+ * live until cb. A rec's waiter is listed with its row id before the
+ * commit (so no answer can come before it) and unlisted if it fails.
+ * Returns 0 when queued, -1 when not (closing, out of memory; cb is then
+ * not called). */
+int gw_spool_put(gw_spool *sp, gw_loop *loop, const gw_spool_rec *recs,
+		 size_t n, gw_spool_done_fn cb, void *arg);
+/* The final upstream answer of row id: the waiter listed for it (if any)
+ * is unlisted and gets a copy of resp on its loop. Any thread. */
+void gw_spool_settle(gw_spool *sp, int64_t id, const gw_response *resp);
+/* Unlists w (it stopped waiting). true when it was listed; false when an
+ * answer is already on its way to w's loop. */
+bool gw_spool_unwait(gw_spool *sp, gw_waiter *w);
 /* Finishes queued commits, stops the writer, closes. NULL is fine. */
 void gw_spool_close(gw_spool *sp);
 /* Rows waiting, bytes stored (updates and dead letters), as of the last
@@ -263,39 +395,60 @@ typedef enum gw_mark {
 	GW_MARK_DEAD = 2   /* final failure: to dead_letters */
 } gw_mark;
 
-/* Marks row id (size: its stored bytes) and waits for the commit. 0 or
- * -1. status/body: the upstream's answer (body may be NULL). */
-int gw_spool__mark(gw_spool *sp, gw_mark m, int64_t id, long long size,
-		   int attempts, int64_t next_ms, int status,
-		   const char *body, size_t body_len);
-/* The database file; a new read connection on it (NULL on failure). */
+/* One mark of a row. */
+typedef struct gw_spool_mark_rec {
+	gw_mark mark;
+	int64_t id;
+	long long size;        /* its stored bytes */
+	int attempts;
+	int64_t next_ms;       /* GW_MARK_RETRY: unix ms */
+	int status;            /* the upstream's answer */
+	const char *body;      /* may be NULL; must live until cb */
+	size_t body_len;
+} gw_spool_mark_rec;
+
+/* Marks a row; cb(arg, result, err) on loop after the commit. 0 queued,
+ * -1 not (cb not called). */
+int gw_spool_mark(gw_spool *sp, gw_loop *loop, const gw_spool_mark_rec *m,
+		  gw_spool_done_fn cb, void *arg);
+/* The same, waiting for the commit (start-up only). 0 or -1. */
+int gw_spool_mark_wait(gw_spool *sp, const gw_spool_mark_rec *m);
+/* The database file; a new connection on it (NULL on failure), for one
+ * thread at a time. */
 const char *gw_spool__db_path(const gw_spool *sp);
 struct sqlite3 *gw_spool__reader(gw_spool *sp);
-/* Commits that stored updates so far; waits up to timeout_ms for one
- * past seen, a kick, or *stop (checked under the spool's lock, so a
- * gw_spool__wake_all after setting it is never missed). */
-uint64_t gw_spool__commits(gw_spool *sp);
-void gw_spool__wait(gw_spool *sp, uint64_t seen, long timeout_ms,
-		    const _Atomic bool *stop);
-/* Wakes one more waiting forwarder (there is more work than one takes). */
-void gw_spool__kick(gw_spool *sp);
-/* Wakes every waiting forwarder (stopping). */
-void gw_spool__wake_all(gw_spool *sp);
+/* fn(arg) from the writer thread after each commit that stored updates
+ * (set before the first put). */
+void gw_spool_on_news(gw_spool *sp, void (*fn)(void *arg), void *arg);
 /* Row overhead counted against spool_max_bytes besides its strings. */
 #define GW_SPOOL_ROW_OVERHEAD 64
 /* Wall clock in unix milliseconds. */
 int64_t gw_spool__now_ms(void);
 
-typedef struct gw_forwarder gw_forwarder;
+/* Forwarding the spool on the loops (spool_forward.c). Sessions are
+ * split between min(loops, spool_forwarders) lanes by a hash of their
+ * id, one lane per loop; the spool_forwarders updates at the upstream at
+ * once are dealt out between the lanes. */
+typedef struct gw_spool_fwd gw_spool_fwd;   /* what the loops share */
+typedef struct gw_spool_lane gw_spool_lane; /* one loop's share */
 
-/* Starts c->spool_forwarders threads draining sp through their own
- * upstream (one attempt per call; the retry policy lives in the spool).
- * NULL with err on failure. */
-gw_forwarder *gw_forwarder_start(const gw_config *c, gw_spool *sp,
-				 char *err, size_t errlen);
-/* Stops the threads (an upstream call in flight finishes and its mark is
- * committed), frees. NULL is fine. */
-void gw_forwarder_stop(gw_forwarder *fw);
+/* Holds the rows an earlier process may have had in flight (DIR/inflight)
+ * and maps it afresh for n_loops loops. NULL with err. */
+gw_spool_fwd *gw_spool_fwd_open(const gw_config *c, gw_spool *sp,
+				unsigned n_loops, char *err, size_t errlen);
+void gw_spool_fwd_close(gw_spool_fwd *f);
+/* How many lanes: loops 0 .. lanes-1 get one. */
+unsigned gw_spool_fwd_lanes(const gw_spool_fwd *f);
+/* Loop idx's share, sending through ul. NULL with err. Starts on the
+ * loop's first pass. */
+gw_spool_lane *gw_spool_lane_new(gw_spool_fwd *f, unsigned idx,
+				 gw_loop *loop, gw_uplink *ul, char *err,
+				 size_t errlen);
+/* Stops picking; what is at the upstream finishes and is marked. */
+void gw_spool_lane_stop(gw_spool_lane *ln);
+/* Nothing at the upstream or being marked. */
+bool gw_spool_lane_idle(const gw_spool_lane *ln);
+void gw_spool_lane_free(gw_spool_lane *ln);
 
 /* `session-gateway spool stats|list|retry|drop --spool DIR ...`; argv[0]
  * is "spool". Returns the exit status. */
@@ -321,6 +474,7 @@ typedef struct gw_req_head_in {
 	const char *accept;
 	const char *authorization;
 	const char *content_length;   /* the first one */
+	const char *prefer;           /* RFC 7240 Prefer */
 	bool content_length_differ;   /* several, not all equal */
 } gw_req_head_in;
 
@@ -346,6 +500,7 @@ typedef struct gw_refusal {
 typedef struct gw_req_head {
 	gw_route route;
 	bool accept_pb;               /* answer in protobuf */
+	bool respond_async;           /* Prefer: respond-async */
 	gw_body_kind kind;
 	char device[64];              /* the token's device, or "anonymous" */
 	sw_buf sid;                   /* PATCH: the decoded session id */
@@ -353,6 +508,8 @@ typedef struct gw_req_head {
 } gw_req_head;
 
 gw_route gw_route_of(const char *url);
+/* Whether a Prefer header value holds the respond-async preference. */
+bool gw_prefers_async(const char *prefer);
 void gw_req_head_init(gw_req_head *h);
 void gw_req_head_free(gw_req_head *h);
 /* Checks, in this order: route (404), method (405), stopping and load
@@ -405,50 +562,93 @@ int gw_answer_pb(int status, const char *body, size_t len, sw_buf *out);
 /* Appends "key":"value" (value JSON-escaped). */
 sw_status gw_json_put_str(sw_buf *b, const char *key, const char *v);
 
-/* ==== Request read deadlines (deadline.c) ==== */
-
-/* A sweeper thread that shuts down the sockets of connections whose
- * request has not been read in full within limit_s seconds of the
- * connection opening or its previous answer. */
-typedef struct gw_deadline gw_deadline;
-typedef struct gw_conn_clock gw_conn_clock;
-
-/* NULL when limit_s is 0 (no deadline) or out of resources; every other
- * gw_deadline_* takes NULL and does nothing. */
-gw_deadline *gw_deadline_start(unsigned limit_s);
-void gw_deadline_stop(gw_deadline *d);
-/* A new connection's clock (NULL: it goes without one). */
-gw_conn_clock *gw_deadline_open(gw_deadline *d, int fd);
-/* Before the socket is closed: the sweeper forgets fd. */
-void gw_deadline_close(gw_deadline *d, gw_conn_clock *c);
-/* busy: the request is read, the clock stops; !busy: the answer went
- * out, the next request's clock starts. false when the sweeper has cut
- * the connection already (do no work for it). */
-bool gw_deadline_busy(gw_deadline *d, gw_conn_clock *c, bool busy);
-
-/* ==== The HTTP server (server.c) ==== */
+/* ==== The running gateway (server.c) ==== */
 
 typedef struct gw_server gw_server;
 
-/* Starts listening (libmicrohttpd, epoll, worker threads). tokens may be
- * NULL only with allow_anonymous; on success the server owns them (freed
- * when replaced or at gw_server_stop). c and up are borrowed and must
- * outlive the server. NULL with err on failure (tokens still the
+/* Starts --threads event loops, each listening on listen_host:port
+ * (SO_REUSEPORT) with its own libmicrohttpd daemon and upstream link.
+ * tokens may be NULL only with allow_anonymous; on success the server
+ * holds them (gw_tokens_free drops the caller's reference as before: the
+ * set lives while a loop uses it). c is borrowed and must outlive the
+ * server. up is borrowed. NULL with err on failure (tokens still the
  * caller's). */
 gw_server *gw_server_start(const gw_config *c, gw_upstream *up,
 			   gw_tokens *tokens, char *err, size_t errlen);
 /* The same in spool mode (sp not NULL): updates are stored in sp and
- * acknowledged with 202 once committed; sp is borrowed and must outlive
- * the server. */
+ * acknowledged with 202 once committed (JSON clients: see http.c), and
+ * the loops forward sp; sp is borrowed and must outlive the server. */
 gw_server *gw_server_start_spool(const gw_config *c, gw_upstream *up,
 				 gw_spool *sp, gw_tokens *tokens, char *err,
 				 size_t errlen);
 /* The port it listens on (useful with listen_port 0). */
 uint16_t gw_server_port(const gw_server *s);
-/* Replaces the device tokens (SIGHUP), taking ownership; the old set is
- * freed once no request uses it. */
+/* Replaces the device tokens (SIGHUP), taking ownership; each loop
+ * switches on its next pass, the old set is freed when the last lets go. */
 void gw_server_set_tokens(gw_server *s, gw_tokens *tokens);
-/* Stops accepting, lets requests in flight finish, stops. NULL is fine. */
+/* Stops accepting, lets requests and forwarding in flight finish, stops
+ * the loops and joins their threads. NULL is fine. */
 void gw_server_stop(gw_server *s);
+/* Tests: fn(ud, request_id, stage) on the thread that does each stage of
+ * a request ("head", "upstream", "answer", "done"). Set before traffic. */
+typedef void (*gw_trace_fn)(void *ud, const char *request_id,
+			    const char *stage);
+void gw_server_set_trace(gw_server *s, gw_trace_fn fn, void *ud);
+
+/* ==== Inside the server: one loop's world (server.c, http.c, batch.c) ==== */
+
+typedef struct gw_http gw_http;
+
+typedef struct gw_worker {
+	struct gw_server *s;
+	const gw_config *c;
+	unsigned idx;
+	gw_loop *loop;
+	gw_tokens *tokens;        /* this loop's reference */
+	gw_uplink *ul;
+	gw_spool *sp;             /* NULL: direct mode */
+	gw_spool_lane *lane;      /* spool mode: this loop's forwarding */
+	gw_http *http;
+	unsigned busy;            /* requests alive on this loop */
+	bool stopping;
+} gw_worker;
+
+/* Shared state the ingress reads. */
+bool gw_server_stopping(const gw_server *s);
+/* Requests in flight in the whole process: +1/-1; returns the new count. */
+int gw_server_inflight(gw_server *s, int delta);
+/* A new request id ("1", "2", ...). */
+void gw_server_request_id(gw_server *s, char *out, size_t cap);
+/* Per-IP connections (--max-connections-per-ip): false when ip is at its
+ * limit (nothing counted); release with gw_server_ip_leave. */
+bool gw_server_ip_enter(gw_server *s, const void *ip, size_t len);
+void gw_server_ip_leave(gw_server *s, const void *ip, size_t len);
+void gw_server_trace(const gw_worker *w, const char *request_id,
+		     const char *stage);
+
+/* The HTTP ingress of one loop (http.c): a libmicrohttpd daemon in
+ * external-epoll mode on listen_fd (taken). NULL with err. */
+gw_http *gw_http_start(gw_worker *w, int listen_fd, char *err, size_t errlen);
+/* Stops accepting (the listening socket is closed). */
+void gw_http_quiesce(gw_http *h);
+/* Closes every connection; call once no request is alive. NULL fine. */
+void gw_http_stop(gw_http *h);
+
+/* A batch on its way (batch.c): its items forwarded (direct mode: each
+ * session's in seq order, a few sessions at once) or stored (spool mode:
+ * one transaction). done runs on the worker's loop when every item has
+ * its Result. */
+typedef struct gw_batch_run gw_batch_run;
+typedef void (*gw_batch_done_fn)(void *ud, gw_batch_run *run);
+/* Takes b's items (b is emptied). NULL when out of memory (b kept). */
+gw_batch_run *gw_batch_start(gw_worker *w, gw_batch *b,
+			     gw_batch_done_fn done, void *ud);
+/* The Results, in the batch's order, messages pointing into run. */
+const sw_result *gw_batch_results(gw_batch_run *run, size_t *n);
+/* Upstream attempts the batch made; the first canonical body (or NULL). */
+int gw_batch_attempts(const gw_batch_run *run);
+/* The spool's error sentence when a store failed, else "". */
+const char *gw_batch_error(const gw_batch_run *run);
+void gw_batch_run_free(gw_batch_run *run);
 
 #endif

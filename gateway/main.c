@@ -1,11 +1,13 @@
-/* main.c - session-gateway: configuration, then the server, then signals
- * handled synchronously in the main thread (sigtimedwait):
+/* main.c - session-gateway: configuration, then the server (its event
+ * loops, server.c), then signals handled synchronously in the main thread
+ * (sigwaitinfo):
  *   SIGHUP           reload --device-tokens (keep the old set on error)
  *   SIGTERM, SIGINT  stop accepting, finish requests in flight, exit 0
  * With --spool DIR the spool is opened first (its writer thread), then the
- * forwarders, then the server; they stop in the reverse order: no new
- * requests, commits in flight finished, forwarders stopped (an upstream
- * call in flight finishes and is marked), the database closed.
+ * server, whose loops also forward the spool; they stop in the reverse
+ * order: no new requests, forwarding stopped (an upstream call in flight
+ * finishes and is marked), commits in flight finished, the database
+ * closed.
  * `session-gateway spool ...` is the spool admin command (spool_admin.c).
  * Exit status 2 for a configuration error, 1 when the server cannot start. */
 #include <errno.h>
@@ -37,7 +39,6 @@ int main(int argc, char **argv)
 	gw_upstream *up = NULL;
 	gw_server *srv = NULL;
 	gw_spool *sp = NULL;
-	gw_forwarder *fw = NULL;
 	char err[512], msg[600];
 	sigset_t set;
 	int rc;
@@ -87,9 +88,7 @@ int main(int argc, char **argv)
 	}
 	if (c.spool_dir[0] != '\0') {
 		sp = gw_spool_open(&c, err, sizeof(err));
-		if (sp != NULL)
-			fw = gw_forwarder_start(&c, sp, err, sizeof(err));
-		if (sp == NULL || fw == NULL) {
+		if (sp == NULL) {
 			gw_log_fields f = GW_LOG_FIELDS_INIT;
 
 			f.error = err;
@@ -162,14 +161,11 @@ int main(int argc, char **argv)
 		break;
 	}
 	gw_server_stop(srv);
-	gw_forwarder_stop(fw);
-	fw = NULL;
 	gw_spool_close(sp);
 	sp = NULL;
 	gw_log(GW_LOG_INFO, "stopped", NULL);
 	rc = 0;
 out_spool:
-	gw_forwarder_stop(fw);
 	gw_spool_close(sp);
 
 	gw_upstream_free(up);

@@ -188,6 +188,25 @@ static int check_body_head(const gw_config *c, const gw_req_head_in *in,
 	return 0;
 }
 
+bool gw_prefers_async(const char *prefer)
+{
+	const char *p = prefer;
+
+	/* Prefer: #( token [ "=" word ] *( ";" parameter ) ) (RFC 7240): a
+	 * preference is a token at the start of a list element */
+	while (p != NULL && *p != '\0') {
+		size_t n;
+
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		n = strcspn(p, " \t=;,");
+		if (n == 13 && strncasecmp(p, "respond-async", 13) == 0)
+			return true;
+		p = strchr(p, ',');
+	}
+	return false;
+}
+
 void gw_req_head_init(gw_req_head *h)
 {
 	memset(h, 0, sizeof(*h));
@@ -216,6 +235,7 @@ int gw_req_check_head(const gw_req_env *env, const gw_req_head_in *in,
 	 * the device asks for something else (saves a header per batch). */
 	h->accept_pb = accepts_pb(in->accept) ||
 		       (in->accept == NULL && h->route == GW_ROUTE_BATCH);
+	h->respond_async = gw_prefers_async(in->prefer);
 	if (h->route == GW_ROUTE_OTHER)
 		return refuse(no, 404, "not_found", "not_found", NULL,
 			      "no such path (PATCH /v2/traces/sessions/{id}, POST /v1/updates, GET /healthz, /readyz, /metrics)");

@@ -10,14 +10,19 @@
  *   meta(key, value)                version, bytes, depth, dead: kept in the
  *                                   same transactions as the rows
  *
- * Group commit: server threads (new updates) and forwarder threads (marks)
- * queue jobs under sp->mu and sleep; the writer takes the whole queue,
- * runs it in one BEGIN IMMEDIATE ... COMMIT (one WAL fsync whatever the
- * number of jobs), then marks every job done and wakes each (its own
- * condition variable: no thundering herd). A job's
- * caller learns its result only after COMMIT returned: an update is
- * acknowledged only once it is on disk. Any SQLite error rolls the whole
- * transaction back and every job in it fails (nothing half-stored).
+ * Group commit: the loops (new updates, the forwarders' marks) queue jobs
+ * under sp->mu; the writer takes the whole queue, runs it in one BEGIN
+ * IMMEDIATE ... COMMIT (one WAL fsync whatever the number of jobs), then
+ * posts each job's result to the loop that queued it, which runs its
+ * callback and frees it. A job's caller learns its result only after
+ * COMMIT returned: an update is acknowledged only once it is on disk. Any
+ * SQLite error rolls the whole transaction back and every job in it fails
+ * (nothing half-stored).
+ *
+ * Waiters: a stored update may carry a gw_waiter (a JSON client waiting
+ * for the API's answer). The writer lists it under its row id before the
+ * COMMIT, so the forwarder cannot settle the row before it is listed;
+ * gw_spool_settle hands the answer to the waiter's loop.
  *
  * DIR/spool.lock (flock) keeps a second gateway off the same spool; the
  * kernel drops the lock when a process dies, so a restart after SIGKILL
@@ -47,23 +52,20 @@ typedef struct job {
 	job_kind kind;
 	const gw_spool_rec *recs; /* JOB_PUT */
 	size_t n;
-	gw_mark mark;             /* JOB_MARK */
-	int64_t id;
-	long long size;
-	int attempts;
-	int64_t next_ms;
-	int status;
-	const char *body;
-	size_t body_len;
+	gw_spool_mark_rec m;      /* JOB_MARK */
 	int result;               /* GW_SPOOL_* */
-	bool done;
-	pthread_cond_t cv;        /* signalled when done (no herd) */
-	gw_spool_done_fn cb;      /* async: called after the commit, then */
-	void *cb_arg;             /* the job is freed by the writer */
+	bool done;                /* a waiting caller (no loop) */
+	pthread_cond_t cv;
+	gw_loop *loop;            /* else: cb runs there, then the job is freed */
+	gw_post post;
+	gw_spool_done_fn cb;
+	void *cb_arg;
 	char err[ERRMSG_MAX];
 	struct job *next;
-	gw_spool_rec recs_copy[]; /* async: the records */
+	gw_spool_rec recs_copy[]; /* JOB_PUT: the records */
 } job;
+
+#define WAIT_BUCKETS 1024
 
 struct gw_spool {
 	const gw_config *c;
@@ -77,11 +79,15 @@ struct gw_spool {
 	bool writer_started;
 	pthread_mutex_t mu;
 	pthread_cond_t work;      /* the writer waits for jobs */
-	pthread_cond_t news;      /* forwarders wait for new updates */
 	job *head, *tail;
 	bool stop;
-	uint64_t puts;            /* commits that stored new updates */
 	long long depth, bytes, dead;
+	void (*news)(void *arg);  /* after commits that stored updates */
+	void *news_arg;
+	/* waiters by row id */
+	pthread_mutex_t wmu;
+	int n_waiters;            /* atomic: settle skips the lock at 0 */
+	gw_waiter *wait[WAIT_BUCKETS];
 };
 
 static double mono_s(void)
@@ -297,6 +303,7 @@ gw_spool *gw_spool_open(const gw_config *c, char *err, size_t errlen)
 	}
 	sp->c = c;
 	sp->lock_fd = -1;
+	pthread_mutex_init(&sp->wmu, NULL);
 	snprintf(sp->dir, sizeof(sp->dir), "%s", c->spool_dir);
 	snprintf(sp->db_path, sizeof(sp->db_path), "%s/spool.db", sp->dir);
 	if (make_dir(sp->dir, err, errlen) != 0)
@@ -356,10 +363,8 @@ gw_spool *gw_spool_open(const gw_config *c, char *err, size_t errlen)
 	gw_metrics_spool_state(sp->depth, sp->bytes, sp->dead, oldest_ms(sp));
 	pthread_mutex_init(&sp->mu, NULL);
 	pthread_cond_init(&sp->work, NULL);
-	pthread_cond_init(&sp->news, NULL);
 	if (pthread_create(&sp->writer, NULL, writer_main, sp) != 0) {
 		snprintf(err, errlen, "cannot start the spool writer thread");
-		pthread_cond_destroy(&sp->news);
 		pthread_cond_destroy(&sp->work);
 		pthread_mutex_destroy(&sp->mu);
 		goto fail;
@@ -372,6 +377,107 @@ fail:
 	return NULL;
 }
 
+/* ==== Waiters ==== */
+
+static gw_waiter **wait_bucket(gw_spool *sp, int64_t id)
+{
+	return &sp->wait[(uint64_t)id % WAIT_BUCKETS];
+}
+
+/* Under sp->wmu. */
+static void wait_list(gw_spool *sp, gw_waiter *w)
+{
+	gw_waiter **b = wait_bucket(sp, w->id);
+
+	w->hnext = *b;
+	*b = w;
+	w->listed = true;
+	__atomic_add_fetch(&sp->n_waiters, 1, __ATOMIC_RELEASE);
+}
+
+/* Under sp->wmu: unlists the waiter of id (or w itself when w is given). */
+static gw_waiter *wait_take(gw_spool *sp, int64_t id, const gw_waiter *w)
+{
+	gw_waiter **pp = wait_bucket(sp, id), *x;
+
+	for (; (x = *pp) != NULL; pp = &x->hnext) {
+		if (w != NULL ? x != w : x->id != id)
+			continue;
+		*pp = x->hnext;
+		x->hnext = NULL;
+		x->listed = false;
+		__atomic_sub_fetch(&sp->n_waiters, 1, __ATOMIC_RELEASE);
+		return x;
+	}
+	return NULL;
+}
+
+static void waiter_answered(void *arg)
+{
+	gw_waiter *w = arg;
+
+	w->answered(w);
+}
+
+void gw_spool_settle(gw_spool *sp, int64_t id, const gw_response *resp)
+{
+	gw_waiter *w;
+
+	if (__atomic_load_n(&sp->n_waiters, __ATOMIC_ACQUIRE) == 0)
+		return;
+	pthread_mutex_lock(&sp->wmu);
+	w = wait_take(sp, id, NULL);
+	pthread_mutex_unlock(&sp->wmu);
+	if (w == NULL)
+		return;
+	w->resp = *resp;
+	w->resp.body = NULL;
+	w->resp.body_len = 0;
+	if (resp->body != NULL) {
+		w->resp.body = malloc(resp->body_len + 1);
+		if (w->resp.body != NULL) {
+			memcpy(w->resp.body, resp->body, resp->body_len + 1);
+			w->resp.body_len = resp->body_len;
+		}
+	}
+	gw_loop_post(w->loop, &w->post, waiter_answered, w);
+}
+
+bool gw_spool_unwait(gw_spool *sp, gw_waiter *w)
+{
+	bool listed;
+
+	pthread_mutex_lock(&sp->wmu);
+	listed = w->listed && wait_take(sp, w->id, w) != NULL;
+	pthread_mutex_unlock(&sp->wmu);
+	return listed;
+}
+
+/* Lists (or, after a failed transaction, unlists) the waiters of list's
+ * stored updates. */
+static void waiters_list(gw_spool *sp, job *list, bool on)
+{
+	job *j;
+	size_t i;
+
+	pthread_mutex_lock(&sp->wmu);
+	for (j = list; j != NULL; j = j->next) {
+		if (j->kind != JOB_PUT)
+			continue;
+		for (i = 0; i < j->n; i++) {
+			gw_waiter *w = j->recs[i].waiter;
+
+			if (w == NULL || w->id <= 0)
+				continue;
+			if (on)
+				wait_list(sp, w);
+			else if (w->listed)
+				wait_take(sp, w->id, w);
+		}
+	}
+	pthread_mutex_unlock(&sp->wmu);
+}
+
 /* ==== The writer ==== */
 
 static long long rec_size(const gw_spool_rec *r)
@@ -380,75 +486,76 @@ static long long rec_size(const gw_spool_rec *r)
 	       GW_SPOOL_ROW_OVERHEAD;
 }
 
-/* Runs one job inside the open transaction. Returns an SQLite code;
- * SQLITE_OK also when the job was refused for space (j->result). */
-static int run_job(gw_spool *sp, job *j, long long *depth, long long *bytes,
-		   long long *dead, int64_t now)
+/* Stores one JOB_PUT inside the open transaction. */
+static int run_put(gw_spool *sp, job *j, long long *depth, long long *bytes,
+		   int64_t now)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = sp->st_insert;
 	long long need = 0;
 	size_t i;
 	int rc;
 
-	j->result = GW_SPOOL_OK;
-	if (j->kind == JOB_PUT) {
-		for (i = 0; i < j->n; i++)
-			need += rec_size(&j->recs[i]);
-		if (*bytes + need > (long long)sp->c->spool_max_bytes) {
-			j->result = GW_SPOOL_FULL;
-			return SQLITE_OK;
-		}
-		st = sp->st_insert;
-		for (i = 0; i < j->n; i++) {
-			const gw_spool_rec *r = &j->recs[i];
-
-			sqlite3_reset(st);
-			sqlite3_bind_blob(st, 1, r->sid, (int)r->sid_len,
-					  SQLITE_STATIC);
-			sqlite3_bind_int64(st, 2, (sqlite3_int64)r->seq);
-			sqlite3_bind_text(st, 3, r->path, -1, SQLITE_STATIC);
-			sqlite3_bind_blob(st, 4, r->json ? r->json : "",
-					  (int)r->json_len, SQLITE_STATIC);
-			sqlite3_bind_int64(st, 5, now);
-			rc = sqlite3_step(st);
-			sqlite3_reset(st);
-			if (rc != SQLITE_DONE)
-				return rc;
-		}
-		*bytes += need;
-		*depth += (long long)j->n;
+	for (i = 0; i < j->n; i++)
+		need += rec_size(&j->recs[i]);
+	if (*bytes + need > (long long)sp->c->spool_max_bytes) {
+		j->result = GW_SPOOL_FULL;
 		return SQLITE_OK;
 	}
-	switch (j->mark) {
+	for (i = 0; i < j->n; i++) {
+		const gw_spool_rec *r = &j->recs[i];
+
+		sqlite3_reset(st);
+		sqlite3_bind_blob(st, 1, r->sid, (int)r->sid_len, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)r->seq);
+		sqlite3_bind_text(st, 3, r->path, -1, SQLITE_STATIC);
+		sqlite3_bind_blob(st, 4, r->json ? r->json : "",
+				  (int)r->json_len, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 5, now);
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return rc;
+		if (r->waiter != NULL)
+			r->waiter->id = sqlite3_last_insert_rowid(sp->db);
+	}
+	*bytes += need;
+	*depth += (long long)j->n;
+	return SQLITE_OK;
+}
+
+/* Runs one JOB_MARK inside the open transaction. */
+static int run_mark(gw_spool *sp, const gw_spool_mark_rec *m,
+		    long long *depth, long long *bytes, long long *dead,
+		    int64_t now)
+{
+	size_t bl = m->body_len > DEAD_BODY_MAX ? DEAD_BODY_MAX : m->body_len;
+	sqlite3_stmt *st;
+	int rc;
+
+	switch (m->mark) {
 	case GW_MARK_RETRY:
 		st = sp->st_retry;
 		sqlite3_reset(st);
-		sqlite3_bind_int64(st, 1, j->id);
-		sqlite3_bind_int(st, 2, j->attempts);
-		sqlite3_bind_int64(st, 3, j->next_ms);
-		sqlite3_bind_int(st, 4, j->status);
-		if (j->body)
-			sqlite3_bind_text(st, 5, j->body,
-					  (int)(j->body_len > DEAD_BODY_MAX
-							? DEAD_BODY_MAX : j->body_len),
-					  SQLITE_STATIC);
+		sqlite3_bind_int64(st, 1, m->id);
+		sqlite3_bind_int(st, 2, m->attempts);
+		sqlite3_bind_int64(st, 3, m->next_ms);
+		sqlite3_bind_int(st, 4, m->status);
+		if (m->body)
+			sqlite3_bind_text(st, 5, m->body, (int)bl, SQLITE_STATIC);
 		else
 			sqlite3_bind_null(st, 5);
 		rc = sqlite3_step(st);
 		sqlite3_reset(st);
 		return rc == SQLITE_DONE ? SQLITE_OK : rc;
-	case GW_MARK_DEAD: {
-		size_t bl = j->body_len > DEAD_BODY_MAX ? DEAD_BODY_MAX
-							: j->body_len;
-
+	case GW_MARK_DEAD:
 		st = sp->st_dead;
 		sqlite3_reset(st);
-		sqlite3_bind_int64(st, 1, j->id);
-		sqlite3_bind_int(st, 2, j->attempts);
+		sqlite3_bind_int64(st, 1, m->id);
+		sqlite3_bind_int(st, 2, m->attempts);
 		sqlite3_bind_int64(st, 3, now);
-		sqlite3_bind_int(st, 4, j->status);
-		if (j->body)
-			sqlite3_bind_blob(st, 5, j->body, (int)bl, SQLITE_STATIC);
+		sqlite3_bind_int(st, 4, m->status);
+		if (m->body)
+			sqlite3_bind_blob(st, 5, m->body, (int)bl, SQLITE_STATIC);
 		else
 			sqlite3_bind_null(st, 5);
 		rc = sqlite3_step(st);
@@ -457,23 +564,22 @@ static int run_job(gw_spool *sp, job *j, long long *depth, long long *bytes,
 			return rc;
 		if (sqlite3_changes(sp->db) == 1) {
 			*dead += 1;
-			*bytes += (long long)(j->body ? bl : 0);
+			*bytes += (long long)(m->body ? bl : 0);
 		}
-	}
 		/* the row leaves the spool */
 		__attribute__((fallthrough));
 	case GW_MARK_DONE:
 		st = sp->st_delete;
 		sqlite3_reset(st);
-		sqlite3_bind_int64(st, 1, j->id);
+		sqlite3_bind_int64(st, 1, m->id);
 		rc = sqlite3_step(st);
 		sqlite3_reset(st);
 		if (rc != SQLITE_DONE)
 			return rc;
 		if (sqlite3_changes(sp->db) == 1) {
 			*depth -= 1;
-			if (j->mark == GW_MARK_DONE)
-				*bytes -= j->size;
+			if (m->mark == GW_MARK_DONE)
+				*bytes -= m->size;
 		}
 		return SQLITE_OK;
 	}
@@ -486,12 +592,12 @@ static void run_txn(gw_spool *sp, job *list)
 	long long depth, bytes, dead;
 	unsigned rows = 0, updates = 0;
 	int64_t now = gw_spool__now_ms();
-	double t0, t1;
+	double t1;
 	const char *what = "BEGIN";
 	job *j;
 	int rc;
+	bool listed = false;
 
-	t0 = mono_s();
 	rc = sqlite3_exec(sp->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 	if (rc == SQLITE_OK) {
 		what = "reading meta";
@@ -502,8 +608,14 @@ static void run_txn(gw_spool *sp, job *list)
 			rc = meta_get(sp, "dead", &dead);
 	}
 	for (j = list; j != NULL && rc == SQLITE_OK; j = j->next) {
-		what = j->kind == JOB_PUT ? "storing updates" : "marking an update";
-		rc = run_job(sp, j, &depth, &bytes, &dead, now);
+		j->result = GW_SPOOL_OK;
+		if (j->kind == JOB_PUT) {
+			what = "storing updates";
+			rc = run_put(sp, j, &depth, &bytes, now);
+		} else {
+			what = "marking an update";
+			rc = run_mark(sp, &j->m, &depth, &bytes, &dead, now);
+		}
 		if (rc == SQLITE_OK && j->result == GW_SPOOL_OK) {
 			rows += j->kind == JOB_PUT ? (unsigned)j->n : 1;
 			updates += j->kind == JOB_PUT ? (unsigned)j->n : 0;
@@ -523,20 +635,27 @@ static void run_txn(gw_spool *sp, job *list)
 	}
 	t1 = mono_s();
 	if (rc == SQLITE_OK) {
+		/* listed before anything can see the rows */
+		waiters_list(sp, list, true);
+		listed = true;
 		what = "COMMIT";
 		rc = sqlite3_exec(sp->db, "COMMIT", NULL, NULL, NULL);
 	}
 	if (rc != SQLITE_OK) {
 		char msg[ERRMSG_MAX];
-
-		snprintf(msg, sizeof(msg), "cannot store in the spool (%s: %s)",
-			 what, sqlite3_errmsg(sp->db));
 		bool disk_full = (rc & 0xff) == SQLITE_FULL;
+		gw_log_fields f = GW_LOG_FIELDS_INIT;
 
+		if (listed)
+			waiters_list(sp, list, false);
 		if (disk_full)
 			snprintf(msg, sizeof(msg),
 				 "the disk under the spool is full (%s: %s); nothing was stored, retry later",
 				 what, sqlite3_errmsg(sp->db));
+		else
+			snprintf(msg, sizeof(msg),
+				 "cannot store in the spool (%s: %s)", what,
+				 sqlite3_errmsg(sp->db));
 		if (!sqlite3_get_autocommit(sp->db))
 			sqlite3_exec(sp->db, "ROLLBACK", NULL, NULL, NULL);
 		for (j = list; j != NULL; j = j->next) {
@@ -545,61 +664,51 @@ static void run_txn(gw_spool *sp, job *list)
 					    ? GW_SPOOL_FULL : GW_SPOOL_ERROR;
 			snprintf(j->err, sizeof(j->err), "%s", msg);
 		}
-		{
-			gw_log_fields f = GW_LOG_FIELDS_INIT;
-
-			f.error = msg;
-			gw_log(GW_LOG_ERROR, "spool transaction failed", &f);
-		}
+		f.error = msg;
+		gw_log(GW_LOG_ERROR, "spool transaction failed", &f);
 		return;
 	}
 	gw_metrics_spool_commit(mono_s() - t1, rows, updates);
-	(void)t0;
 	pthread_mutex_lock(&sp->mu);
 	sp->depth = depth;
 	sp->bytes = bytes;
 	sp->dead = dead;
-	if (updates > 0) {
-		sp->puts++;
-		/* one idle forwarder is enough: it wakes the next when it
-		 * finds more than it can take (gw_spool__kick) */
-		pthread_cond_signal(&sp->news);
-	}
 	pthread_mutex_unlock(&sp->mu);
 	gw_metrics_spool_state(depth, bytes, dead, oldest_ms(sp));
+	if (updates > 0 && sp->news != NULL)
+		sp->news(sp->news_arg);
 }
 
-/* Finishes the jobs of one transaction: waiters are woken, callbacks
- * called (outside sp->mu) and their jobs freed. Takes sp->mu held,
- * returns with it held. */
+/* On the job's loop: its callback, then it is freed. */
+static void job_done(void *arg)
+{
+	job *j = arg;
+
+	j->cb(j->cb_arg, j->result, j->err);
+	free(j);
+}
+
+/* Hands the jobs of one transaction back: posted to their loops, or a
+ * waiting caller woken. */
 static void finish_jobs(gw_spool *sp, job *list)
 {
-	job *j, *next, *async = NULL, **tail = &async;
+	job *j, *next;
 
 	for (j = list; j != NULL; j = next) {
-		next = j->next; /* j belongs to its caller once done */
-		if (j->cb != NULL) {
-			j->next = NULL;
-			*tail = j;
-			tail = &j->next;
-			continue;
-		}
-		j->done = true;
-		pthread_cond_signal(&j->cv);
-	}
-	if (async == NULL)
-		return;
-	pthread_mutex_unlock(&sp->mu);
-	for (j = async; j != NULL; j = next) {
-		next = j->next;
+		next = j->next; /* j belongs to its caller once handed back */
 		if (j->result == GW_SPOOL_FULL && j->err[0] == '\0')
 			snprintf(j->err, sizeof(j->err),
 				 "the spool is full (--spool-max-bytes %zu); nothing was stored, retry later",
 				 sp->c->spool_max_bytes);
-		j->cb(j->cb_arg, j->result, j->err);
-		free(j);
+		if (j->loop != NULL) {
+			gw_loop_post(j->loop, &j->post, job_done, j);
+			continue;
+		}
+		pthread_mutex_lock(&sp->mu);
+		j->done = true;
+		pthread_cond_signal(&j->cv);
+		pthread_mutex_unlock(&sp->mu);
 	}
-	pthread_mutex_lock(&sp->mu);
 }
 
 static void *writer_main(void *arg)
@@ -617,62 +726,22 @@ static void *writer_main(void *arg)
 		sp->head = sp->tail = NULL;
 		pthread_mutex_unlock(&sp->mu);
 		run_txn(sp, list);
-		pthread_mutex_lock(&sp->mu);
 		finish_jobs(sp, list);
+		pthread_mutex_lock(&sp->mu);
 	}
 	pthread_mutex_unlock(&sp->mu);
 	return NULL;
 }
 
-/* Queues j and waits for its commit. */
-static int submit(gw_spool *sp, job *j)
+/* Queues j for the writer. 0, or -1 when closing. */
+static int enqueue(gw_spool *sp, job *j)
 {
 	pthread_mutex_lock(&sp->mu);
 	if (sp->stop) {
 		pthread_mutex_unlock(&sp->mu);
-		snprintf(j->err, sizeof(j->err), "the spool is closing");
-		return GW_SPOOL_ERROR;
+		return -1;
 	}
 	j->next = NULL;
-	j->done = false;
-	pthread_cond_init(&j->cv, NULL);
-	if (sp->tail)
-		sp->tail->next = j;
-	else
-		sp->head = j;
-	sp->tail = j;
-	pthread_cond_signal(&sp->work);
-	while (!j->done)
-		pthread_cond_wait(&j->cv, &sp->mu);
-	pthread_mutex_unlock(&sp->mu);
-	pthread_cond_destroy(&j->cv);
-	return j->result;
-}
-
-/* ==== The interface ==== */
-
-int gw_spool_put_async(gw_spool *sp, const gw_spool_rec *recs, size_t n,
-		       gw_spool_done_fn cb, void *arg)
-{
-	job *j;
-
-	if (n == 0 || n > 1000000)
-		return -1;
-	j = calloc(1, sizeof(*j) + n * sizeof(gw_spool_rec));
-	if (j == NULL)
-		return -1;
-	j->kind = JOB_PUT;
-	memcpy(j->recs_copy, recs, n * sizeof(gw_spool_rec));
-	j->recs = j->recs_copy;
-	j->n = n;
-	j->cb = cb;
-	j->cb_arg = arg;
-	pthread_mutex_lock(&sp->mu);
-	if (sp->stop) {
-		pthread_mutex_unlock(&sp->mu);
-		free(j);
-		return -1;
-	}
 	if (sp->tail)
 		sp->tail->next = j;
 	else
@@ -683,49 +752,80 @@ int gw_spool_put_async(gw_spool *sp, const gw_spool_rec *recs, size_t n,
 	return 0;
 }
 
-int gw_spool_put(gw_spool *sp, const gw_spool_rec *recs, size_t n,
-		 char *err, size_t errlen)
+/* ==== The interface ==== */
+
+int gw_spool_put(gw_spool *sp, gw_loop *loop, const gw_spool_rec *recs,
+		 size_t n, gw_spool_done_fn cb, void *arg)
 {
-	job j;
-	int rc;
+	job *j;
 
-	if (n == 0)
-		return GW_SPOOL_OK;
-	memset(&j, 0, sizeof(j));
-	j.kind = JOB_PUT;
-	j.recs = recs;
-	j.n = n;
-	rc = submit(sp, &j);
-	if (rc == GW_SPOOL_FULL && j.err[0] == '\0') {
-		long long depth, bytes;
-
-		gw_spool_usage(sp, &depth, &bytes);
-		snprintf(err, errlen,
-			 "the spool is full (%lld bytes stored, --spool-max-bytes %zu); nothing was stored, retry later",
-			 bytes, sp->c->spool_max_bytes);
-	} else if (rc != GW_SPOOL_OK) {
-		snprintf(err, errlen, "%s", j.err);
+	if (n == 0 || n > 1000000 || loop == NULL || cb == NULL)
+		return -1;
+	j = calloc(1, sizeof(*j) + n * sizeof(gw_spool_rec));
+	if (j == NULL)
+		return -1;
+	j->kind = JOB_PUT;
+	memcpy(j->recs_copy, recs, n * sizeof(gw_spool_rec));
+	j->recs = j->recs_copy;
+	j->n = n;
+	j->loop = loop;
+	j->cb = cb;
+	j->cb_arg = arg;
+	if (enqueue(sp, j) != 0) {
+		free(j);
+		return -1;
 	}
-	return rc;
+	return 0;
 }
 
-int gw_spool__mark(gw_spool *sp, gw_mark m, int64_t id, long long size,
-		   int attempts, int64_t next_ms, int status,
-		   const char *body, size_t body_len)
+int gw_spool_mark(gw_spool *sp, gw_loop *loop, const gw_spool_mark_rec *m,
+		  gw_spool_done_fn cb, void *arg)
+{
+	job *j;
+
+	if (loop == NULL || cb == NULL)
+		return -1;
+	j = calloc(1, sizeof(*j));
+	if (j == NULL)
+		return -1;
+	j->kind = JOB_MARK;
+	j->m = *m;
+	j->loop = loop;
+	j->cb = cb;
+	j->cb_arg = arg;
+	if (enqueue(sp, j) != 0) {
+		free(j);
+		return -1;
+	}
+	return 0;
+}
+
+int gw_spool_mark_wait(gw_spool *sp, const gw_spool_mark_rec *m)
 {
 	job j;
 
 	memset(&j, 0, sizeof(j));
 	j.kind = JOB_MARK;
-	j.mark = m;
-	j.id = id;
-	j.size = size;
-	j.attempts = attempts;
-	j.next_ms = next_ms;
-	j.status = status;
-	j.body = body;
-	j.body_len = body_len;
-	return submit(sp, &j) == GW_SPOOL_OK ? 0 : -1;
+	j.m = *m;
+	pthread_cond_init(&j.cv, NULL);
+	if (enqueue(sp, &j) != 0) {
+		pthread_cond_destroy(&j.cv);
+		return -1;
+	}
+	pthread_mutex_lock(&sp->mu);
+	while (!j.done)
+		pthread_cond_wait(&j.cv, &sp->mu);
+	pthread_mutex_unlock(&sp->mu);
+	pthread_cond_destroy(&j.cv);
+	return j.result == GW_SPOOL_OK ? 0 : -1;
+}
+
+void gw_spool_on_news(gw_spool *sp, void (*fn)(void *arg), void *arg)
+{
+	pthread_mutex_lock(&sp->mu);
+	sp->news = fn;
+	sp->news_arg = arg;
+	pthread_mutex_unlock(&sp->mu);
 }
 
 const char *gw_spool__db_path(const gw_spool *sp)
@@ -737,57 +837,15 @@ struct sqlite3 *gw_spool__reader(gw_spool *sp)
 {
 	sqlite3 *db = NULL;
 
+	/* one thread at a time uses it: no mutex of SQLite's own */
 	if (sqlite3_open_v2(sp->db_path, &db,
-			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
 			    NULL) != SQLITE_OK) {
 		sqlite3_close(db);
 		return NULL;
 	}
 	sqlite3_busy_timeout(db, 10000);
 	return db;
-}
-
-uint64_t gw_spool__commits(gw_spool *sp)
-{
-	uint64_t v;
-
-	pthread_mutex_lock(&sp->mu);
-	v = sp->puts;
-	pthread_mutex_unlock(&sp->mu);
-	return v;
-}
-
-void gw_spool__wait(gw_spool *sp, uint64_t seen, long timeout_ms,
-		    const atomic_bool *stop)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += timeout_ms / 1000;
-	ts.tv_nsec += (timeout_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	/* one wait: a kick (more work, or stopping) also ends it */
-	pthread_mutex_lock(&sp->mu);
-	if (sp->puts == seen && !sp->stop && !atomic_load(stop))
-		pthread_cond_timedwait(&sp->news, &sp->mu, &ts);
-	pthread_mutex_unlock(&sp->mu);
-}
-
-void gw_spool__wake_all(gw_spool *sp)
-{
-	pthread_mutex_lock(&sp->mu);
-	pthread_cond_broadcast(&sp->news);
-	pthread_mutex_unlock(&sp->mu);
-}
-
-void gw_spool__kick(gw_spool *sp)
-{
-	pthread_mutex_lock(&sp->mu);
-	pthread_cond_signal(&sp->news);
-	pthread_mutex_unlock(&sp->mu);
 }
 
 void gw_spool_usage(gw_spool *sp, long long *depth, long long *bytes)
@@ -806,10 +864,8 @@ void gw_spool_close(gw_spool *sp)
 		pthread_mutex_lock(&sp->mu);
 		sp->stop = true;
 		pthread_cond_broadcast(&sp->work);
-		pthread_cond_broadcast(&sp->news);
 		pthread_mutex_unlock(&sp->mu);
 		pthread_join(sp->writer, NULL);
-		pthread_cond_destroy(&sp->news);
 		pthread_cond_destroy(&sp->work);
 		pthread_mutex_destroy(&sp->mu);
 	}
@@ -825,5 +881,6 @@ void gw_spool_close(gw_spool *sp)
 		       NULL);
 	if (sp->lock_fd >= 0)
 		close(sp->lock_fd); /* drops the flock */
+	pthread_mutex_destroy(&sp->wmu);
 	free(sp);
 }

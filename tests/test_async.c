@@ -103,18 +103,18 @@ static const char body1[] = "{\"duration\":1}";
 static void async_call_answers_like_the_blocking_one(void)
 {
 	gw_config c;
-	gw_upstream *up;
+	tu_up *up;
 	char err[256] = "";
 	waiter w;
 	fu_request rq;
 	gw_response b;
 
 	cfg_small(&c);
-	up = gw_upstream_new(&c, err, sizeof(err));
+	up = tu_up_new(&c, err, sizeof(err));
 	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
 	fu_clear(fu);
 	waiter_init(&w);
-	CU_ASSERT_EQUAL(gw_upstream_patch_async(up, "/v2/traces/sessions/a1",
+	CU_ASSERT_EQUAL(tu_up_patch_async(up, "/v2/traces/sessions/a1",
 						body1, strlen(body1), on_done,
 						&w), 0);
 	CU_ASSERT_EQUAL(waiter_wait(&w, 10), 1);
@@ -132,13 +132,13 @@ static void async_call_answers_like_the_blocking_one(void)
 		fu_request_free(&rq);
 	}
 	/* the blocking call answers the same */
-	CU_ASSERT_EQUAL(gw_upstream_patch(up, "/v2/traces/sessions/a1", body1,
+	CU_ASSERT_EQUAL(tu_up_patch(up, "/v2/traces/sessions/a1", body1,
 					  strlen(body1), &b), 0);
 	CU_ASSERT_EQUAL(b.status, w.resp.status);
 	CU_ASSERT_EQUAL(b.body_len, w.resp.body_len);
 	gw_response_free(&b);
 	waiter_free(&w);
-	gw_upstream_free(up);
+	tu_up_free(up);
 }
 
 static void async_call_retries_statuses_and_resets(void)
@@ -152,20 +152,20 @@ static void async_call_retries_statuses_and_resets(void)
 	};
 	static const fu_step s503 = { FU_STATUS, 503, NULL, NULL, 0 };
 	gw_config c;
-	gw_upstream *up;
+	tu_up *up;
 	char err[256] = "";
 	waiter w;
 	double t0;
 
 	cfg_small(&c);
 	c.max_attempts = 4;
-	up = gw_upstream_new(&c, err, sizeof(err));
+	up = tu_up_new(&c, err, sizeof(err));
 	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
 	fu_clear(fu);
 	fu_script(fu, steps, 3);
 	waiter_init(&w);
 	t0 = tu_mono();
-	CU_ASSERT_EQUAL(gw_upstream_patch_async(up, "/v2/traces/sessions/r",
+	CU_ASSERT_EQUAL(tu_up_patch_async(up, "/v2/traces/sessions/r",
 						body1, strlen(body1), on_done,
 						&w), 0);
 	CU_ASSERT_EQUAL(waiter_wait(&w, 10), 1);
@@ -182,7 +182,7 @@ static void async_call_retries_statuses_and_resets(void)
 	fu_script(fu, &s503, 1);
 	c.max_attempts = 2;
 	waiter_init(&w);
-	CU_ASSERT_EQUAL(gw_upstream_patch_async(up, "/v2/traces/sessions/r",
+	CU_ASSERT_EQUAL(tu_up_patch_async(up, "/v2/traces/sessions/r",
 						body1, strlen(body1), on_done,
 						&w), 0);
 	CU_ASSERT_EQUAL(waiter_wait(&w, 10), 1);
@@ -199,40 +199,40 @@ static void async_call_retries_statuses_and_resets(void)
 		fu_script(fu, &s404, 1);
 	}
 	waiter_init(&w);
-	CU_ASSERT_EQUAL(gw_upstream_patch_async(up, "/v2/traces/sessions/r",
+	CU_ASSERT_EQUAL(tu_up_patch_async(up, "/v2/traces/sessions/r",
 						body1, strlen(body1), on_done,
 						&w), 0);
 	CU_ASSERT_EQUAL(waiter_wait(&w, 10), 1);
 	CU_ASSERT_EQUAL(w.resp.status, 404);
 	CU_ASSERT_EQUAL(w.resp.attempts, 1);
 	waiter_free(&w);
-	gw_upstream_free(up);
+	tu_up_free(up);
 }
 
 static void async_retry_after_waits_without_holding_others(void)
 {
 	fu_step s429 = { FU_STATUS, 429, NULL, "1", 0 };
 	gw_config c;
-	gw_upstream *up;
+	tu_up *up;
 	char err[256] = "";
 	waiter slow, fast;
 	double t0;
 
 	cfg_small(&c);
 	c.max_attempts = 3;
-	up = gw_upstream_new(&c, err, sizeof(err));
+	up = tu_up_new(&c, err, sizeof(err));
 	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
 	fu_clear(fu);
 	fu_script(fu, &s429, 1);
 	waiter_init(&slow);
 	waiter_init(&fast);
 	t0 = tu_mono();
-	CU_ASSERT_EQUAL(gw_upstream_patch_async(up, "/v2/traces/sessions/s",
+	CU_ASSERT_EQUAL(tu_up_patch_async(up, "/v2/traces/sessions/s",
 						body1, strlen(body1), on_done,
 						&slow), 0);
 	CU_ASSERT_EQUAL(fu_wait_count(fu, 1, 10), 1);
 	/* while the first backs off for a second, another goes through */
-	CU_ASSERT_EQUAL(gw_upstream_patch_async(up, "/v2/traces/sessions/f",
+	CU_ASSERT_EQUAL(tu_up_patch_async(up, "/v2/traces/sessions/f",
 						body1, strlen(body1), on_done,
 						&fast), 0);
 	CU_ASSERT_EQUAL(waiter_wait(&fast, 10), 1);
@@ -244,14 +244,14 @@ static void async_retry_after_waits_without_holding_others(void)
 	CU_ASSERT(slow.at - t0 >= 0.95);
 	waiter_free(&slow);
 	waiter_free(&fast);
-	gw_upstream_free(up);
+	tu_up_free(up);
 }
 
 static void async_free_finishes_calls_backing_off(void)
 {
 	fu_step s503 = { FU_STATUS, 503, NULL, "30", 0 };
 	gw_config c;
-	gw_upstream *up;
+	tu_up *up;
 	char err[256] = "";
 	waiter w;
 	double t0;
@@ -259,17 +259,17 @@ static void async_free_finishes_calls_backing_off(void)
 	cfg_small(&c);
 	c.max_attempts = 4;
 	c.retry_budget_ms = 60000;
-	up = gw_upstream_new(&c, err, sizeof(err));
+	up = tu_up_new(&c, err, sizeof(err));
 	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
 	fu_clear(fu);
 	fu_script(fu, &s503, 1);
 	waiter_init(&w);
-	CU_ASSERT_EQUAL(gw_upstream_patch_async(up, "/v2/traces/sessions/b",
+	CU_ASSERT_EQUAL(tu_up_patch_async(up, "/v2/traces/sessions/b",
 						body1, strlen(body1), on_done,
 						&w), 0);
 	CU_ASSERT_EQUAL(fu_wait_count(fu, 1, 10), 1);
 	t0 = tu_mono();
-	gw_upstream_free(up);
+	tu_up_free(up);
 	/* done was called (with the 503) before free returned, at once */
 	CU_ASSERT_EQUAL(w.calls, 1);
 	CU_ASSERT_EQUAL(w.resp.status, 503);
@@ -282,7 +282,7 @@ static void async_free_finishes_calls_backing_off(void)
 static void async_unreachable_upstream_reports_an_error(void)
 {
 	gw_config c;
-	gw_upstream *up;
+	tu_up *up;
 	char err[256] = "";
 	waiter w;
 
@@ -304,10 +304,10 @@ static void async_unreachable_upstream_reports_an_error(void)
 		close(fd);
 	}
 	c.max_attempts = 2;
-	up = gw_upstream_new(&c, err, sizeof(err));
+	up = tu_up_new(&c, err, sizeof(err));
 	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
 	waiter_init(&w);
-	CU_ASSERT_EQUAL(gw_upstream_patch_async(up, "/v2/traces/sessions/x",
+	CU_ASSERT_EQUAL(tu_up_patch_async(up, "/v2/traces/sessions/x",
 						body1, strlen(body1), on_done,
 						&w), 0);
 	CU_ASSERT_EQUAL(waiter_wait(&w, 10), 1);
@@ -316,11 +316,11 @@ static void async_unreachable_upstream_reports_an_error(void)
 	CU_ASSERT(w.resp.error[0] != '\0');
 	CU_ASSERT_PTR_NULL(strstr(w.resp.error, KEY));
 	waiter_free(&w);
-	gw_upstream_free(up);
+	tu_up_free(up);
 	/* and after free nothing is accepted: a new upstream, freed at once */
-	up = gw_upstream_new(&c, err, sizeof(err));
+	up = tu_up_new(&c, err, sizeof(err));
 	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
-	gw_upstream_free(up);
+	tu_up_free(up);
 }
 
 /* ==== The server ==== */

@@ -1,5 +1,5 @@
 /* test_spool.c - the gateway in spool mode, in-process: gw_spool_open on a
- * mkdtemp directory, gw_forwarder_start, gw_server_start_spool, in front
+ * mkdtemp directory, gw_server_start_spool (its loops forward), in front
  * of the fake upstream. Acknowledged updates arrive in per-session order;
  * outages (503, resets, 429 with Retry-After) are ridden out; final 4xx go
  * to dead_letters and the admin command replays or drops them; a full
@@ -31,12 +31,12 @@ static char root[128];   /* mkdtemp: one subdirectory per test */
 static int dir_no;
 static long upstream_timeout_ms = 3000; /* cfg_spool's */
 
-/* One gateway: config, spool, forwarders, server. */
+/* One gateway: config, spool, server (forwarding unless it was started
+ * with forward false: spool_forwarders 0). */
 typedef struct gw {
 	gw_config c;
 	gw_upstream *up;
 	gw_spool *sp;
-	gw_forwarder *fw;
 	gw_server *srv;
 } gw;
 
@@ -60,7 +60,7 @@ static void cfg_spool(gw_config *c, const char *dir)
 	snprintf(c->spool_dir, sizeof(c->spool_dir), "%s", dir);
 }
 
-/* Starts g on dir (forwarders only when forward). 0 or -1. */
+/* Starts g on dir (forwarding only when forward). 0 or -1. */
 static int gw_up(gw *g, const char *dir, size_t max_bytes, bool forward)
 {
 	char err[512] = "";
@@ -75,11 +75,8 @@ static int gw_up(gw *g, const char *dir, size_t max_bytes, bool forward)
 	g->sp = gw_spool_open(&g->c, err, sizeof(err));
 	if (g->sp == NULL)
 		goto fail;
-	if (forward) {
-		g->fw = gw_forwarder_start(&g->c, g->sp, err, sizeof(err));
-		if (g->fw == NULL)
-			goto fail;
-	}
+	if (!forward)
+		g->c.spool_forwarders = 0;
 	g->srv = gw_server_start_spool(&g->c, g->up, g->sp, NULL, err,
 				       sizeof(err));
 	if (g->srv == NULL)
@@ -90,11 +87,25 @@ fail:
 	return -1;
 }
 
+/* A gateway started without forwarding: a new server on the same spool
+ * that forwards (its port changes). 0 or -1. */
+static int gw_forward_now(gw *g)
+{
+	char err[512] = "";
+
+	gw_server_stop(g->srv);
+	g->c.spool_forwarders = 4;
+	g->srv = gw_server_start_spool(&g->c, g->up, g->sp, NULL, err,
+				       sizeof(err));
+	if (g->srv == NULL)
+		fprintf(stderr, "gw_forward_now: %s\n", err);
+	return g->srv ? 0 : -1;
+}
+
 /* Stops in the order of main.c. */
 static void gw_down(gw *g)
 {
 	gw_server_stop(g->srv);
-	gw_forwarder_stop(g->fw);
 	gw_spool_close(g->sp);
 	gw_upstream_free(g->up);
 	memset(g, 0, sizeof(*g));
@@ -144,6 +155,10 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *ud)
 }
 
 /* method path with body; ctype and accept may be NULL. Returns status. */
+/* The Prefer header req() sends: respond-async (202 once stored) unless
+ * a test of the synchronous JSON answers clears it. */
+static const char *prefer = "respond-async";
+
 static long req(const gw *g, const char *method, const char *path,
 		const char *ctype, const char *accept, const void *body,
 		size_t len, res *r)
@@ -171,6 +186,10 @@ static long req(const gw *g, const char *method, const char *path,
 		snprintf(hdr, sizeof(hdr), "Accept: %s", accept);
 		hl = curl_slist_append(hl, hdr);
 	}
+	if (prefer) {
+		snprintf(hdr, sizeof(hdr), "Prefer: %s", prefer);
+		hl = curl_slist_append(hl, hdr);
+	}
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
 	if (body) {
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
@@ -181,6 +200,41 @@ static long req(const gw *g, const char *method, const char *path,
 	curl_slist_free_all(hl);
 	curl_easy_cleanup(h);
 	return r->status;
+}
+
+/* gw_spool_put on a loop of this thread's, waited for. */
+typedef struct put_res {
+	gw_loop *loop;
+	int rc;
+	char err[256];
+} put_res;
+
+static void on_put(void *arg, int result, const char *err)
+{
+	put_res *p = arg;
+
+	p->rc = result;
+	snprintf(p->err, sizeof(p->err), "%s", err);
+	gw_loop_quit(p->loop);
+}
+
+static int put_wait(gw_spool *sp, const gw_spool_rec *rec, char *err,
+		    size_t errlen)
+{
+	put_res p;
+
+	memset(&p, 0, sizeof(p));
+	p.loop = gw_loop_new(0, err, errlen);
+	if (p.loop == NULL)
+		return GW_SPOOL_ERROR;
+	p.rc = GW_SPOOL_ERROR;
+	if (gw_spool_put(sp, p.loop, rec, 1, on_put, &p) == 0)
+		gw_loop_run(p.loop);
+	else
+		snprintf(p.err, sizeof(p.err), "not queued");
+	gw_loop_free(p.loop);
+	snprintf(err, errlen, "%s", p.err);
+	return p.rc;
 }
 
 /* PATCH {"traces_count":n} to session sid as JSON. */
@@ -586,7 +640,7 @@ static void spool_moves_final_4xx_to_dead_letters_and_admin_replays(void)
 
 static void spool_full_answers_507_and_loses_nothing(void)
 {
-	char dir[256], err[256];
+	char dir[256];
 	gw g;
 	res r;
 	expect e;
@@ -612,8 +666,7 @@ static void spool_full_answers_507_and_loses_nothing(void)
 	CU_ASSERT_EQUAL(refused, 3);
 	CU_ASSERT_EQUAL(metric("sessionwire_spool_depth"), acked);
 	/* drain: now every acknowledged update arrives, in order */
-	g.fw = gw_forwarder_start(&g.c, g.sp, err, sizeof(err));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(g.fw);
+	CU_ASSERT_FATAL(gw_forward_now(&g) == 0);
 	memset(&e, 0, sizeof(e));
 	e.sessions = 1;
 	e.prefix = "full-";
@@ -909,8 +962,8 @@ static void spool_refuses_a_damaged_database_cleanly(void)
 			sp = gw_spool_open(&c, err, sizeof(err));
 			if (sp != NULL) {
 				gw_spool_rec rec = { "tr-1", 4, 0, "/v2/traces/sessions/tr-1",
-						     "{}", 2 };
-				int rc = gw_spool_put(sp, &rec, 1, err, sizeof(err));
+						     "{}", 2, NULL };
+				int rc = put_wait(sp, &rec, err, sizeof(err));
 
 				/* a usable spool stores or says why not */
 				CU_ASSERT_TRUE(rc == GW_SPOOL_OK || (rc == GW_SPOOL_ERROR && err[0]));

@@ -164,6 +164,8 @@ static void *device(void *arg)
 	if (h == NULL)
 		return NULL;
 	hl = curl_slist_append(hl, "Content-Type: application/json");
+	/* 202 once stored, not the API's answer (RFC 7240) */
+	hl = curl_slist_append(hl, "Prefer: respond-async");
 	hl = curl_slist_append(hl, "Expect:");
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
 	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "PATCH");

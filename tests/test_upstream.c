@@ -31,32 +31,32 @@ static void cfg_init(gw_config *c)
 	c->backoff_max_ms = 20;
 }
 
-static gw_upstream *up_new(const gw_config *c)
+static tu_up *up_new(const gw_config *c)
 {
 	char err[160] = "";
-	gw_upstream *up = gw_upstream_new(c, err, sizeof(err));
+	tu_up *up = tu_up_new(c, err, sizeof(err));
 
 	CU_ASSERT_PTR_NOT_NULL(up);
 	if (up == NULL)
-		fprintf(stderr, "gw_upstream_new: %s\n", err);
+		fprintf(stderr, "tu_up_new: %s\n", err);
 	return up;
 }
 
 static const char body1[] = "{\"external_id\":\"dev-1\",\"duration\":12}";
 static const char path1[] = "/v2/traces/sessions/s-1";
 
-/* PATCHes body1 to path1 under policy c; returns gw_upstream_patch's. */
+/* PATCHes body1 to path1 under policy c; returns tu_up_patch's. */
 static int patch_once(const gw_config *c, gw_response *resp)
 {
-	gw_upstream *up = up_new(c);
+	tu_up *up = up_new(c);
 	int rc;
 
 	if (up == NULL) {
 		memset(resp, 0, sizeof(*resp));
 		return -2;
 	}
-	rc = gw_upstream_patch(up, path1, body1, sizeof(body1) - 1, resp);
-	gw_upstream_free(up);
+	rc = tu_up_patch(up, path1, body1, sizeof(body1) - 1, resp);
+	tu_up_free(up);
 	return rc;
 }
 
@@ -94,7 +94,7 @@ static void patch_delivers_every_vector_byte_identical(void)
 {
 	static const char *const files[] = { "sdk_wire.jsonl", "typical.jsonl" };
 	gw_config c;
-	gw_upstream *up;
+	tu_up *up;
 	size_t f;
 	int bad = 0, checked = 0;
 
@@ -113,7 +113,7 @@ static void patch_delivers_every_vector_byte_identical(void)
 			int ok;
 
 			fu_clear(fu);
-			ok = gw_upstream_patch(up, v[i].path, v[i].wire,
+			ok = tu_up_patch(up, v[i].path, v[i].wire,
 					       v[i].wire_len, &resp) == 0 &&
 			     resp.status == 200 && fu_get(fu, 0, &r);
 			if (!ok) {
@@ -145,14 +145,14 @@ static void patch_delivers_every_vector_byte_identical(void)
 	}
 	CU_ASSERT_EQUAL(bad, 0);
 	CU_ASSERT_EQUAL(checked, 600);
-	gw_upstream_free(up);
+	tu_up_free(up);
 }
 
 /* 20 calls, one after the other: at most one new TCP connection. */
 static void patch_reuses_the_connection(void)
 {
 	gw_config c;
-	gw_upstream *up;
+	tu_up *up;
 	size_t before;
 	int i, ok = 0;
 
@@ -164,14 +164,14 @@ static void patch_reuses_the_connection(void)
 	for (i = 0; i < 20; i++) {
 		gw_response resp;
 
-		ok += gw_upstream_patch(up, path1, body1, sizeof(body1) - 1,
+		ok += tu_up_patch(up, path1, body1, sizeof(body1) - 1,
 					&resp) == 0 && resp.status == 200;
 		gw_response_free(&resp);
 	}
 	CU_ASSERT_EQUAL(ok, 20);
 	CU_ASSERT_EQUAL(fu_count(fu), 20);
 	CU_ASSERT(fu_connections(fu) - before <= 1);
-	gw_upstream_free(up);
+	tu_up_free(up);
 }
 
 /* ==== Retries ==== */
@@ -617,7 +617,7 @@ static void new_rejects_missing_or_unsafe_key(void)
 /* ==== Concurrency ==== */
 
 typedef struct worker {
-	gw_upstream *up;
+	tu_up *up;
 	int ok;
 } worker;
 
@@ -629,7 +629,7 @@ static void *worker_run(void *arg)
 	for (i = 0; i < 25; i++) {
 		gw_response resp;
 
-		w->ok += gw_upstream_patch(w->up, path1, body1,
+		w->ok += tu_up_patch(w->up, path1, body1,
 					   sizeof(body1) - 1, &resp) == 0 &&
 			 resp.status == 200;
 		gw_response_free(&resp);
@@ -644,7 +644,7 @@ static void patch_is_thread_safe_and_pools_handles(void)
 	pthread_t th[8];
 	worker w[8];
 	gw_config c;
-	gw_upstream *up;
+	tu_up *up;
 	size_t before;
 	int i, ok = 0;
 
@@ -665,7 +665,7 @@ static void patch_is_thread_safe_and_pools_handles(void)
 	CU_ASSERT_EQUAL(ok, 200);
 	CU_ASSERT_EQUAL(fu_count(fu), 200);
 	CU_ASSERT(fu_connections(fu) - before <= 8);
-	gw_upstream_free(up);
+	tu_up_free(up);
 }
 
 

@@ -54,6 +54,24 @@ char *tu_hex(const uint8_t *p, size_t n);
 struct gw_config;
 void tu_gw_config(struct gw_config *c, uint16_t upstream_port, char *api_key);
 
+/* ==== The upstream on a loop of its own (testloop.c) ==== */
+
+struct gw_response;
+typedef struct tu_up tu_up;
+/* gw_upstream_new(c) with a gw_uplink on a loop thread. NULL with err. */
+tu_up *tu_up_new(const struct gw_config *c, char *err, size_t errlen);
+/* gw_uplink_patch with retries, waited for: 0 when an HTTP answer came
+ * back (resp->status), -1 when none did (resp->error). */
+int tu_up_patch(tu_up *u, const char *path, const char *json, size_t len,
+		struct gw_response *resp);
+/* The same without waiting: done(ud, resp) on the loop's thread. */
+int tu_up_patch_async(tu_up *u, const char *path, const char *json,
+		      size_t len, void (*done)(void *ud, struct gw_response *resp),
+		      void *ud);
+/* Calls backing off end with their last answer, the rest finish; then
+ * everything is freed. NULL is fine. */
+void tu_up_free(tu_up *u);
+
 /* Seconds on the monotonic clock; a sleep of ms milliseconds. */
 double tu_mono(void);
 void tu_sleep_ms(long ms);
