@@ -24,7 +24,7 @@ CC ?= cc
 CXX ?= c++
 O ?= build
 PREFIX ?= /usr/local
-VECTORS ?= ../shared/vectors
+VECTORS ?= tests/vectors
 
 CFLAGS ?= -O2 -g
 CXXFLAGS ?= -O2 -g

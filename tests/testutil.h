@@ -8,7 +8,7 @@
 
 #include "sessionwire/sessionwire.h"
 
-extern const char *tu_vectors_dir; /* ../shared/vectors */
+extern const char *tu_vectors_dir; /* tests/vectors */
 extern const char *tu_data_dir;    /* tests/data */
 extern const char *tu_bin_dir;     /* build: the programs under test */
 extern int tu_quick;               /* smaller loops (valgrind) */
