@@ -139,6 +139,13 @@ static void invalid_input_names_the_field_and_exits_1(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(r.err, "billing.total_cost"));
 	CU_ASSERT_STRING_EQUAL(r.out, "");
 	run_free(&r);
+	/* bytes that are not UTF-8: named by the value they are in too */
+	bad = "{\"tags\":[\"a\",\"\xe5\"]}";
+	r = run_cli("encode", bad, strlen(bad));
+	CU_ASSERT_EQUAL(r.status, 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.err,
+		"error: tags[1]: expected UTF-8 text, found an invalid byte 0xE5"));
+	run_free(&r);
 }
 
 static void encode_hex_then_decode_gives_canonical_json(void)
