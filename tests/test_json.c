@@ -1,5 +1,5 @@
-/* test_json.c - the JSON parser (SPEC 2.2, cJSON's traps) and the
- * canonical writer (SPEC 2.1). */
+/* test_json.c - the JSON parser (docs/wire-format.md 2.2, cJSON's traps)
+ * and the canonical writer (docs/wire-format.md 2.1). */
 #include <CUnit/CUnit.h>
 #include <cjson/cJSON.h>
 #include <math.h>
