@@ -10,13 +10,17 @@
 # Switches: SANITIZE=address,undefined   COVERAGE=1   O=builddir
 
 # ==== Dependencies: the one place they are listed ====
+# nanopb: its generator checks proto/sessionwire.options (test_pb);
+# mandoc: the man pages' lint; dpkg-dev, fakeroot, lintian: make deb and
+# its test.
 DEB_PACKAGES := build-essential pkg-config protobuf-c-compiler \
 	libprotobuf-c-dev protobuf-compiler libcjson-dev libcunit1-dev \
 	libdouble-conversion-dev libmicrohttpd-dev libcurl4-openssl-dev \
-	libssl-dev libsqlite3-dev curl valgrind
+	libssl-dev libsqlite3-dev curl valgrind nanopb mandoc dpkg-dev \
+	fakeroot lintian
 # Only `make bench` (bench-deps) installs these; `make test` never needs them.
 BENCH_PACKAGES := gnuplot-nox libzstd-dev zlib1g-dev libcbor-dev \
-	libmsgpack-dev libnanopb-dev nanopb gcc-arm-none-eabi \
+	libmsgpack-dev libnanopb-dev gcc-arm-none-eabi \
 	libnewlib-arm-none-eabi wrk nginx-light
 
 # ==== Toolchain and flags ====
