@@ -165,9 +165,16 @@ deps:
 	fi
 
 # ==== Running ====
+# The CUnit runner, then the man pages (lint, and every flag of --help
+# documented).
 test: deps
 	$(MAKE) all
 	$(TEST_BIN) --vectors $(VECTORS) --data tests/data --bin $(O)
+	tests/man_check.sh $(O)
+
+.PHONY: check-man
+check-man: $(CLI) $(GW_BIN)
+	tests/man_check.sh $(O)
 
 # The whole runner under memcheck (--quick: smaller loops; about 2-3
 # minutes on 2 CPUs). Programs the suites fork and exec (session-gateway,
