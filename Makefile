@@ -282,14 +282,46 @@ $(O)/bench-codec: LDLIBS += $(if $(BENCH_NANOPB),-lprotobuf-nanopb)
 clean:
 	rm -rf $(O)
 
-install: $(LIB) $(CLI)
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
-		$(DESTDIR)$(PREFIX)/include/sessionwire $(DESTDIR)$(PREFIX)/share/sessionwire
-	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/
-	install -m 644 codec/include/sessionwire/*.h $(DESTDIR)$(PREFIX)/include/sessionwire/
-	install -m 644 $(PROTO) proto/sessionwire.options $(DESTDIR)$(PREFIX)/share/sessionwire/
-	sed -e 's|@PREFIX@|$(PREFIX)|' codec/sessioncodec.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/sessioncodec.pc
+# ==== Install ====
+# make install [PREFIX=/usr/local] [DESTDIR=...]: what a deployment needs.
+# The unit's paths follow PREFIX; the config goes to SYSCONFDIR (the unit
+# reads /etc/session-gateway) and is never overwritten: a copy of the
+# example is always in DOCDIR/examples. make deb installs with
+# PREFIX=/usr and Debian's directories.
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+DATADIR ?= $(PREFIX)/share/sessionwire
+DOCDIR ?= $(PREFIX)/share/doc/sessionwire
+MANDIR ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+GW_CONF := $(DESTDIR)$(SYSCONFDIR)/session-gateway/session-gateway.conf
+
+install: $(LIB) $(CLI) $(GW_BIN)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
+		$(DESTDIR)$(INCLUDEDIR)/sessionwire $(DESTDIR)$(DATADIR) \
+		$(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/session-gateway \
+		$(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSUSERSDIR)
+	install -m 755 $(CLI) $(GW_BIN) $(DESTDIR)$(BINDIR)/
+	install -m 644 $(LIB) $(DESTDIR)$(LIBDIR)/
+	install -m 644 codec/include/sessionwire/*.h $(DESTDIR)$(INCLUDEDIR)/sessionwire/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+		codec/sessioncodec.pc.in \
+		> $(DESTDIR)$(LIBDIR)/pkgconfig/sessioncodec.pc
+	install -m 644 $(PROTO) proto/sessionwire.options $(DESTDIR)$(DATADIR)/
+	install -m 644 docs/man/session-codec.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 docs/man/session-gateway.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 644 README.md SECURITY.md docs/wire-format.md $(DESTDIR)$(DOCDIR)/
+	install -m 644 gateway/session-gateway.conf.example $(DESTDIR)$(DOCDIR)/examples/
+	[ -e $(GW_CONF) ] || install -m 644 gateway/session-gateway.conf.example $(GW_CONF)
+	sed -e 's|/usr/local/bin/|$(BINDIR)/|' -e 's|/usr/local/share/doc/sessionwire/|$(DOCDIR)/|' \
+		gateway/session-gateway.service > $(DESTDIR)$(SYSTEMDUNITDIR)/session-gateway.service
+	chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/session-gateway.service
+	install -m 644 gateway/session-gateway.sysusers $(DESTDIR)$(SYSUSERSDIR)/session-gateway.conf
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
 
