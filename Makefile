@@ -171,6 +171,8 @@ test: deps
 	$(MAKE) all
 	$(TEST_BIN) --vectors $(VECTORS) --data tests/data --bin $(O)
 	tests/man_check.sh $(O)
+	$(MAKE) --no-print-directory deb
+	tests/deb_test.sh $(DEB_FILE)
 
 .PHONY: check-man
 check-man: $(CLI) $(GW_BIN)
@@ -281,6 +283,17 @@ $(O)/bench-codec: LDLIBS += $(if $(BENCH_NANOPB),-lprotobuf-nanopb)
 
 clean:
 	rm -rf $(O)
+
+# ==== Debian package ====
+# make deb: $(DEB_FILE), built by pkg/deb/build.sh with dpkg-deb,
+# dpkg-shlibdeps and Debian's hardening flags (in $(O)/deb), then lintian,
+# which must find no error and no warning. make test installs, checks and
+# purges it (tests/deb_test.sh).
+DEB_FILE = $(O)/sessionwire_$(VERSION)_$(shell dpkg --print-architecture).deb
+.PHONY: deb
+deb: deps
+	pkg/deb/build.sh $(O)
+	lintian --fail-on error,warning $(DEB_FILE)
 
 # ==== Install ====
 # make install [PREFIX=/usr/local] [DESTDIR=...]: what a deployment needs.
