@@ -1907,7 +1907,7 @@ static void pb_nanopb_options_bound_every_field(void)
 	CU_ASSERT_EQUAL(system(cmd), 0);
 }
 
-/* ==== The shared vectors ==== */
+/* ==== The SDK vectors (tests/vectors) ==== */
 
 /* Every vector survives JSON -> protobuf -> update; reports sizes. */
 static void pb_vectors_round_trip_and_sizes(void)
