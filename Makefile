@@ -2,12 +2,16 @@
 #
 #   make deps     install the Debian packages below (root or sudo)
 #   make          build everything into build/
-#   make test     build and run every test (runs deps first)
+#   make test     build and run every test (runs deps first; installs,
+#                 checks and purges the .deb: needs root or sudo)
 #   make run      build and run the main job (see README)
 #   make bench    build and run the benchmarks
 #   make install  PREFIX=/usr/local DESTDIR=...
+#   make deb      build/sessionwire_<VERSION>_<arch>.deb, lintian-checked
+#   make check-man  lint the man pages, check they cover every flag
 #
 # Switches: SANITIZE=address,undefined   COVERAGE=1   O=builddir
+#           VECTORS=dir (default tests/vectors)
 
 # ==== Dependencies: the one place they are listed ====
 # nanopb: its generator checks proto/sessionwire.options (test_pb);
