@@ -1354,7 +1354,7 @@ static void usage(FILE *f)
 		"compact trick buys), speed of encode, decode, pb -> JSON\n"
 		"(against protobuf-c + cJSON), JSON -> pb, and number formatting.\n"
 		"\n"
-		"  --vectors DIR    directory of typical.jsonl (default ../shared/vectors)\n"
+		"  --vectors DIR    directory of typical.jsonl (default tests/vectors)\n"
 		"  --iterations N   passes over the corpus per run (default %lu);\n"
 		"                   each timing is the median of %d runs\n"
 		"  --json FILE      also write the results as a flat JSON object\n"
@@ -1365,7 +1365,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-	const char *vectors = "../shared/vectors", *json_out = NULL;
+	const char *vectors = "tests/vectors", *json_out = NULL;
 	unsigned long iters = DEFAULT_ITERATIONS, cg = 0;
 	FILE *json_f = NULL;
 	results r;

@@ -25,7 +25,7 @@
 set -eu
 
 O=${1:-build}
-V=${2:-../shared/vectors}
+V=${2:-tests/vectors}
 B=$O/bench
 W=$B/gw
 NX=$B/nginx

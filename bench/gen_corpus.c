@@ -1,7 +1,7 @@
 /* gen_corpus.c - a larger realistic corpus of update bodies, for the size
  * benchmark (bench-sizes) and its zstd dictionary training.
  *
- * Modelled on ../shared/vectors/typical.jsonl (200 updates made with the
+ * Modelled on tests/vectors/typical.jsonl (200 updates made with the
  * official SDK): the same fields with the same frequencies and value
  * styles, measured there once and written down below:
  *

@@ -7,14 +7,14 @@
 # and then runs bench/gateway.sh (gateway.*, wire.*: see there).
 # It builds nothing. Usage: bench/run.sh [O] [VECTORS]
 #
-# Corpora: ../shared/vectors/typical.jsonl (200 updates made with the SDK)
+# Corpora: tests/vectors/typical.jsonl (200 updates made with the SDK)
 # and 5000 generated ones (bench-gen_corpus --seed 2); zstd dictionaries
 # are trained on 5000 others (--seed 1). Timings: medians of 5 runs
 # (bench-codec); instruction counts: callgrind over 3 untimed passes.
 set -eu
 
 O=${1:-build}
-V=${2:-../shared/vectors}
+V=${2:-tests/vectors}
 B=$O/bench
 N_GEN=5000
 mkdir -p "$B"

@@ -1,4 +1,5 @@
-/* json_parse.c - the API's JSON body into an sw_update (SPEC 2.2).
+/* json_parse.c - the API's JSON body into an sw_update
+ * (docs/wire-format.md 2.2).
  *
  * Three passes: the strict lexical scan (json_scan.c) over the raw input,
  * cJSON on the input (or on its sanitised copy), then a walk over the

@@ -92,6 +92,7 @@ typedef struct scan_level {
 typedef struct scanner {
 	const char *s;
 	size_t n, pos;
+	size_t utf8_bad; /* offset of the first byte that is not UTF-8, or n */
 	int depth;
 	scan_level lv[SW__JSON_MAX_DEPTH];
 	bool need_copy;
@@ -163,12 +164,30 @@ static void scan_path(const scanner *sc, char *out, size_t cap)
 	}
 }
 
-/* Records a malformed-JSON error at pos: "expected X, found Y". */
+/* Records the input's first byte that is not UTF-8, with the path of the
+ * value it is in ("tags[1]"; a key's bytes name the object holding it). */
+static sw_status not_utf8(scanner *sc)
+{
+	char path[SW_ERROR_PATH_MAX];
+
+	if (sc->err == NULL || sc->err->code != SW_OK)
+		return SW_EUTF8;
+	scan_path(sc, path, sizeof(path));
+	return sw_error_set(sc->err, SW_EUTF8, path, sc->utf8_bad,
+			    "expected UTF-8 text, found an invalid byte 0x%02X at offset %zu",
+			    (unsigned char)sc->s[sc->utf8_bad], sc->utf8_bad);
+}
+
+/* Records a malformed-JSON error at pos: "expected X, found Y". Every
+ * byte before utf8_bad is UTF-8, so an error at or past it is that byte's
+ * (outside a string, a byte of 0x80 or more is never valid JSON). */
 static sw_status bad(scanner *sc, sw_status st, size_t pos,
 		     const char *expected)
 {
 	char path[SW_ERROR_PATH_MAX], found[32];
 
+	if (sc->utf8_bad < sc->n && pos >= sc->utf8_bad)
+		return not_utf8(sc);
 	if (sc->err == NULL || sc->err->code != SW_OK)
 		return st;
 	scan_path(sc, path, sizeof(path));
@@ -227,8 +246,11 @@ static sw_status scan_string(scanner *sc, const char **start, size_t *len)
 		if (pos >= n)
 			return bad(sc, SW_EJSON, pos, "'\"' to end the string");
 		c = (unsigned char)s[pos];
-		if (c == '"')
+		if (c == '"') {
+			if (sc->utf8_bad < pos) /* inside this string */
+				return not_utf8(sc);
 			break;
+		}
 		if (c < 0x20) {
 			char msg[64];
 
@@ -441,7 +463,6 @@ sw_status sw__json_scan(const char *json, size_t len, size_t max_input,
 			bool *need_copy, sw_error *err)
 {
 	scanner sc = { .s = json, .n = len, .err = err };
-	size_t badpos;
 	sw_status st;
 	char c;
 
@@ -450,11 +471,8 @@ sw_status sw__json_scan(const char *json, size_t len, size_t max_input,
 		return sw_error_set(err, SW_ETOOBIG, "", (size_t)-1,
 				    "expected at most %zu bytes of JSON, found %zu",
 				    max_input, len);
-	badpos = sw__utf8_check(json, len);
-	if (badpos != len)
-		return sw_error_set(err, SW_EUTF8, "", badpos,
-				    "expected UTF-8 text, found an invalid byte 0x%02X at offset %zu",
-				    (unsigned char)json[badpos], badpos);
+	/* Found here, reported where the scan reaches it, with its path. */
+	sc.utf8_bad = sw__utf8_check(json, len);
 	skip_ws(&sc);
 	if (sc.pos >= len)
 		return bad(&sc, SW_EJSON, sc.pos, "a JSON value");
@@ -475,6 +493,8 @@ sw_status sw__json_scan(const char *json, size_t len, size_t max_input,
 	if (sc.pos != len)
 		return bad(&sc, SW_EJSON, sc.pos,
 			   "nothing but whitespace after the JSON value");
+	if (sc.utf8_bad != len) /* cannot happen: every byte was scanned */
+		return not_utf8(&sc);
 	*need_copy = sc.need_copy;
 	return SW_OK;
 }

@@ -1,4 +1,4 @@
-/* json_write.c - an sw_update as canonical JSON (SPEC 2.1).
+/* json_write.c - an sw_update as canonical JSON (docs/wire-format.md 2.1).
  *
  * Byte-identical to JSON.stringify of the SDK's object: keys in the order
  * of SW_FIELD_MAP, numbers as Number::toString (sw_num_format), dates as

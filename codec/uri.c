@@ -1,6 +1,6 @@
-/* uri.c - the session path of SPEC section 1 and its inverse, and the
- * session id as it travels in an Envelope (device-safe: no heap of our
- * own, no stdio).
+/* uri.c - the session path (docs/wire-format.md section 1) and its
+ * inverse, and the session id as it travels in an Envelope (device-safe:
+ * no heap of our own, no stdio).
  *
  * The path is "/v2/traces/sessions/" followed by the id percent-encoded as
  * JavaScript's encodeURIComponent does: A-Z a-z 0-9 - _ . ! ~ * ' ( ) stay,

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "gw.h"
+#include "sw_version.h" /* SW_VERSION, from the VERSION file */
 
 /* ==== The option table ==== */
 
@@ -28,7 +29,8 @@ typedef enum opt_type {
 	OPT_LONG,     /* long */
 	OPT_LEVEL,    /* debug|info|warn|error */
 	OPT_CONFIG,   /* --config FILE: handled by gw_config_parse_args */
-	OPT_HELP
+	OPT_HELP,
+	OPT_VERSION
 } opt_type;
 
 typedef struct opt {
@@ -96,6 +98,8 @@ static const opt opts[] = {
 	{ "config", OPT_CONFIG, 0, 0, 0, 0, "FILE",
 	  "read `key = value` lines first (keys as these flags, without --)" },
 	{ "help", OPT_HELP, 0, 0, 0, 0, NULL, "print this help and exit" },
+	{ "version", OPT_VERSION, 0, 0, 0, 0, NULL,
+	  "print `session-gateway VERSION` and exit" },
 };
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
 
@@ -308,6 +312,7 @@ static int set_opt(gw_config *c, const opt *o, const char *v, char *err,
 	}
 	case OPT_CONFIG:
 	case OPT_HELP:
+	case OPT_VERSION:
 		break;
 	}
 	snprintf(err, errlen, "%s: not allowed here", where);
@@ -372,7 +377,8 @@ int gw_config_load_file(gw_config *c, const char *path, char *err,
 			break;
 		}
 		o = find_opt(k, strlen(k));
-		if (o == NULL || o->type == OPT_CONFIG || o->type == OPT_HELP) {
+		if (o == NULL || o->type == OPT_CONFIG || o->type == OPT_HELP ||
+		    o->type == OPT_VERSION) {
 			snprintf(err, errlen, "%s:%d: unknown key \"%.64s\" (see --help)",
 				 path, lineno, k);
 			rc = -1;
@@ -420,7 +426,8 @@ int gw_config_parse_args(gw_config *c, int argc, char **argv, char *err,
 			}
 			if (eq)
 				v = eq + 1;
-			else if (o->type != OPT_BOOL && o->type != OPT_HELP) {
+			else if (o->type != OPT_BOOL && o->type != OPT_HELP &&
+				 o->type != OPT_VERSION) {
 				if (i + 1 >= argc) {
 					snprintf(err, errlen, "--%s: needs a value (%s)",
 						 o->name, o->arg);
@@ -428,12 +435,14 @@ int gw_config_parse_args(gw_config *c, int argc, char **argv, char *err,
 				}
 				v = argv[++i];
 			}
-			if (o->type == OPT_HELP) {
-				if (pass == 0) {
+			if (o->type == OPT_HELP || o->type == OPT_VERSION) {
+				if (pass != 0)
+					continue;
+				if (o->type == OPT_HELP)
 					gw_config_usage(stdout);
-					return 1;
-				}
-				continue;
+				else
+					puts("session-gateway " SW_VERSION);
+				return 1;
 			}
 			if (o->type == OPT_CONFIG) {
 				if (pass == 0 && gw_config_load_file(c, v, err, errlen) != 0)
@@ -593,6 +602,7 @@ static void default_text(const opt *o, const gw_config *d, char *out,
 		break;
 	case OPT_CONFIG:
 	case OPT_HELP:
+	case OPT_VERSION:
 		snprintf(out, cap, "none");
 		break;
 	}
@@ -614,7 +624,8 @@ void gw_config_usage(FILE *f)
 		snprintf(left, sizeof(left), "--%s%s%s", opts[i].name,
 			 opts[i].arg ? " " : "", opts[i].arg ? opts[i].arg : "");
 		default_text(&opts[i], &d, def, sizeof(def));
-		if (opts[i].type == OPT_HELP || opts[i].type == OPT_CONFIG)
+		if (opts[i].type == OPT_HELP || opts[i].type == OPT_CONFIG ||
+		    opts[i].type == OPT_VERSION)
 			fprintf(f, "  %-30s %s\n", left, opts[i].help);
 		else
 			fprintf(f, "  %-30s %s (default: %s)\n", left,

@@ -6,7 +6,7 @@
 # upstream, and the bytes saved; stops everything it started.
 set -eu
 build=${1:-build}
-vectors=${2:-../shared/vectors}
+vectors=${2:-tests/vectors}
 src="$vectors/typical.jsonl"
 [ -r "$src" ] || { echo "demo: cannot read $src (set VECTORS=...)" >&2; exit 2; }
 

@@ -108,8 +108,8 @@ static enum MHD_Result send_answer(struct MHD_Connection *conn, int status,
 	return ret;
 }
 
-/* The session of SPEC section 3: the update merged over defaults for every
- * required field, `_id` the decoded id of the path. */
+/* The session of docs/wire-format.md section 3: the update merged over
+ * defaults for every required field, `_id` the decoded id of the path. */
 static enum MHD_Result answer_session(struct MHD_Connection *conn,
 				      const char *path, const char *body,
 				      size_t len)

@@ -22,7 +22,7 @@ typedef struct fu_request {
 
 /* What to do with one upcoming request. */
 typedef enum fu_action {
-	FU_OK = 0,      /* 200 with a session JSON body (SPEC section 3) */
+	FU_OK = 0,      /* 200 with a session JSON body (wire-format.md 3) */
 	FU_STATUS = 1,  /* answer `status` with `body` (and Retry-After) */
 	FU_RESET = 2,   /* close the connection without an answer */
 	FU_DELAY = 3    /* wait delay_ms, then answer 200 */

@@ -12,7 +12,7 @@ static void usage(void)
 	puts("usage: run-tests [--vectors DIR] [--data DIR] [--bin DIR] "
 	     "[--quick] [--suite NAME]\n"
 	     "Runs every CUnit suite of sessionwire.\n"
-	     "  --vectors DIR  the shared SDK vectors (../shared/vectors)\n"
+	     "  --vectors DIR  the SDK vectors (tests/vectors)\n"
 	     "  --data DIR     test data (tests/data)\n"
 	     "  --bin DIR      where session-codec, session-gateway and\n"
 	     "                 fake-upstream are (build)\n"

@@ -117,6 +117,22 @@ static void usage_errors_exit_2(void)
 	run_free(&r);
 }
 
+/* `session-codec --version` prints the VERSION file's version. */
+static void version_prints_the_version_file(void)
+{
+	char *v = tu_read_file("VERSION", NULL), want[64];
+	run_result r = run_cli("--version", "", 0);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+	v[strcspn(v, "\n")] = '\0';
+	snprintf(want, sizeof(want), "session-codec %s\n", v);
+	CU_ASSERT_EQUAL(r.status, 0);
+	CU_ASSERT_STRING_EQUAL(r.out, want);
+	CU_ASSERT_STRING_EQUAL(r.err, "");
+	free(v);
+	run_free(&r);
+}
+
 static void canon_writes_the_sdk_wire_json(void)
 {
 	run_result r = run_cli("canon", TYPICAL, strlen(TYPICAL));
@@ -138,6 +154,13 @@ static void invalid_input_names_the_field_and_exits_1(void)
 	CU_ASSERT_EQUAL(r.status, 1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(r.err, "billing.total_cost"));
 	CU_ASSERT_STRING_EQUAL(r.out, "");
+	run_free(&r);
+	/* bytes that are not UTF-8: named by the value they are in too */
+	bad = "{\"tags\":[\"a\",\"\xe5\"]}";
+	r = run_cli("encode", bad, strlen(bad));
+	CU_ASSERT_EQUAL(r.status, 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.err,
+		"error: tags[1]: expected UTF-8 text, found an invalid byte 0xE5"));
 	run_free(&r);
 }
 
@@ -241,6 +264,7 @@ int init_cli_tests(void)
 		return -1;
 	CU_add_test(s, "help_on_command_and_every_subcommand", help_on_command_and_every_subcommand);
 	CU_add_test(s, "usage_errors_exit_2", usage_errors_exit_2);
+	CU_add_test(s, "version_prints_the_version_file", version_prints_the_version_file);
 	CU_add_test(s, "canon_writes_the_sdk_wire_json", canon_writes_the_sdk_wire_json);
 	CU_add_test(s, "invalid_input_names_the_field_and_exits_1", invalid_input_names_the_field_and_exits_1);
 	CU_add_test(s, "encode_hex_then_decode_gives_canonical_json", encode_hex_then_decode_gives_canonical_json);

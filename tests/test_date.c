@@ -1,5 +1,5 @@
-/* test_date.c - sw_date_parse and sw_date_format against the SPEC and
- * JavaScript's toISOString. */
+/* test_date.c - sw_date_parse and sw_date_format against
+ * docs/wire-format.md and JavaScript's toISOString. */
 #include <CUnit/CUnit.h>
 #include <stdio.h>
 #include <stdlib.h>

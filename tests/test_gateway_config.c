@@ -425,6 +425,29 @@ static void program_help_lists_every_option(void)
 	(void)env_key;
 }
 
+/* `session-gateway --version` prints the VERSION file's version and
+ * exits 0 before anything else (no key, no tokens needed). */
+static void program_version_prints_the_version_file(void)
+{
+	char *v = tu_read_file("VERSION", NULL), bin[512], cmd[700], out[256],
+	     want[64];
+	FILE *f;
+	size_t n;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+	v[strcspn(v, "\n")] = '\0';
+	snprintf(want, sizeof(want), "session-gateway %s\n", v);
+	tu_bin("session-gateway", bin, sizeof(bin));
+	snprintf(cmd, sizeof(cmd), "env -u ORQ_API_KEY %s --version", bin);
+	f = popen(cmd, "r");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	n = fread(out, 1, sizeof(out) - 1, f);
+	out[n] = '\0';
+	CU_ASSERT_EQUAL(pclose(f), 0);
+	CU_ASSERT_STRING_EQUAL(out, want);
+	free(v);
+}
+
 typedef struct slow_arg {
 	unsigned port;
 	long status;
@@ -554,6 +577,7 @@ int init_gateway_config_tests(void)
 	CU_add_test(s, "help_lists_every_option_with_its_default", help_lists_every_option_with_its_default);
 	CU_add_test(s, "program_refuses_to_start_without_tokens_or_key", program_refuses_to_start_without_tokens_or_key);
 	CU_add_test(s, "program_help_lists_every_option", program_help_lists_every_option);
+	CU_add_test(s, "program_version_prints_the_version_file", program_version_prints_the_version_file);
 	CU_add_test(s, "program_serves_and_drains_on_sigterm", program_serves_and_drains_on_sigterm);
 	CU_add_test(s, "program_reloads_tokens_on_sighup", program_reloads_tokens_on_sighup);
 	return 0;

@@ -1,5 +1,5 @@
-/* test_json.c - the JSON parser (SPEC 2.2, cJSON's traps) and the
- * canonical writer (SPEC 2.1). */
+/* test_json.c - the JSON parser (docs/wire-format.md 2.2, cJSON's traps)
+ * and the canonical writer (docs/wire-format.md 2.1). */
 #include <CUnit/CUnit.h>
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -83,11 +83,25 @@ static const bad_row bad_rows[] = {
 	{ "{\"started_at\":\"2025-01-01T00:00:60Z\"}", 0, SW_EDATE, "started_at", NO_OFF },
 	{ "{\"started_at\":\"2025-01-01T00:00:00+01\"}", 0, SW_EDATE, "started_at", NO_OFF },
 	{ "{\"started_at\":\"\\u0000\"}", 0, SW_EDATE, "started_at", NO_OFF },
-	/* invalid UTF-8, with the offset of the bad byte */
-	{ "{\"_id\":\"\xff\"}", 0, SW_EUTF8, "", 8 },
-	{ "{\"_id\":\"ab\xc3\"}", 0, SW_EUTF8, "", 10 },
-	{ "{\"_id\":\"\xed\xa0\x80\"}", 0, SW_EUTF8, "", 8 },
+	/* invalid UTF-8, with the offset of the bad byte and the path of the
+	 * value it is in (a key's bytes: the object holding the key) */
+	{ "{\"_id\":\"\xff\"}", 0, SW_EUTF8, "_id", 8 },
+	{ "{\"_id\":\"ab\xc3\"}", 0, SW_EUTF8, "_id", 10 },
+	{ "{\"_id\":\"\xed\xa0\x80\"}", 0, SW_EUTF8, "_id", 8 },
 	{ "{\"x\xc0\xaf\":1}", 0, SW_EUTF8, "", 3 },
+	{ "{\"tags\":[\"a\",\"\xe5\"]}", 0, SW_EUTF8, "tags[1]", 14 },
+	{ "{\"tags\":[\xe5]}", 0, SW_EUTF8, "tags[0]", 9 },
+	{ "{\"contactIds\":[\"\xf4\x90\x80\x80\"]}", 0, SW_EUTF8, "contact_ids[0]", 16 },
+	{ "{\"billing\":{\"input_cost\":\"\xc3\x28\"}}", 0, SW_EUTF8, "billing.input_cost", 26 },
+	{ "{\"usage\":{\"promptTokens\":1,\"x\xff\":2}}", 0, SW_EUTF8, "usage", 29 },
+	{ "{\"_id\":\"ok\",\"externalId\":\"\xc0\xaf\"}", 0, SW_EUTF8, "external_id", 26 },
+	{ "{\"duration\":1\xff}", 0, SW_EUTF8, "duration", 13 },
+	{ "{\"tags\":[\"ok\"]} \xff", 0, SW_EUTF8, "", 16 },
+	/* the first problem in the input wins: a lexical error before the
+	 * bad byte, or a body that is not an object */
+	{ "{\"tags\":[a\xe5]}", 0, SW_EJSON, "tags[0]", 9 },
+	{ "{\"duration\":01,\"tags\":[\"\xff\"]}", 0, SW_EJSON, "duration", 13 },
+	{ "[\"\xff\"]", 0, SW_ETYPE, "", 0 },
 	/* trailing garbage and cJSON's lax whitespace */
 	{ "{\"a\":1} x", 0, SW_EJSON, "", 8 },
 	{ "{} {}", 0, SW_EJSON, "", 3 },

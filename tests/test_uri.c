@@ -1,5 +1,6 @@
-/* test_uri.c - the session path of SPEC section 1 (encodeURIComponent),
- * its inverse, and session ids as they travel in an Envelope.
+/* test_uri.c - the session path of docs/wire-format.md section 1
+ * (encodeURIComponent), its inverse, and session ids as they travel in an
+ * Envelope.
  *
  * The reference is the official SDK: every line of both vector files
  * carries the session id and the exact path the SDK requested. */

@@ -6,7 +6,7 @@
 
 #include "testutil.h"
 
-const char *tu_vectors_dir = "../shared/vectors";
+const char *tu_vectors_dir = "tests/vectors";
 const char *tu_data_dir = "tests/data";
 const char *tu_bin_dir = "build";
 int tu_quick;

@@ -8,7 +8,7 @@
 
 #include "sessionwire/sessionwire.h"
 
-extern const char *tu_vectors_dir; /* ../shared/vectors */
+extern const char *tu_vectors_dir; /* tests/vectors */
 extern const char *tu_data_dir;    /* tests/data */
 extern const char *tu_bin_dir;     /* build: the programs under test */
 extern int tu_quick;               /* smaller loops (valgrind) */
@@ -19,7 +19,7 @@ const char *tu_bin(const char *name, char *out, size_t cap);
 /* Reads a whole file; NULL on error. Free with free(). */
 char *tu_read_file(const char *path, size_t *len);
 
-/* One line of a shared vectors file. */
+/* One line of an SDK vectors file (tests/vectors/NAME.jsonl). */
 typedef struct tu_vector {
 	char *sdk;        /* the "sdk" member, as JSON text */
 	char *wire;       /* the "wire" string, decoded */

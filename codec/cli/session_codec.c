@@ -12,6 +12,7 @@
 #include "send.h"
 #include "sessionwire/sessionwire.h"
 #include "read_input.h"
+#include "sw_version.h" /* SW_VERSION, from the VERSION file */
 
 #define EXIT_INVALID 1
 #define EXIT_USAGE 2
@@ -73,7 +74,8 @@ static void usage_main(FILE *f)
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
 	fprintf(f, "  %-10s %s\n", "send", CLI_SEND_SUMMARY);
-	fputs("\nRun 'session-codec <command> --help' for its options.\n"
+	fputs("\nRun 'session-codec <command> --help' for its options,\n"
+	      "'session-codec --version' for the version.\n"
 	      "Exit status: 0 ok, 1 invalid input, 2 usage or I/O error.\n",
 	      f);
 }
@@ -132,6 +134,10 @@ static int parse_args(int argc, char **argv, opts *o)
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
 	    !strcmp(argv[1], "help")) {
 		usage_main(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		puts("session-codec " SW_VERSION);
 		return 0;
 	}
 	o->cmd = find_cmd(argv[1]);

@@ -2,15 +2,16 @@
 """seed_corpus.py - writes the seed corpora of the fuzz targets.
 
     tests/fuzz/seed_corpus.py [--cli build/session-codec]
-        [--vectors ../shared/vectors] [--data tests/data]
+        [--vectors tests/vectors] [--data tests/data]
         [--out tests/fuzz/corpus]
 
-Seeds come from the shared SDK vectors (JSON bodies in both namings and
-their protobuf encodings, made with `session-codec encode --lines --hex`),
-the node-made date and number tables in tests/data, and hand-written edge
-cases. File names are seed-<sha1 prefix>, so re-running is idempotent;
-crash-* reproducers are never touched. Keep the result small (a few
-hundred files): libFuzzer grows its own working copy under build/fuzz/.
+Seeds come from the SDK vectors in tests/vectors (JSON bodies in both
+namings and their protobuf encodings, made with `session-codec encode
+--lines --hex`), the node-made date and number tables in tests/data, and
+hand-written edge cases. File names are seed-<sha1 prefix>, so re-running
+is idempotent; crash-* reproducers are never touched. Keep the result
+small (a few hundred files): libFuzzer grows its own working copy under
+build/fuzz/.
 """
 import argparse
 import hashlib
@@ -121,7 +122,7 @@ BAD_URI = [
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cli", default="build/session-codec")
-    ap.add_argument("--vectors", default="../shared/vectors")
+    ap.add_argument("--vectors", default="tests/vectors")
     ap.add_argument("--data", default="tests/data")
     ap.add_argument("--out", default="tests/fuzz/corpus")
     a = ap.parse_args()

@@ -1,6 +1,7 @@
 /* sw_envelope.h - what devices and the gateway exchange around an update:
- * the session path of SPEC section 1, and the Envelope, Batch, Ack and
- * Error messages of proto/sessionwire.proto. Encoders need no heap. */
+ * the session path (docs/wire-format.md section 1), and the Envelope,
+ * Batch, Ack and Error messages of proto/sessionwire.proto. Encoders need
+ * no heap. */
 #ifndef SESSIONWIRE_SW_ENVELOPE_H
 #define SESSIONWIRE_SW_ENVELOPE_H
 
@@ -17,7 +18,7 @@
 extern "C" {
 #endif
 
-/* ==== The session path (SPEC section 1) ==== */
+/* ==== The session path (wire-format.md section 1) ==== */
 
 #define SW_SESSION_PATH_PREFIX "/v2/traces/sessions/"
 

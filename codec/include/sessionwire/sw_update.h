@@ -1,7 +1,8 @@
 /* sw_update.h - the in-memory trace session update (and session).
  *
  * One struct serves both the PATCH body (UpdateSessionRequestBody, every
- * field optional) and the session the API answers with (SPEC section 3).
+ * field optional) and the session the API answers with
+ * (docs/wire-format.md section 3).
  * Strings are pointer + length (UTF-8, may contain U+0000) and are owned
  * by whoever filled the struct: the caller when built by hand (device
  * code: no heap), or the single block returned by a parser/decoder
@@ -71,7 +72,8 @@ typedef struct sw_update {
 } sw_update;
 
 /* What a message is: an update body (every field optional) or the API's
- * session (_id ... workspace_id required, SPEC section 3). */
+ * session (_id ... workspace_id required, docs/wire-format.md section
+ * 3). */
 typedef enum sw_kind { SW_KIND_UPDATE = 0, SW_KIND_SESSION = 1 } sw_kind;
 
 /* Allocation hook, passed through parsers and decoders so tests can fail
