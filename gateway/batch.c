@@ -40,7 +40,7 @@ struct gw_batch_run {
 	void *ud;
 	gw_post done_post;
 	/* spool mode */
-	gw_spool_rec *recs;
+	gw_store_rec *recs;
 	size_t *rec_item, n_recs;
 	int spool_rc;
 	char spool_err[200];
@@ -212,6 +212,7 @@ static void on_stored(void *arg, int result, const char *err)
 /* Every valid item in one transaction. */
 static int store_start(gw_batch_run *run)
 {
+	gw_store *st = run->w->store;
 	size_t k, n = run->b.n ? run->b.n : 1;
 
 	run->recs = calloc(n, sizeof(*run->recs));
@@ -220,7 +221,7 @@ static int store_start(gw_batch_run *run)
 		return -1;
 	for (k = 0; k < run->b.n; k++) {
 		gw_batch_item *it = &run->b.items[k];
-		gw_spool_rec *rec = &run->recs[run->n_recs];
+		gw_store_rec *rec = &run->recs[run->n_recs];
 
 		if (it->status != 0) {
 			gw_metrics_reject("invalid_body");
@@ -239,12 +240,13 @@ static int store_start(gw_batch_run *run)
 	if (run->n_recs == 0)
 		return 0; /* nothing to store */
 	run->open++;
-	if (gw_spool_put(run->w->sp, run->w->loop, run->recs, run->n_recs,
-			 on_stored, run) != 0) {
+	if (st->ops->put(st, run->w->loop, run->recs, run->n_recs, on_stored,
+			 run) != 0) {
 		run->open--;
-		run->spool_rc = GW_SPOOL_ERROR;
-		snprintf(run->spool_err, sizeof(run->spool_err), "%s",
-			 "the spool is closing or out of memory; nothing was stored");
+		run->spool_rc = GW_STORE_ERROR;
+		gw_format(run->spool_err, sizeof(run->spool_err),
+			  "the %s is closing or out of memory; nothing was stored",
+			  st->ops->name);
 	}
 	return 0;
 }
@@ -255,20 +257,20 @@ static void store_results(gw_batch_run *run)
 	int rc = run->spool_rc;
 	size_t k;
 
-	if (run->n_recs > 0 && rc != GW_SPOOL_OK)
-		gw_metrics_reject(rc == GW_SPOOL_FULL ? "spool_full" : "spool_error");
+	if (run->n_recs > 0 && rc != GW_STORE_OK)
+		gw_metrics_reject(rc == GW_STORE_FULL ? "spool_full" : "spool_error");
 	for (k = 0; k < run->n_recs; k++) {
 		gw_batch_item *it = &run->b.items[run->rec_item[k]];
 		sw_result *rs = &run->res[it->idx];
 
-		if (rc == GW_SPOOL_OK) {
+		if (rc == GW_STORE_OK) {
 			rs->status = 202;
 			gw_format(it->msg, sizeof(it->msg), "accepted");
 			continue;
 		}
-		rs->status = rc == GW_SPOOL_FULL ? 507 : 503;
+		rs->status = rc == GW_STORE_FULL ? 507 : 503;
 		rs->has_retry_after = true;
-		rs->retry_after_ms = rc == GW_SPOOL_FULL ? 30000 : 5000;
+		rs->retry_after_ms = rc == GW_STORE_FULL ? 30000 : 5000;
 		gw_format(it->msg, sizeof(it->msg), "%s", run->spool_err);
 	}
 }
@@ -298,7 +300,7 @@ gw_batch_run *gw_batch_start(gw_worker *w, gw_batch *b,
 	for (k = 0; k < run->b.n; k++)
 		run->res[run->b.items[k].idx].seq = run->b.items[k].seq;
 	run->open = 1; /* the start itself */
-	rc = w->sp != NULL ? store_start(run) : forward_start(run);
+	rc = w->store != NULL ? store_start(run) : forward_start(run);
 	if (rc != 0) {
 		*b = run->b; /* back to the caller, as it came */
 		run->b.n = 0;
@@ -315,7 +317,7 @@ const sw_result *gw_batch_results(gw_batch_run *run, size_t *n)
 	size_t k;
 
 	if (!run->finished) {
-		if (run->w->sp != NULL)
+		if (run->w->store != NULL)
 			store_results(run);
 		for (k = 0; k < run->b.n; k++) {
 			sw_result *rs = &run->res[run->b.items[k].idx];
@@ -336,6 +338,6 @@ int gw_batch_attempts(const gw_batch_run *run)
 
 const char *gw_batch_error(const gw_batch_run *run)
 {
-	return run->n_recs > 0 && run->spool_rc != GW_SPOOL_OK ? run->spool_err
+	return run->n_recs > 0 && run->spool_rc != GW_STORE_OK ? run->spool_err
 							       : "";
 }

@@ -323,6 +323,81 @@ int gw_uplink_patch(gw_uplink *ul, const char *path, const char *json,
  * Returns the new length. */
 size_t gw_scrub(char *b, size_t len, const char *key);
 
+/* ==== Stores: where the gateway owns an update (store-and-forward) ====
+ *
+ * An update is the gateway's exactly when its store says it is durable;
+ * only then is the device told (202). A store also forwards what it
+ * holds, on the event loops, through their upstream links: each loop may
+ * have a lane of the store's forwarding. The SQLite spool (--spool DIR)
+ * is one store; http.c, batch.c and server.c see only this interface.
+ */
+
+typedef struct gw_store gw_store;
+
+/* A caller waiting for the upstream's final answer to one stored update
+ * (a JSON client). The caller's memory. */
+typedef struct gw_waiter {
+	int64_t id;              /* the stored update (set by the store) */
+	gw_loop *loop;           /* where answered() runs */
+	void (*answered)(struct gw_waiter *w); /* resp holds the answer */
+	gw_response resp;
+	gw_post post;
+	struct gw_waiter *hnext; /* the store's table */
+	bool listed;
+} gw_waiter;
+
+/* One update to store. */
+typedef struct gw_store_rec {
+	const char *sid;       /* the decoded session id */
+	size_t sid_len;
+	uint64_t seq;          /* the device's seq (0 for a PATCH) */
+	const char *path;      /* the encoded upstream path, NUL-terminated */
+	const char *json;      /* canonical JSON, what goes upstream */
+	size_t json_len;
+	gw_waiter *waiter;     /* NULL, or listed before it is durable */
+} gw_store_rec;
+
+/* A put's result: stored; full (507: over its size limit, the disk is
+ * full); or not stored for another reason (503). */
+enum { GW_STORE_OK = 0, GW_STORE_FULL = 1, GW_STORE_ERROR = -1 };
+
+/* Called on the put's loop once the update is durable or refused; err a
+ * sentence naming the problem ("" when OK). */
+typedef void (*gw_store_done_fn)(void *arg, int result, const char *err);
+
+typedef struct gw_store_ops {
+	const char *name;      /* "spool": answers, logs */
+	/* Stores recs[0..n) (all or nothing); cb(arg, ...) on loop after.
+	 * recs[] is copied, its strings must live until cb. A rec's waiter
+	 * is listed before the update can be forwarded. 0 queued, -1 not
+	 * (closing, no memory: cb not called). */
+	int (*put)(gw_store *st, gw_loop *loop, const gw_store_rec *recs,
+		   size_t n, gw_store_done_fn cb, void *arg);
+	/* Unlists w: true when it was listed, false when its answer is
+	 * already posted to its loop. */
+	bool (*unwait)(gw_store *st, gw_waiter *w);
+	/* Forwarding on n_loops loops (start-up, before the loops run). */
+	int (*fwd_open)(gw_store *st, unsigned n_loops, char *err,
+			size_t errlen);
+	/* Loop idx's lane: its forwarding, started on the loop's first pass.
+	 * NULL with err[0] == '\0': this loop has none; with err: failed. */
+	void *(*lane_new)(gw_store *st, unsigned idx, gw_loop *loop,
+			  gw_uplink *ul, char *err, size_t errlen);
+	/* On its loop: stop taking new updates; what is at the upstream
+	 * finishes and is settled with the store. */
+	void (*lane_stop)(void *lane);
+	bool (*lane_idle)(const void *lane);
+	void (*lane_free)(void *lane);    /* after its loop ended */
+	/* Stopping: no more wake-ups posted to the loops. */
+	void (*quiet)(gw_store *st);
+	/* After every lane is freed. */
+	void (*fwd_close)(gw_store *st);
+} gw_store_ops;
+
+struct gw_store {
+	const gw_store_ops *ops;
+};
+
 /* ==== The spool (spool.c, spool_forward.c, spool_admin.c) ====
  *
  * --spool DIR: store-and-forward. DIR/spool.db is SQLite in WAL mode with
@@ -335,47 +410,20 @@ size_t gw_scrub(char *b, size_t len, const char *key);
 
 typedef struct gw_spool gw_spool;
 
-/* A caller waiting for the upstream's final answer to one stored update
- * (a JSON client in spool mode). The caller's memory. */
-typedef struct gw_waiter {
-	int64_t id;              /* the stored row (set by the spool) */
-	gw_loop *loop;           /* where answered() runs */
-	void (*answered)(struct gw_waiter *w); /* resp holds the answer */
-	gw_response resp;
-	gw_post post;
-	struct gw_waiter *hnext; /* the spool's table */
-	bool listed;
-} gw_waiter;
-
-/* One update to store. */
-typedef struct gw_spool_rec {
-	const char *sid;       /* the decoded session id */
-	size_t sid_len;
-	uint64_t seq;          /* the device's seq (0 for a PATCH) */
-	const char *path;      /* the encoded upstream path, NUL-terminated */
-	const char *json;      /* canonical JSON, what goes upstream */
-	size_t json_len;
-	gw_waiter *waiter;     /* NULL, or listed before the commit */
-} gw_spool_rec;
-
-enum { GW_SPOOL_OK = 0, GW_SPOOL_FULL = 1, GW_SPOOL_ERROR = -1 };
-
 /* Opens (creating) DIR and DIR/spool.db from c->spool_dir, checks the
  * database, takes DIR/spool.lock, starts the writer thread. c is borrowed.
  * NULL with err (a sentence naming the file and the fix) on failure. */
 gw_spool *gw_spool_open(const gw_config *c, char *err, size_t errlen);
-/* Called on loop after the transaction: GW_SPOOL_OK, GW_SPOOL_FULL
- * (nothing stored: over spool_max_bytes or the disk is full) or
- * GW_SPOOL_ERROR (nothing stored); err a sentence, "" when OK. */
-typedef void (*gw_spool_done_fn)(void *arg, int result, const char *err);
+/* The spool as a store (its put, waiters and forwarding). */
+gw_store *gw_spool_store(gw_spool *sp);
 /* Stores recs[0..n) in one transaction; cb(arg, ...) runs on loop once
  * it committed or failed. recs[] is copied, the strings it points to must
  * live until cb. A rec's waiter is listed with its row id before the
  * commit (so no answer can come before it) and unlisted if it fails.
  * Returns 0 when queued, -1 when not (closing, out of memory; cb is then
  * not called). */
-int gw_spool_put(gw_spool *sp, gw_loop *loop, const gw_spool_rec *recs,
-		 size_t n, gw_spool_done_fn cb, void *arg);
+int gw_spool_put(gw_spool *sp, gw_loop *loop, const gw_store_rec *recs,
+		 size_t n, gw_store_done_fn cb, void *arg);
 /* The final upstream answer of row id: the waiter listed for it (if any)
  * is unlisted and gets a copy of resp on its loop. Any thread. */
 void gw_spool_settle(gw_spool *sp, int64_t id, const gw_response *resp);
@@ -410,7 +458,7 @@ typedef struct gw_spool_mark_rec {
 /* Marks a row; cb(arg, result, err) on loop after the commit. 0 queued,
  * -1 not (cb not called). */
 int gw_spool_mark(gw_spool *sp, gw_loop *loop, const gw_spool_mark_rec *m,
-		  gw_spool_done_fn cb, void *arg);
+		  gw_store_done_fn cb, void *arg);
 /* The same, waiting for the commit (start-up only). 0 or -1. */
 int gw_spool_mark_wait(gw_spool *sp, const gw_spool_mark_rec *m);
 /* The database file; a new connection on it (NULL on failure), for one
@@ -575,9 +623,14 @@ typedef struct gw_server gw_server;
  * caller's). */
 gw_server *gw_server_start(const gw_config *c, gw_upstream *up,
 			   gw_tokens *tokens, char *err, size_t errlen);
-/* The same in spool mode (sp not NULL): updates are stored in sp and
- * acknowledged with 202 once committed (JSON clients: see http.c), and
- * the loops forward sp; sp is borrowed and must outlive the server. */
+/* The same in store-and-forward mode (st not NULL): updates are stored
+ * in st and acknowledged with 202 once durable (JSON clients: see
+ * http.c), and the loops forward st; st is borrowed and must outlive the
+ * server. */
+gw_server *gw_server_start_store(const gw_config *c, gw_upstream *up,
+				 gw_store *st, gw_tokens *tokens, char *err,
+				 size_t errlen);
+/* gw_server_start_store with the spool sp. */
 gw_server *gw_server_start_spool(const gw_config *c, gw_upstream *up,
 				 gw_spool *sp, gw_tokens *tokens, char *err,
 				 size_t errlen);
@@ -606,8 +659,8 @@ typedef struct gw_worker {
 	gw_loop *loop;
 	gw_tokens *tokens;        /* this loop's reference */
 	gw_uplink *ul;
-	gw_spool *sp;             /* NULL: direct mode */
-	gw_spool_lane *lane;      /* spool mode: this loop's forwarding */
+	gw_store *store;          /* NULL: direct mode */
+	void *lane;               /* the store's forwarding on this loop */
 	gw_http *http;
 	unsigned busy;            /* requests alive on this loop */
 	bool stopping;

@@ -364,7 +364,7 @@ static enum MHD_Result spool_accepted(req *r, const char *m, bool applied)
 /* After a commit that did not store: 507 full, 503 not writable. */
 static enum MHD_Result spool_refused(req *r)
 {
-	if (r->spool_rc == GW_SPOOL_FULL)
+	if (r->spool_rc == GW_STORE_FULL)
 		return reject(r, 507, "spool_full", "spool_full", r->spool_err,
 			      MHD_HTTP_HEADER_RETRY_AFTER, "30");
 	return reject(r, 503, "spool_error", "spool_unavailable", r->spool_err,
@@ -429,6 +429,11 @@ static void on_forwarded(void *ud, gw_response *resp)
 	ready(r, OUT_UPSTREAM);
 }
 
+static bool gw_store_unwait(gw_store *st, gw_waiter *w)
+{
+	return st->ops->unwait(st, w);
+}
+
 static void sync_unlink(req *r)
 {
 	gw_http *h = r->h;
@@ -468,7 +473,7 @@ static void on_sync_timeout(void *ud)
 {
 	req *r = ud;
 
-	if (gw_spool_unwait(r->h->w->sp, &r->waiter))
+	if (gw_store_unwait(r->h->w->store, &r->waiter))
 		sync_end(r, OUT_SYNC_LATE);
 	/* else on_answered is posted already and ends it */
 }
@@ -480,8 +485,9 @@ static void on_stored(void *arg, int result, const char *err)
 	gw_http *h = r->h;
 
 	r->spool_rc = result;
-	snprintf(r->spool_err, sizeof(r->spool_err), "%s", err);
-	if (result != GW_SPOOL_OK || !r->sync) {
+	if (err != r->spool_err)
+		snprintf(r->spool_err, sizeof(r->spool_err), "%s", err);
+	if (result != GW_STORE_OK || !r->sync) {
 		ready(r, OUT_STORED);
 		return;
 	}
@@ -505,7 +511,7 @@ static enum MHD_Result handle_patch(req *r)
 {
 	gw_worker *w = r->h->w;
 	gw_refusal no;
-	gw_spool_rec rec;
+	gw_store_rec rec;
 
 	sw_buf_init(&r->json, 0, NULL);
 	if (gw_req_canonical(w->c, (const uint8_t *)r->body.data, r->body.len,
@@ -513,7 +519,7 @@ static enum MHD_Result handle_patch(req *r)
 		return refuse_with(r, &no);
 	gw_metrics_bytes(r->body.len, r->json.len);
 	keep_log_body(r, &r->json);
-	if (w->sp == NULL) {
+	if (w->store == NULL) {
 		suspend(r, REQ_FORWARD);
 		if (gw_uplink_patch(w->ul, r->head.upath.data, r->json.data,
 				    r->json.len, true, on_forwarded, r) != 0) {
@@ -538,10 +544,12 @@ static enum MHD_Result handle_patch(req *r)
 		rec.waiter = &r->waiter;
 	}
 	suspend(r, REQ_STORE);
-	if (gw_spool_put(w->sp, w->loop, &rec, 1, on_stored, r) != 0) {
+	if (w->store->ops->put(w->store, w->loop, &rec, 1, on_stored, r) != 0) {
 		r->sync = false;
-		on_stored(r, GW_SPOOL_ERROR,
-			  "the spool is closing or out of memory; nothing was stored");
+		gw_format(r->spool_err, sizeof(r->spool_err),
+			  "the %s is closing or out of memory; nothing was stored",
+			  w->store->ops->name);
+		on_stored(r, GW_STORE_ERROR, r->spool_err);
 	}
 	return MHD_YES;
 }
@@ -653,7 +661,7 @@ static enum MHD_Result answer(req *r)
 	case OUT_UPSTREAM:
 		return reply_upstream(r, &r->up);
 	case OUT_STORED:
-		if (r->spool_rc != GW_SPOOL_OK)
+		if (r->spool_rc != GW_STORE_OK)
 			return spool_refused(r);
 		return spool_accepted(r, accepted_msg, r->head.respond_async &&
 					     r->head.kind == GW_BODY_JSON);
@@ -1077,7 +1085,7 @@ void gw_http_quiesce(gw_http *h)
 	while (h->sync_head != NULL) {
 		req *r = h->sync_head;
 
-		if (gw_spool_unwait(h->w->sp, &r->waiter)) {
+		if (gw_store_unwait(h->w->store, &r->waiter)) {
 			sync_end(r, OUT_SYNC_LATE);
 		} else {
 			/* the answer is posted: it ends the wait */

@@ -59,8 +59,8 @@ typedef struct ip_count {
 struct gw_server {
 	const gw_config *c;
 	gw_upstream *up;
-	gw_spool *sp;
-	gw_spool_fwd *fwd;
+	gw_store *st;             /* NULL: direct mode */
+	bool fwd_open;
 	unsigned n;
 	worker *w;
 	atomic_bool stopping;
@@ -217,7 +217,7 @@ static void stop_check(void *arg)
 		gw_uplink_hurry(w->ul);
 		k->hurried = true;
 	}
-	if (w->busy > 0 || !gw_spool_lane_idle(w->lane) ||
+	if (w->busy > 0 || (w->lane && !w->store->ops->lane_idle(w->lane)) ||
 	    gw_uplink_busy(w->ul) > 0) {
 		gw_timer_start(w->loop, &k->stop_timer, STOP_CHECK_MS);
 		return;
@@ -235,7 +235,8 @@ static void on_stop(void *arg)
 	w->stopping = true;
 	k->stop_since = gw_loop_now(w->loop);
 	gw_http_quiesce(w->http);
-	gw_spool_lane_stop(w->lane);
+	if (w->lane)
+		w->store->ops->lane_stop(w->lane);
 	gw_timer_init(&k->stop_timer, stop_check, k);
 	stop_check(k);
 }
@@ -246,7 +247,8 @@ static void *worker_main(void *arg)
 
 	gw_loop_run(k->w.loop);
 	/* the loop is over: what is left of it goes on its own thread */
-	gw_spool_lane_free(k->w.lane);
+	if (k->w.lane)
+		k->w.store->ops->lane_free(k->w.lane);
 	k->w.lane = NULL;
 	gw_uplink_free(k->w.ul);
 	k->w.ul = NULL;
@@ -366,14 +368,16 @@ static void server_free(gw_server *s)
 		gw_worker *w = &s->w[i].w;
 
 		gw_http_stop(w->http);
-		gw_spool_lane_free(w->lane);
+		if (w->lane)
+			w->store->ops->lane_free(w->lane);
 		gw_uplink_free(w->ul);
 		gw_tokens_free(w->tokens);
 		gw_tokens_free(s->w[i].tok_next);
 		gw_loop_free(w->loop);
 	}
 	free(s->w);
-	gw_spool_fwd_close(s->fwd);
+	if (s->fwd_open)
+		s->st->ops->fwd_close(s->st);
 	for (i = 0; i < IP_BUCKETS; i++) {
 		while (s->ips[i] != NULL) {
 			ip_count *e = s->ips[i];
@@ -390,11 +394,19 @@ static void server_free(gw_server *s)
 gw_server *gw_server_start(const gw_config *c, gw_upstream *up,
 			   gw_tokens *tokens, char *err, size_t errlen)
 {
-	return gw_server_start_spool(c, up, NULL, tokens, err, errlen);
+	return gw_server_start_store(c, up, NULL, tokens, err, errlen);
 }
 
 gw_server *gw_server_start_spool(const gw_config *c, gw_upstream *up,
 				 gw_spool *sp, gw_tokens *tokens, char *err,
+				 size_t errlen)
+{
+	return gw_server_start_store(c, up, gw_spool_store(sp), tokens, err,
+				     errlen);
+}
+
+gw_server *gw_server_start_store(const gw_config *c, gw_upstream *up,
+				 gw_store *st, gw_tokens *tokens, char *err,
 				 size_t errlen)
 {
 	gw_server *s;
@@ -412,7 +424,7 @@ gw_server *gw_server_start_spool(const gw_config *c, gw_upstream *up,
 	}
 	s->c = c;
 	s->up = up;
-	s->sp = sp;
+	s->st = st;
 	s->n = c->threads ? c->threads : 1;
 	pthread_mutex_init(&s->tok_mu, NULL);
 	pthread_mutex_init(&s->ip_mu, NULL);
@@ -426,12 +438,10 @@ gw_server *gw_server_start_spool(const gw_config *c, gw_upstream *up,
 		fds[i] = -1;
 	if (listen_all(s, fds, err, errlen) != 0)
 		goto fail;
-	/* spool_forwarders 0 (tests only: the flag's minimum is 1): stored,
-	 * not forwarded */
-	if (sp != NULL && c->spool_forwarders > 0) {
-		s->fwd = gw_spool_fwd_open(c, sp, s->n, err, errlen);
-		if (s->fwd == NULL)
+	if (st != NULL) {
+		if (st->ops->fwd_open(st, s->n, err, errlen) != 0)
 			goto fail;
+		s->fwd_open = true;
 	}
 	for (i = 0; i < s->n; i++) {
 		gw_worker *w = &s->w[i].w;
@@ -439,17 +449,17 @@ gw_server *gw_server_start_spool(const gw_config *c, gw_upstream *up,
 		w->s = s;
 		w->c = c;
 		w->idx = i;
-		w->sp = sp;
+		w->store = st;
 		w->loop = gw_loop_new(i, err, errlen);
 		if (w->loop == NULL)
 			goto fail;
 		w->ul = gw_uplink_new(up, w->loop, err, errlen);
 		if (w->ul == NULL)
 			goto fail;
-		if (i < gw_spool_fwd_lanes(s->fwd)) {
-			w->lane = gw_spool_lane_new(s->fwd, i, w->loop, w->ul,
-						    err, errlen);
-			if (w->lane == NULL)
+		if (st != NULL) {
+			w->lane = st->ops->lane_new(st, i, w->loop, w->ul, err,
+						    errlen);
+			if (w->lane == NULL && err[0] != '\0')
 				goto fail;
 		}
 		w->http = gw_http_start(w, fds[i], err, errlen);
@@ -495,9 +505,9 @@ void gw_server_stop(gw_server *s)
 	if (s == NULL)
 		return;
 	atomic_store(&s->stopping, true);
-	/* no more news from the spool's writer: the lanes stop picking */
-	if (s->sp != NULL)
-		gw_spool_on_news(s->sp, NULL, NULL);
+	/* no more wake-ups from the store: the lanes stop picking */
+	if (s->st != NULL)
+		s->st->ops->quiet(s->st);
 	for (i = 0; i < s->n; i++)
 		if (s->w[i].started)
 			gw_loop_post(s->w[i].w.loop, &s->w[i].stop_post, on_stop,

@@ -50,7 +50,7 @@ typedef enum job_kind { JOB_PUT, JOB_MARK } job_kind;
 
 typedef struct job {
 	job_kind kind;
-	const gw_spool_rec *recs; /* JOB_PUT */
+	const gw_store_rec *recs; /* JOB_PUT */
 	size_t n;
 	gw_spool_mark_rec m;      /* JOB_MARK */
 	int result;               /* GW_SPOOL_* */
@@ -58,16 +58,18 @@ typedef struct job {
 	pthread_cond_t cv;
 	gw_loop *loop;            /* else: cb runs there, then the job is freed */
 	gw_post post;
-	gw_spool_done_fn cb;
+	gw_store_done_fn cb;
 	void *cb_arg;
 	char err[ERRMSG_MAX];
 	struct job *next;
-	gw_spool_rec recs_copy[]; /* JOB_PUT: the records */
+	gw_store_rec recs_copy[]; /* JOB_PUT: the records */
 } job;
 
 #define WAIT_BUCKETS 1024
 
 struct gw_spool {
+	gw_store store;           /* first: the store interface's view */
+	gw_spool_fwd *fwd;        /* forwarding on the loops, once opened */
 	const gw_config *c;
 	char dir[512];
 	char db_path[600];
@@ -281,6 +283,7 @@ static int make_dir(const char *dir, char *err, size_t errlen)
 }
 
 static void *writer_main(void *arg);
+static const gw_store_ops spool_ops;
 
 gw_spool *gw_spool_open(const gw_config *c, char *err, size_t errlen)
 {
@@ -301,6 +304,7 @@ gw_spool *gw_spool_open(const gw_config *c, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	sp->store.ops = &spool_ops;
 	sp->c = c;
 	sp->lock_fd = -1;
 	pthread_mutex_init(&sp->wmu, NULL);
@@ -480,7 +484,7 @@ static void waiters_list(gw_spool *sp, job *list, bool on)
 
 /* ==== The writer ==== */
 
-static long long rec_size(const gw_spool_rec *r)
+static long long rec_size(const gw_store_rec *r)
 {
 	return (long long)(r->sid_len + strlen(r->path) + r->json_len) +
 	       GW_SPOOL_ROW_OVERHEAD;
@@ -498,11 +502,11 @@ static int run_put(gw_spool *sp, job *j, long long *depth, long long *bytes,
 	for (i = 0; i < j->n; i++)
 		need += rec_size(&j->recs[i]);
 	if (*bytes + need > (long long)sp->c->spool_max_bytes) {
-		j->result = GW_SPOOL_FULL;
+		j->result = GW_STORE_FULL;
 		return SQLITE_OK;
 	}
 	for (i = 0; i < j->n; i++) {
-		const gw_spool_rec *r = &j->recs[i];
+		const gw_store_rec *r = &j->recs[i];
 
 		sqlite3_reset(st);
 		sqlite3_bind_blob(st, 1, r->sid, (int)r->sid_len, SQLITE_STATIC);
@@ -608,7 +612,7 @@ static void run_txn(gw_spool *sp, job *list)
 			rc = meta_get(sp, "dead", &dead);
 	}
 	for (j = list; j != NULL && rc == SQLITE_OK; j = j->next) {
-		j->result = GW_SPOOL_OK;
+		j->result = GW_STORE_OK;
 		if (j->kind == JOB_PUT) {
 			what = "storing updates";
 			rc = run_put(sp, j, &depth, &bytes, now);
@@ -616,7 +620,7 @@ static void run_txn(gw_spool *sp, job *list)
 			what = "marking an update";
 			rc = run_mark(sp, &j->m, &depth, &bytes, &dead, now);
 		}
-		if (rc == SQLITE_OK && j->result == GW_SPOOL_OK) {
+		if (rc == SQLITE_OK && j->result == GW_STORE_OK) {
 			rows += j->kind == JOB_PUT ? (unsigned)j->n : 1;
 			updates += j->kind == JOB_PUT ? (unsigned)j->n : 0;
 		}
@@ -661,7 +665,7 @@ static void run_txn(gw_spool *sp, job *list)
 		for (j = list; j != NULL; j = j->next) {
 			/* a full disk is a full spool: 507, like the byte cap */
 			j->result = disk_full && j->kind == JOB_PUT
-					    ? GW_SPOOL_FULL : GW_SPOOL_ERROR;
+					    ? GW_STORE_FULL : GW_STORE_ERROR;
 			snprintf(j->err, sizeof(j->err), "%s", msg);
 		}
 		f.error = msg;
@@ -696,7 +700,7 @@ static void finish_jobs(gw_spool *sp, job *list)
 
 	for (j = list; j != NULL; j = next) {
 		next = j->next; /* j belongs to its caller once handed back */
-		if (j->result == GW_SPOOL_FULL && j->err[0] == '\0')
+		if (j->result == GW_STORE_FULL && j->err[0] == '\0')
 			snprintf(j->err, sizeof(j->err),
 				 "the spool is full (--spool-max-bytes %zu); nothing was stored, retry later",
 				 sp->c->spool_max_bytes);
@@ -754,18 +758,18 @@ static int enqueue(gw_spool *sp, job *j)
 
 /* ==== The interface ==== */
 
-int gw_spool_put(gw_spool *sp, gw_loop *loop, const gw_spool_rec *recs,
-		 size_t n, gw_spool_done_fn cb, void *arg)
+int gw_spool_put(gw_spool *sp, gw_loop *loop, const gw_store_rec *recs,
+		 size_t n, gw_store_done_fn cb, void *arg)
 {
 	job *j;
 
 	if (n == 0 || n > 1000000 || loop == NULL || cb == NULL)
 		return -1;
-	j = calloc(1, sizeof(*j) + n * sizeof(gw_spool_rec));
+	j = calloc(1, sizeof(*j) + n * sizeof(gw_store_rec));
 	if (j == NULL)
 		return -1;
 	j->kind = JOB_PUT;
-	memcpy(j->recs_copy, recs, n * sizeof(gw_spool_rec));
+	memcpy(j->recs_copy, recs, n * sizeof(gw_store_rec));
 	j->recs = j->recs_copy;
 	j->n = n;
 	j->loop = loop;
@@ -779,7 +783,7 @@ int gw_spool_put(gw_spool *sp, gw_loop *loop, const gw_spool_rec *recs,
 }
 
 int gw_spool_mark(gw_spool *sp, gw_loop *loop, const gw_spool_mark_rec *m,
-		  gw_spool_done_fn cb, void *arg)
+		  gw_store_done_fn cb, void *arg)
 {
 	job *j;
 
@@ -817,7 +821,7 @@ int gw_spool_mark_wait(gw_spool *sp, const gw_spool_mark_rec *m)
 		pthread_cond_wait(&j.cv, &sp->mu);
 	pthread_mutex_unlock(&sp->mu);
 	pthread_cond_destroy(&j.cv);
-	return j.result == GW_SPOOL_OK ? 0 : -1;
+	return j.result == GW_STORE_OK ? 0 : -1;
 }
 
 void gw_spool_on_news(gw_spool *sp, void (*fn)(void *arg), void *arg)
@@ -884,3 +888,83 @@ void gw_spool_close(gw_spool *sp)
 	pthread_mutex_destroy(&sp->wmu);
 	free(sp);
 }
+
+/* ==== As a store ==== */
+
+static gw_spool *spool_of(gw_store *st)
+{
+	return (gw_spool *)(void *)st;
+}
+
+gw_store *gw_spool_store(gw_spool *sp)
+{
+	return sp ? &sp->store : NULL;
+}
+
+static int st_put(gw_store *st, gw_loop *loop, const gw_store_rec *recs,
+		  size_t n, gw_store_done_fn cb, void *arg)
+{
+	return gw_spool_put(spool_of(st), loop, recs, n, cb, arg);
+}
+
+static bool st_unwait(gw_store *st, gw_waiter *w)
+{
+	return gw_spool_unwait(spool_of(st), w);
+}
+
+/* spool_forwarders 0 (tests only: the flag's minimum is 1): stored, not
+ * forwarded. */
+static int st_fwd_open(gw_store *st, unsigned n_loops, char *err,
+		       size_t errlen)
+{
+	gw_spool *sp = spool_of(st);
+
+	if (sp->c->spool_forwarders == 0)
+		return 0;
+	sp->fwd = gw_spool_fwd_open(sp->c, sp, n_loops, err, errlen);
+	return sp->fwd ? 0 : -1;
+}
+
+static void *st_lane_new(gw_store *st, unsigned idx, gw_loop *loop,
+			 gw_uplink *ul, char *err, size_t errlen)
+{
+	gw_spool *sp = spool_of(st);
+
+	err[0] = '\0';
+	if (idx >= gw_spool_fwd_lanes(sp->fwd))
+		return NULL;
+	return gw_spool_lane_new(sp->fwd, idx, loop, ul, err, errlen);
+}
+
+static void st_lane_stop(void *lane)
+{
+	gw_spool_lane_stop(lane);
+}
+
+static bool st_lane_idle(const void *lane)
+{
+	return gw_spool_lane_idle(lane);
+}
+
+static void st_lane_free(void *lane)
+{
+	gw_spool_lane_free(lane);
+}
+
+static void st_quiet(gw_store *st)
+{
+	gw_spool_on_news(spool_of(st), NULL, NULL);
+}
+
+static void st_fwd_close(gw_store *st)
+{
+	gw_spool *sp = spool_of(st);
+
+	gw_spool_fwd_close(sp->fwd);
+	sp->fwd = NULL;
+}
+
+static const gw_store_ops spool_ops = {
+	"spool", st_put, st_unwait, st_fwd_open, st_lane_new, st_lane_stop,
+	st_lane_idle, st_lane_free, st_quiet, st_fwd_close
+};

@@ -249,7 +249,7 @@ static void on_marked(void *arg, int result, const char *err)
 
 	(void)err;
 	chain_forget_row(c);
-	if (result != GW_SPOOL_OK) {
+	if (result != GW_STORE_OK) {
 		release(c); /* not marked: the row is sent again later */
 		return;
 	}

@@ -218,7 +218,7 @@ static void on_put(void *arg, int result, const char *err)
 	gw_loop_quit(p->loop);
 }
 
-static int put_wait(gw_spool *sp, const gw_spool_rec *rec, char *err,
+static int put_wait(gw_spool *sp, const gw_store_rec *rec, char *err,
 		    size_t errlen)
 {
 	put_res p;
@@ -226,8 +226,8 @@ static int put_wait(gw_spool *sp, const gw_spool_rec *rec, char *err,
 	memset(&p, 0, sizeof(p));
 	p.loop = gw_loop_new(0, err, errlen);
 	if (p.loop == NULL)
-		return GW_SPOOL_ERROR;
-	p.rc = GW_SPOOL_ERROR;
+		return GW_STORE_ERROR;
+	p.rc = GW_STORE_ERROR;
 	if (gw_spool_put(sp, p.loop, rec, 1, on_put, &p) == 0)
 		gw_loop_run(p.loop);
 	else
@@ -961,12 +961,12 @@ static void spool_refuses_a_damaged_database_cleanly(void)
 			err[0] = '\0';
 			sp = gw_spool_open(&c, err, sizeof(err));
 			if (sp != NULL) {
-				gw_spool_rec rec = { "tr-1", 4, 0, "/v2/traces/sessions/tr-1",
+				gw_store_rec rec = { "tr-1", 4, 0, "/v2/traces/sessions/tr-1",
 						     "{}", 2, NULL };
 				int rc = put_wait(sp, &rec, err, sizeof(err));
 
 				/* a usable spool stores or says why not */
-				CU_ASSERT_TRUE(rc == GW_SPOOL_OK || (rc == GW_SPOOL_ERROR && err[0]));
+				CU_ASSERT_TRUE(rc == GW_STORE_OK || (rc == GW_STORE_ERROR && err[0]));
 				opened++;
 			} else {
 				CU_ASSERT_TRUE(err[0] != '\0');
