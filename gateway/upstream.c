@@ -26,6 +26,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -54,15 +55,22 @@ struct gw_uplink {
 	upjob *waiting;              /* calls backing off (a list) */
 	CURL *idle[IDLE_MAX];
 	size_t n_idle;
-	struct upsock *socks;        /* every socket curl asked to watch */
+	struct upsock **socks;       /* by fd: every socket curl opened */
+	size_t n_socks;
 	bool closing;                /* in gw_uplink_free: no pass running */
 };
 
-/* One curl socket in the loop's epoll set. */
+/* One socket of curl's. It stays in the loop's epoll set between
+ * transfers (curl removes a cached connection's socket after each one
+ * and adds it back for the next: two epoll_ctl per request otherwise)
+ * and leaves it when curl closes it (CURLOPT_CLOSESOCKETFUNCTION), or
+ * when it stirs while no transfer wants it (the peer closed an idle
+ * connection: level-triggered, it would wake the loop for ever). */
 typedef struct upsock {
-	gw_io io;
+	gw_io io;                    /* io.fd >= 0: in the epoll set */
 	gw_uplink *ul;
-	struct upsock *prev, *next;
+	int fd;
+	bool wanted;                 /* curl watches it for a transfer */
 	gw_post free_post;           /* freed after the loop's pass */
 } upsock;
 
@@ -359,8 +367,11 @@ struct upjob {
 };
 
 /* A new easy handle with every option that does not change per call. */
-static CURL *handle_new(gw_upstream *up)
+static int on_close_socket(void *clientp, curl_socket_t fd);
+
+static CURL *handle_new(gw_uplink *ul)
 {
+	gw_upstream *up = ul->up;
 	const gw_config *c = up->cfg;
 	CURL *h = curl_easy_init();
 
@@ -377,6 +388,8 @@ static CURL *handle_new(gw_upstream *up)
 	    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https") ||
 	    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L) ||
 	    curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L) ||
+	    curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket) ||
+	    curl_easy_setopt(h, CURLOPT_CLOSESOCKETDATA, ul) ||
 	    (up->share && curl_easy_setopt(h, CURLOPT_SHARE, up->share))) {
 		curl_easy_cleanup(h);
 		return NULL;
@@ -463,7 +476,7 @@ static void attempt_start(upjob *j)
 	CURL *h;
 
 	if (j->h == NULL)
-		j->h = ul->n_idle ? ul->idle[--ul->n_idle] : handle_new(ul->up);
+		j->h = ul->n_idle ? ul->idle[--ul->n_idle] : handle_new(ul);
 	h = j->h;
 	if (h == NULL) {
 		snprintf(j->resp.error, sizeof(j->resp.error),
@@ -596,13 +609,19 @@ static void on_sock_ready(void *ud, uint32_t events)
 	gw_uplink *ul = s->ul;
 	int flags = 0, running;
 
+	if (!s->wanted) {
+		/* an idle cached connection stirred (closed by the peer):
+		 * out of the set; curl finds it dead when it tries it */
+		gw_io_stop(ul->loop, &s->io);
+		return;
+	}
 	if (events & EPOLLIN)
 		flags |= CURL_CSELECT_IN;
 	if (events & EPOLLOUT)
 		flags |= CURL_CSELECT_OUT;
 	if (events & (EPOLLERR | EPOLLHUP))
 		flags |= CURL_CSELECT_ERR;
-	curl_multi_socket_action(ul->multi, s->io.fd, flags, &running);
+	curl_multi_socket_action(ul->multi, s->fd, flags, &running);
 	reap(ul);
 }
 
@@ -611,59 +630,72 @@ static void sock_free(void *arg)
 	free(arg);
 }
 
-static void sock_unlink(upsock *s)
+static upsock *sock_of(const gw_uplink *ul, curl_socket_t fd)
 {
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		s->ul->socks = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
-	s->prev = s->next = NULL;
+	return fd >= 0 && (size_t)fd < ul->n_socks ? ul->socks[fd] : NULL;
 }
 
-/* CURLMOPT_SOCKETFUNCTION: mirrors what curl wants to watch.
- * (The signature is curl's: sockp is not const.) */
+/* CURLMOPT_SOCKETFUNCTION: what curl wants to watch, as lazily as
+ * possible (see upsock). */
 static int on_socket(CURL *e, curl_socket_t fd, int what, void *ud,
-		     /* cppcheck-suppress constParameter */
 		     void *sockp)
 {
 	gw_uplink *ul = ud;
-	upsock *s = sockp;
+	upsock *s = sock_of(ul, fd);
 	uint32_t ev;
 
 	(void)e;
+	(void)sockp;
 	if (what == CURL_POLL_REMOVE) {
-		if (s != NULL) {
-			gw_io_stop(ul->loop, &s->io);
-			curl_multi_assign(ul->multi, fd, NULL);
-			sock_unlink(s);
-			/* it may be in this pass's ready list: free it after */
-			if (ul->closing)
-				free(s);
-			else
-				gw_loop_post(ul->loop, &s->free_post, sock_free, s);
-		}
+		if (s != NULL)
+			s->wanted = false; /* stays in the set for the next */
 		return 0;
 	}
 	ev = ((what & CURL_POLL_IN) ? EPOLLIN : 0) |
 	     ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
-	if (s != NULL)
-		return gw_io_modify(ul->loop, &s->io, ev) == 0 ? 0 : -1;
-	s = calloc(1, sizeof(*s));
-	if (s == NULL)
-		return -1;
-	s->ul = ul;
-	if (gw_io_start(ul->loop, &s->io, fd, ev, on_sock_ready, s) != 0) {
-		free(s);
-		return -1;
+	if (s == NULL) {
+		if ((size_t)fd >= ul->n_socks) {
+			size_t n = (size_t)fd * 2 + 16;
+			upsock **t = realloc(ul->socks, n * sizeof(*t));
+
+			if (t == NULL)
+				return -1;
+			memset(t + ul->n_socks, 0,
+			       (n - ul->n_socks) * sizeof(*t));
+			ul->socks = t;
+			ul->n_socks = n;
+		}
+		s = calloc(1, sizeof(*s));
+		if (s == NULL)
+			return -1;
+		s->ul = ul;
+		s->fd = fd;
+		s->io.fd = -1;
+		ul->socks[fd] = s;
 	}
-	curl_multi_assign(ul->multi, fd, s);
-	s->next = ul->socks;
-	if (s->next)
-		s->next->prev = s;
-	ul->socks = s;
-	return 0;
+	s->wanted = true;
+	if (s->io.fd < 0)
+		return gw_io_start(ul->loop, &s->io, fd, ev, on_sock_ready, s);
+	return gw_io_modify(ul->loop, &s->io, ev);
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: the socket leaves the set and the table
+ * before it is closed (its number may come back for another socket). */
+static int on_close_socket(void *clientp, curl_socket_t fd)
+{
+	gw_uplink *ul = clientp;
+	upsock *s = sock_of(ul, fd);
+
+	if (s != NULL) {
+		gw_io_stop(ul->loop, &s->io);
+		ul->socks[fd] = NULL;
+		/* it may be in this pass's ready list: free it after */
+		if (ul->closing)
+			free(s);
+		else
+			gw_loop_post(ul->loop, &s->free_post, sock_free, s);
+	}
+	return close(fd);
 }
 
 static void on_curl_timer(void *ud)
@@ -740,6 +772,8 @@ void gw_uplink_hurry(gw_uplink *ul)
 
 void gw_uplink_free(gw_uplink *ul)
 {
+	size_t i;
+
 	if (ul == NULL)
 		return;
 	gw_uplink_hurry(ul);
@@ -747,14 +781,14 @@ void gw_uplink_free(gw_uplink *ul)
 	ul->closing = true;
 	while (ul->n_idle)
 		curl_easy_cleanup(ul->idle[--ul->n_idle]);
-	/* closes the cached connections (REMOVE for some of their sockets) */
+	/* closes the cached connections: on_close_socket for their sockets */
 	curl_multi_cleanup(ul->multi);
-	while (ul->socks != NULL) {
-		upsock *s = ul->socks;
-
-		gw_io_stop(ul->loop, &s->io);
-		sock_unlink(s);
-		free(s);
+	for (i = 0; i < ul->n_socks; i++) {
+		if (ul->socks[i] != NULL) {
+			gw_io_stop(ul->loop, &ul->socks[i]->io);
+			free(ul->socks[i]);
+		}
 	}
+	free(ul->socks);
 	free(ul);
 }
