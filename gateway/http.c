@@ -1049,7 +1049,7 @@ gw_http *gw_http_start(gw_worker *w, int listen_fd, char *err, size_t errlen)
 		MHD_OPTION_LISTEN_SOCKET, listen_fd,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->client_timeout_s,
 		MHD_OPTION_CONNECTION_LIMIT, limit,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 << 10),
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(24 << 10),
 		MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
 		MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,

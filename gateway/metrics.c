@@ -1,7 +1,15 @@
-/* metrics.c - process-wide Prometheus counters and histograms (C11 atomics,
- * no locks). Status codes and rejection reasons are bucketed into fixed
- * sets so the label space is bounded whatever clients send. */
+/* metrics.c - Prometheus counters and histograms. Status codes and
+ * rejection reasons are bucketed into fixed sets so the label space is
+ * bounded whatever clients send.
+ *
+ * The per-request counters live in one block per thread (each event loop
+ * counts into its own cache lines: no locked instruction, no line moving
+ * between cores on the hot path); /metrics sums the blocks. A block
+ * outlives its thread, so totals never go back. Gauges and the spool's
+ * counters (one writer thread) are plain process-wide atomics. */
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -36,19 +44,29 @@ static const double buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 #define N_BUCKETS (sizeof(buckets) / sizeof(buckets[0]))
 
 typedef struct histo {
-	atomic_ullong count[N_BUCKETS + 1]; /* per bucket, not cumulative */
-	atomic_ullong sum_us;               /* sum in microseconds */
+	unsigned long long count[N_BUCKETS + 1]; /* per bucket, not cumulative */
+	unsigned long long sum_us;               /* sum in microseconds */
 } histo;
 
-static atomic_ullong requests[GW_ROUTE_COUNT][N_CODE_SLOTS];
-static atomic_ullong upstream_responses[N_CODE_SLOTS];
-static atomic_ullong upstream_retries;
-static atomic_ullong rejections[N_REASONS];
-static atomic_ullong device_bytes;
-static atomic_ullong upstream_json_bytes;
+/* One thread's counters. Written only by that thread (relaxed atomic
+ * loads and stores: plain instructions), read by /metrics. */
+typedef struct counters {
+	struct counters *next;
+	unsigned long long requests[GW_ROUTE_COUNT][N_CODE_SLOTS];
+	unsigned long long upstream_responses[N_CODE_SLOTS];
+	unsigned long long upstream_retries;
+	unsigned long long rejections[N_REASONS];
+	unsigned long long device_bytes;
+	unsigned long long upstream_json_bytes;
+	histo request_duration[GW_ROUTE_COUNT];
+	histo upstream_duration;
+} counters;
+
+static pthread_mutex_t blocks_mu = PTHREAD_MUTEX_INITIALIZER;
+static counters *blocks;               /* every thread's, newest first */
+static counters spare;                 /* if a block cannot be allocated */
+static __thread counters *mine;
 static atomic_llong inflight;
-static histo request_duration[GW_ROUTE_COUNT];
-static histo upstream_duration;
 /* The spool (rendered only once a spool reported its state). */
 static atomic_bool spool_used;
 static atomic_llong spool_depth, spool_bytes, spool_dead, spool_oldest_ms;
@@ -69,6 +87,38 @@ static size_t code_slot(int status)
 	return CODE_OTHER;
 }
 
+/* This thread's block, made on its first count. */
+static counters *my_block(void)
+{
+	counters *c = mine;
+
+	if (c != NULL)
+		return c;
+	c = calloc(1, sizeof(*c));
+	pthread_mutex_lock(&blocks_mu);
+	if (c == NULL) {
+		c = &spare; /* shared: counts may race, never crash */
+	} else {
+		c->next = blocks;
+		__atomic_store_n(&blocks, c, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&blocks_mu);
+	mine = c;
+	return c;
+}
+
+/* v += n by the only writer; readers load it whole. */
+static void add(unsigned long long *v, unsigned long long n)
+{
+	__atomic_store_n(v, __atomic_load_n(v, __ATOMIC_RELAXED) + n,
+			 __ATOMIC_RELAXED);
+}
+
+static unsigned long long get(const unsigned long long *v)
+{
+	return __atomic_load_n(v, __ATOMIC_RELAXED);
+}
+
 static void histo_observe(histo *h, double seconds)
 {
 	size_t i;
@@ -78,35 +128,61 @@ static void histo_observe(histo *h, double seconds)
 	for (i = 0; i < N_BUCKETS; i++)
 		if (seconds <= buckets[i])
 			break;
-	atomic_fetch_add_explicit(&h->count[i], 1, memory_order_relaxed);
+	add(&h->count[i], 1);
 	if (seconds > 1e6)
 		seconds = 1e6;
-	atomic_fetch_add_explicit(&h->sum_us,
-				  (unsigned long long)(seconds * 1e6 + 0.5),
-				  memory_order_relaxed);
+	add(&h->sum_us, (unsigned long long)(seconds * 1e6 + 0.5));
+}
+
+/* The sum over every block of the counter at offset off. */
+#define SUM(field) sum_of(offsetof(counters, field))
+
+static unsigned long long sum_of(size_t off)
+{
+	const counters *c = __atomic_load_n(&blocks, __ATOMIC_ACQUIRE);
+	unsigned long long v = get((const unsigned long long *)(const void *)
+				   ((const char *)&spare + off));
+
+	for (; c != NULL; c = c->next)
+		v += get((const unsigned long long *)(const void *)
+			 ((const char *)c + off));
+	return v;
+}
+
+/* A histogram summed over every block. */
+static void histo_sum(size_t off, histo *out)
+{
+	size_t i;
+
+	for (i = 0; i <= N_BUCKETS; i++)
+		out->count[i] = sum_of(off + offsetof(histo, count) +
+				       i * sizeof(out->count[0]));
+	out->sum_us = sum_of(off + offsetof(histo, sum_us));
 }
 
 /* ==== Recording ==== */
 
 void gw_metrics_request(gw_route route, int status, double seconds)
 {
+	counters *c = my_block();
+
 	if ((unsigned)route >= GW_ROUTE_COUNT)
 		route = GW_ROUTE_OTHER;
-	atomic_fetch_add_explicit(&requests[route][code_slot(status == 0 ? -1 : status)],
-				  1, memory_order_relaxed);
-	histo_observe(&request_duration[route], seconds);
+	add(&c->requests[route][code_slot(status == 0 ? -1 : status)], 1);
+	histo_observe(&c->request_duration[route], seconds);
 }
 
 void gw_metrics_upstream(int status, double seconds)
 {
-	atomic_fetch_add_explicit(&upstream_responses[code_slot(status)], 1,
-				  memory_order_relaxed);
-	histo_observe(&upstream_duration, seconds);
+	counters *c = my_block();
+
+	add(&c->upstream_responses[code_slot(status)], 1);
+	histo_observe(&c->upstream_duration, seconds);
 }
 
 void gw_metrics_retry(void)
 {
-	atomic_fetch_add_explicit(&upstream_retries, 1, memory_order_relaxed);
+	add(&my_block()->upstream_retries, 1);
 }
 
 void gw_metrics_reject(const char *reason)
@@ -116,15 +192,15 @@ void gw_metrics_reject(const char *reason)
 	for (i = 0; i + 1 < N_REASONS; i++)
 		if (reason && strcmp(reason, reasons[i]) == 0)
 			break;
-	atomic_fetch_add_explicit(&rejections[i], 1, memory_order_relaxed);
+	add(&my_block()->rejections[i], 1);
 }
 
 void gw_metrics_bytes(size_t from_device, size_t json_upstream)
 {
-	atomic_fetch_add_explicit(&device_bytes, from_device,
-				  memory_order_relaxed);
-	atomic_fetch_add_explicit(&upstream_json_bytes, json_upstream,
-				  memory_order_relaxed);
+	counters *c = my_block();
+
+	add(&c->device_bytes, from_device);
+	add(&c->upstream_json_bytes, json_upstream);
 }
 
 void gw_metrics_inflight(int delta)
@@ -137,7 +213,7 @@ void gw_metrics_spool_commit(double seconds, unsigned rows, unsigned updates)
 	atomic_fetch_add_explicit(&spool_commits, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&spool_commit_rows, rows, memory_order_relaxed);
 	atomic_fetch_add_explicit(&spool_stored, updates, memory_order_relaxed);
-	histo_observe(&spool_commit_duration, seconds);
+	histo_observe(&spool_commit_duration, seconds); /* the writer only */
 }
 
 void gw_metrics_spool_state(long long depth, long long bytes,
@@ -194,7 +270,7 @@ static sw_status render_histo(sw_buf *out, const char *name,
 
 	snprintf(plain, sizeof(plain), "%.*s", ll ? (int)(ll - 1) : 0, labels);
 	for (i = 0; i <= N_BUCKETS && st == SW_OK; i++) {
-		cum += atomic_load_explicit(&h->count[i], memory_order_relaxed);
+		cum += get(&h->count[i]);
 		if (i < N_BUCKETS)
 			snprintf(line, sizeof(line), "%s_bucket{%sle=\"%g\"} %llu\n",
 				 name, labels, buckets[i], cum);
@@ -207,7 +283,7 @@ static sw_status render_histo(sw_buf *out, const char *name,
 		return st;
 	snprintf(line, sizeof(line), "%s_sum%s%s%s %.6f\n", name,
 		 ll ? "{" : "", plain, ll ? "}" : "",
-		 (double)atomic_load_explicit(&h->sum_us, memory_order_relaxed) / 1e6);
+		 (double)get(&h->sum_us) / 1e6);
 	st = put(out, line);
 	if (st != SW_OK)
 		return st;
@@ -309,8 +385,7 @@ sw_status gw_metrics_render(sw_buf *out)
 		      "# TYPE sessionwire_requests_total counter\n");
 	for (r = 0; r < GW_ROUTE_COUNT && st == SW_OK; r++) {
 		for (c = 0; c < N_CODE_SLOTS - 1 && st == SW_OK; c++) {
-			unsigned long long v = atomic_load_explicit(
-				&requests[r][c], memory_order_relaxed);
+			unsigned long long v = SUM(requests[r][c]);
 
 			if (v == 0)
 				continue;
@@ -325,8 +400,7 @@ sw_status gw_metrics_render(sw_buf *out)
 		st = put(out, "# HELP sessionwire_upstream_responses_total Answers from the upstream API by status (none: no answer).\n"
 			      "# TYPE sessionwire_upstream_responses_total counter\n");
 	for (c = 0; c < N_CODE_SLOTS && st == SW_OK; c++) {
-		unsigned long long v = atomic_load_explicit(
-			&upstream_responses[c], memory_order_relaxed);
+		unsigned long long v = SUM(upstream_responses[c]);
 
 		if (v == 0)
 			continue;
@@ -339,24 +413,24 @@ sw_status gw_metrics_render(sw_buf *out)
 	if (st == SW_OK)
 		st = render_counter(out, "sessionwire_upstream_retries_total",
 				    "Upstream attempts after the first.",
-				    atomic_load(&upstream_retries));
+				    SUM(upstream_retries));
 	if (st == SW_OK)
 		st = put(out, "# HELP sessionwire_rejections_total Requests refused by the gateway, by reason.\n"
 			      "# TYPE sessionwire_rejections_total counter\n");
 	for (r = 0; r < N_REASONS && st == SW_OK; r++) {
 		snprintf(line, sizeof(line),
 			 "sessionwire_rejections_total{reason=\"%s\"} %llu\n",
-			 reasons[r], atomic_load(&rejections[r]));
+			 reasons[r], SUM(rejections[r]));
 		st = put(out, line);
 	}
 	if (st == SW_OK)
 		st = render_counter(out, "sessionwire_device_bytes_total",
 				    "Update bytes received from devices.",
-				    atomic_load(&device_bytes));
+				    SUM(device_bytes));
 	if (st == SW_OK)
 		st = render_counter(out, "sessionwire_upstream_json_bytes_total",
 				    "JSON bytes sent upstream.",
-				    atomic_load(&upstream_json_bytes));
+				    SUM(upstream_json_bytes));
 	if (st == SW_OK) {
 		snprintf(line, sizeof(line),
 			 "# HELP sessionwire_inflight_requests Requests being handled.\n"
@@ -369,16 +443,23 @@ sw_status gw_metrics_render(sw_buf *out)
 		st = put(out, "# HELP sessionwire_request_duration_seconds Time from request headers to the response, by route.\n"
 			      "# TYPE sessionwire_request_duration_seconds histogram\n");
 	for (r = 0; r < GW_ROUTE_COUNT && st == SW_OK; r++) {
+		histo h;
+
+		histo_sum(offsetof(counters, request_duration[r]), &h);
 		snprintf(labels, sizeof(labels), "route=\"%s\",", route_names[r]);
 		st = render_histo(out, "sessionwire_request_duration_seconds",
-				  labels, &request_duration[r]);
+				  labels, &h);
 	}
 	if (st == SW_OK)
 		st = put(out, "# HELP sessionwire_upstream_duration_seconds Time of one upstream update, retries included.\n"
 			      "# TYPE sessionwire_upstream_duration_seconds histogram\n");
-	if (st == SW_OK)
+	if (st == SW_OK) {
+		histo h;
+
+		histo_sum(offsetof(counters, upstream_duration), &h);
 		st = render_histo(out, "sessionwire_upstream_duration_seconds",
-				  "", &upstream_duration);
+				  "", &h);
+	}
 	if (st == SW_OK && atomic_load(&spool_used))
 		st = render_spool(out);
 	return st;

@@ -10,7 +10,8 @@
  * docs/examples/ephiperfifo.c is the shape). Its connection cache keeps
  * connections to the upstream open between calls, and finished easy
  * handles wait in an idle list for the next call. Nothing here takes a
- * lock on a call's path; every callback runs on the loop's thread.
+ * lock on a call's path; every callback runs on the loop's thread. The
+ * proxy environment is read once (curl would read it per transfer).
  *
  * A call is up to max_attempts attempts. After each, retry.c says whether
  * another is worth it and how long to wait (backoff, Retry-After, budget);
@@ -40,6 +41,7 @@ struct gw_upstream {
 	size_t base_len;
 	char *key;                   /* copy of the API key, for scrubbing */
 	struct curl_slist *headers;  /* read-only, shared by every handle */
+	char *proxy, *noproxy;       /* from the environment, read once */
 	CURLSH *share;
 	pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
 };
@@ -187,6 +189,33 @@ static void share_unlock(CURL *h, curl_lock_data d, void *ud)
 		pthread_mutex_unlock(&up->share_mu[d]);
 }
 
+/* The proxy for the upstream's scheme as curl would take it from the
+ * environment on every transfer (https_proxy / HTTPS_PROXY, http_proxy,
+ * then all_proxy / ALL_PROXY; no_proxy / NO_PROXY), read once: "" for
+ * none, which also stops curl from looking again. 0 or -1 (no memory). */
+static int proxy_from_env(gw_upstream *up, const char *url)
+{
+	const char *v = NULL, *np;
+
+	if (strncasecmp(url, "https:", 6) == 0) {
+		v = getenv("https_proxy");
+		if (v == NULL)
+			v = getenv("HTTPS_PROXY");
+	} else {
+		v = getenv("http_proxy"); /* never HTTP_PROXY, as curl (CGI) */
+	}
+	if (v == NULL)
+		v = getenv("all_proxy");
+	if (v == NULL)
+		v = getenv("ALL_PROXY");
+	np = getenv("no_proxy");
+	if (np == NULL)
+		np = getenv("NO_PROXY");
+	up->proxy = strdup(v ? v : "");
+	up->noproxy = np ? strdup(np) : NULL;
+	return up->proxy != NULL && (np == NULL || up->noproxy != NULL) ? 0 : -1;
+}
+
 /* The fixed headers and the key's, in one list. 0 or -1. */
 static int headers_new(gw_upstream *up, const char *key)
 {
@@ -263,7 +292,8 @@ gw_upstream *gw_upstream_new(const gw_config *c, char *err, size_t errlen)
 	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_init(&up->share_mu[i], NULL);
 	up->key = strdup(c->api_key);
-	if (up->key == NULL || headers_new(up, c->api_key) != 0) {
+	if (up->key == NULL || headers_new(up, c->api_key) != 0 ||
+	    proxy_from_env(up, c->upstream) != 0) {
 		snprintf(err, errlen, "out of memory");
 		gw_upstream_free(up);
 		return NULL;
@@ -302,6 +332,8 @@ void gw_upstream_free(gw_upstream *up)
 		memset(up->key, 0, strlen(up->key));
 		free(up->key);
 	}
+	free(up->proxy);
+	free(up->noproxy);
 	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_destroy(&up->share_mu[i]);
 	free(up);
@@ -390,6 +422,9 @@ static CURL *handle_new(gw_uplink *ul)
 	    curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L) ||
 	    curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket) ||
 	    curl_easy_setopt(h, CURLOPT_CLOSESOCKETDATA, ul) ||
+	    curl_easy_setopt(h, CURLOPT_PROXY, up->proxy) ||
+	    (up->noproxy &&
+	     curl_easy_setopt(h, CURLOPT_NOPROXY, up->noproxy)) ||
 	    (up->share && curl_easy_setopt(h, CURLOPT_SHARE, up->share))) {
 		curl_easy_cleanup(h);
 		return NULL;
