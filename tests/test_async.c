@@ -436,6 +436,112 @@ static void fu_delay_all(size_t n, long ms)
 	fu_script(fu, steps, n);
 }
 
+/* ==== One request, one thread ==== */
+
+#define TRACE_MAX 4096
+
+typedef struct trace_rec {
+	unsigned long id;
+	char stage[16];
+	pthread_t th;
+} trace_rec;
+
+static struct {
+	pthread_mutex_t mu;
+	trace_rec r[TRACE_MAX];
+	size_t n;
+} tr = { PTHREAD_MUTEX_INITIALIZER, { { 0, "", 0 } }, 0 };
+
+static void on_trace(void *ud, const char *request_id, const char *stage)
+{
+	(void)ud;
+	pthread_mutex_lock(&tr.mu);
+	if (tr.n < TRACE_MAX) {
+		tr.r[tr.n].id = strtoul(request_id, NULL, 10);
+		snprintf(tr.r[tr.n].stage, sizeof(tr.r[tr.n].stage), "%s", stage);
+		tr.r[tr.n].th = pthread_self();
+		tr.n++;
+	}
+	pthread_mutex_unlock(&tr.mu);
+}
+
+/* Client k: 25 PATCHes on one kept-alive connection. */
+static void *trace_client(void *v)
+{
+	client *cl = v;
+	int i;
+
+	for (i = 0; i < 25; i++) {
+		static const char *const hdr[] = {
+			"Content-Type: application/json", NULL };
+		tu_http_res r;
+
+		if (tu_http(cl->port, "PATCH", cl->path, hdr, body1,
+			    strlen(body1), 20, &r) == 200)
+			cl->status++;
+		tu_http_free(&r);
+	}
+	return NULL;
+}
+
+/* A direct PATCH is read, forwarded, answered and logged on the thread
+ * of the loop that accepted it: the trace hook sees every stage of a
+ * request on one thread; requests as a whole spread over the loops. */
+static void direct_patch_never_leaves_its_loop(void)
+{
+	enum { CLIENTS = 8 };
+	client cl[CLIENTS];
+	small_gw g;
+	pthread_t seen[8];
+	size_t i, j, n_seen = 0, checked = 0, split = 0;
+
+	CU_ASSERT_FATAL(small_gw_start(&g, 4) == 0);
+	tr.n = 0;
+	gw_server_set_trace(g.s, on_trace, NULL);
+	for (i = 0; i < CLIENTS; i++) {
+		cl[i].port = gw_server_port(g.s);
+		cl[i].status = 0;
+		snprintf(cl[i].path, sizeof(cl[i].path),
+			 "/v2/traces/sessions/loop-%zu", i);
+		pthread_create(&cl[i].th, NULL, trace_client, &cl[i]);
+	}
+	for (i = 0; i < CLIENTS; i++) {
+		pthread_join(cl[i].th, NULL);
+		CU_ASSERT_EQUAL(cl[i].status, 25);
+	}
+	gw_server_stop(g.s);
+	gw_upstream_free(g.up);
+	/* every request: head, upstream, answer, done, all on one thread */
+	for (i = 0; i < tr.n; i++) {
+		const char *need[] = { "upstream", "answer", "done" };
+		size_t k;
+
+		if (strcmp(tr.r[i].stage, "head") != 0)
+			continue;
+		for (k = 0; k < 3; k++) {
+			bool found = false;
+
+			for (j = 0; j < tr.n; j++) {
+				if (tr.r[j].id != tr.r[i].id ||
+				    strcmp(tr.r[j].stage, need[k]) != 0)
+					continue;
+				found = true;
+				split += !pthread_equal(tr.r[j].th, tr.r[i].th);
+			}
+			CU_ASSERT_TRUE(found);
+		}
+		for (j = 0; j < n_seen && !pthread_equal(seen[j], tr.r[i].th); j++)
+			;
+		if (j == n_seen && n_seen < 8)
+			seen[n_seen++] = tr.r[i].th;
+		checked++;
+	}
+	CU_ASSERT_EQUAL(checked, CLIENTS * 25);
+	CU_ASSERT_EQUAL(split, 0);
+	/* 8 connections over 4 loops (SO_REUSEPORT): more than one */
+	CU_ASSERT(n_seen >= 2);
+}
+
 static void more_updates_in_flight_than_worker_threads(void)
 {
 	enum { N = 32 };
@@ -884,6 +990,7 @@ int init_async_tests(void)
 	CU_add_test(s, "async_free_finishes_calls_backing_off", async_free_finishes_calls_backing_off);
 	CU_add_test(s, "async_unreachable_upstream_reports_an_error", async_unreachable_upstream_reports_an_error);
 	CU_add_test(s, "more_updates_in_flight_than_worker_threads", more_updates_in_flight_than_worker_threads);
+	CU_add_test(s, "direct_patch_never_leaves_its_loop", direct_patch_never_leaves_its_loop);
 	CU_add_test(s, "client_leaving_while_suspended_is_harmless", client_leaving_while_suspended_is_harmless);
 	CU_add_test(s, "stop_drains_updates_in_flight", stop_drains_updates_in_flight);
 	CU_add_test(s, "stop_waits_for_suspended_batches", stop_waits_for_suspended_batches);

@@ -72,6 +72,25 @@ int tu_up_patch_async(tu_up *u, const char *path, const char *json,
  * everything is freed. NULL is fine. */
 void tu_up_free(tu_up *u);
 
+/* ==== One HTTP request (testhttp.c) ==== */
+
+typedef struct tu_http_res {
+	long status;               /* 0: no answer */
+	char *body;                /* NUL-terminated, heap */
+	size_t body_len;
+	char content_type[128];
+	char retry_after[32];
+	char preference_applied[64];
+} tu_http_res;
+
+/* method path to 127.0.0.1:port with headers (NULL-terminated, "Name:
+ * value") and body; waits at most timeout_s. The status (0: none);
+ * free res with tu_http_free. */
+long tu_http(unsigned port, const char *method, const char *path,
+	     const char *const *headers, const void *body, size_t len,
+	     double timeout_s, tu_http_res *res);
+void tu_http_free(tu_http_res *res);
+
 /* Seconds on the monotonic clock; a sleep of ms milliseconds. */
 double tu_mono(void);
 void tu_sleep_ms(long ms);
