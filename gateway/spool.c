@@ -9,6 +9,14 @@
  *                status, body)      final upstream failures
  *   meta(key, value)                version, bytes, depth, dead: kept in the
  *                                   same transactions as the rows
+ *   heads(sid, id, due_ms)          each waiting session's first row and
+ *                                   when it is due (max(next_attempt_ms,
+ *                                   arrived_ms)), kept by triggers in the
+ *                                   same transactions (also the admin
+ *                                   command's, from another process) and
+ *                                   rebuilt at open: the forwarders pick
+ *                                   due sessions from its index instead of
+ *                                   grouping the whole spool each time
  *
  * Group commit: the loops (new updates, the forwarders' marks) queue jobs
  * under sp->mu; the writer takes the whole queue, runs it in one BEGIN
@@ -137,7 +145,40 @@ static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY,"
 	" value INTEGER NOT NULL);"
 	"INSERT OR IGNORE INTO meta VALUES('version',1),('bytes',0),"
-	" ('depth',0),('dead',0);";
+	" ('depth',0),('dead',0);"
+	"CREATE TABLE IF NOT EXISTS heads("
+	" sid BLOB PRIMARY KEY,"
+	" id INTEGER NOT NULL,"
+	" due_ms INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS heads_by_due ON heads(due_ms, id);"
+	/* a session's first row: ids only grow, so a new row is never
+	 * before its session's head */
+	"CREATE TRIGGER IF NOT EXISTS spool_head_ins AFTER INSERT ON spool"
+	" WHEN NOT EXISTS (SELECT 1 FROM heads WHERE sid = NEW.sid)"
+	" BEGIN INSERT INTO heads VALUES(NEW.sid, NEW.id,"
+	"  max(NEW.next_attempt_ms, NEW.arrived_ms)); END;"
+	/* the head left: the session's next row, if any, is its head */
+	"CREATE TRIGGER IF NOT EXISTS spool_head_del AFTER DELETE ON spool"
+	" WHEN OLD.id = (SELECT id FROM heads WHERE sid = OLD.sid)"
+	" BEGIN DELETE FROM heads WHERE sid = OLD.sid;"
+	"  INSERT INTO heads SELECT sid, id, max(next_attempt_ms, arrived_ms)"
+	"   FROM spool WHERE sid = OLD.sid ORDER BY id LIMIT 1; END;"
+	/* the head was rescheduled */
+	"CREATE TRIGGER IF NOT EXISTS spool_head_upd AFTER UPDATE OF"
+	" next_attempt_ms ON spool"
+	" WHEN NEW.id = (SELECT id FROM heads WHERE sid = NEW.sid)"
+	" BEGIN UPDATE heads SET due_ms = max(NEW.next_attempt_ms,"
+	"  NEW.arrived_ms) WHERE sid = NEW.sid; END;";
+
+/* heads from the rows themselves (a spool of an older version had none,
+ * and nothing can be trusted more than the rows). */
+static const char heads_rebuild[] =
+	"BEGIN IMMEDIATE;"
+	"DELETE FROM heads;"
+	"INSERT INTO heads SELECT s.sid, s.id,"
+	" max(s.next_attempt_ms, s.arrived_ms) FROM spool s"
+	" WHERE s.id IN (SELECT min(id) FROM spool GROUP BY sid);"
+	"COMMIT;";
 
 /* Says what went wrong with the database, and what to do about it. */
 static void db_error(gw_spool *sp, sqlite3 *db, const char *what, int rc,
@@ -340,7 +381,9 @@ gw_spool *gw_spool_open(const gw_config *c, char *err, size_t errlen)
 	    exec_sql(sp, "PRAGMA synchronous=FULL", "PRAGMA synchronous",
 		     err, errlen) != 0 ||
 	    pragma_is(sp, "PRAGMA quick_check", "ok", err, errlen) != 0 ||
-	    exec_sql(sp, schema, "creating the tables", err, errlen) != 0)
+	    exec_sql(sp, schema, "creating the tables", err, errlen) != 0 ||
+	    exec_sql(sp, heads_rebuild, "indexing the sessions", err,
+		     errlen) != 0)
 		goto fail;
 	if (prepare(sp, "INSERT INTO spool(sid,seq,path,json,arrived_ms) VALUES(?1,?2,?3,?4,?5)",
 		    &sp->st_insert, err, errlen) != 0 ||

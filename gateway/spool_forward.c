@@ -19,10 +19,11 @@
  * curl multi handle; the mark is a job for the spool's writer, whose
  * commit is posted back to the loop: no thread waits.
  *
- * Picking: one query lists the sessions whose head (lowest id) is due, in
- * the order they became due (a row never tried at its arrival, a retried
- * one at its next_attempt_ms), and the lane keeps those of its share (up
- * to PICK_LIMIT). Chains take sessions from that list until it is empty,
+ * Picking: one query reads the spool's heads table (each session's first
+ * row, kept by triggers) by its due-time index, in the order they became
+ * due (a row never tried at its arrival, a retried one at its
+ * next_attempt_ms), and the lane keeps those of its share (up to
+ * PICK_LIMIT) until the first that is not due yet. Chains take sessions from that list until it is empty,
  * then it is read again. A listed session may have been drained
  * meanwhile: the chain finds no due head and takes the next. With nothing
  * due the lane sleeps until the earliest next_attempt_ms, a commit that
@@ -162,6 +163,7 @@ static long refill(gw_spool_lane *ln)
 
 	ready_clear(ln);
 	sqlite3_reset(ln->st_heads);
+	sqlite3_bind_int(ln->st_heads, 1, PICK_LIMIT * (int)ln->f->n_lanes);
 	while ((rc = sqlite3_step(ln->st_heads)) == SQLITE_ROW &&
 	       ln->n_ready < PICK_LIMIT) {
 		const void *sid = sqlite3_column_blob(ln->st_heads, 0);
@@ -169,13 +171,12 @@ static long refill(gw_spool_lane *ln)
 		int64_t next = sqlite3_column_int64(ln->st_heads, 1);
 		ready_sid *r = &ln->ready[ln->n_ready];
 
+		if (next > now) {
+			soonest = next; /* the rest are later still */
+			break;
+		}
 		if (n > SID_MAX || lane_of(sid, n, ln->f->n_lanes) != ln->idx)
 			continue;
-		if (next > now) {
-			if (soonest < 0 || next < soonest)
-				soonest = next;
-			continue;
-		}
 		r->sid = malloc(n ? n : 1);
 		if (r->sid == NULL)
 			break;
@@ -461,9 +462,8 @@ gw_spool_lane *gw_spool_lane_new(gw_spool_fwd *f, unsigned idx,
 		ln->ch[i].slot = &f->inflight[first + i];
 	}
 	if (sqlite3_prepare_v3(ln->db,
-			       "SELECT s.sid, s.next_attempt_ms FROM spool s"
-			       " WHERE s.id IN (SELECT min(id) FROM spool GROUP BY sid)"
-			       " ORDER BY max(s.next_attempt_ms, s.arrived_ms), s.id",
+			       "SELECT sid, due_ms FROM heads"
+			       " ORDER BY due_ms, id LIMIT ?1",
 			       -1, SQLITE_PREPARE_PERSISTENT, &ln->st_heads,
 			       NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v3(ln->db,

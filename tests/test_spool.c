@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "fake_upstream.h"
 #include "gw.h"
 #include "testutil.h"
@@ -638,6 +640,92 @@ static void spool_moves_final_4xx_to_dead_letters_and_admin_replays(void)
 	gw_down(&g);
 }
 
+/* The heads table holds exactly each session's first row and its due
+ * time. Returns the number of differences (0 when it matches). */
+static long heads_mismatch(const char *dir)
+{
+	static const char q[] =
+		"SELECT (SELECT count(*) FROM heads) -"
+		" (SELECT count(DISTINCT sid) FROM spool) +"
+		" (SELECT count(*) FROM (SELECT sid, min(id) AS id FROM spool"
+		"  GROUP BY sid) m LEFT JOIN heads h ON h.sid = m.sid AND"
+		"  h.id = m.id AND h.due_ms = (SELECT max(next_attempt_ms,"
+		"  arrived_ms) FROM spool WHERE id = m.id) WHERE h.sid IS NULL)";
+	char db[300];
+	sqlite3 *h = NULL;
+	sqlite3_stmt *st = NULL;
+	long v = -1;
+
+	snprintf(db, sizeof(db), "%s/spool.db", dir);
+	if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(h, q, -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	return v;
+}
+
+/* The triggers keep heads right through stores, every kind of mark, the
+ * admin command's replays and drops (another process), and a restart. */
+static void spool_heads_follow_every_change(void)
+{
+	char dir[256], out[4096], err[256];
+	gw_store_rec rec;
+	gw_spool_mark_rec m;
+	gw g;
+	int k;
+
+	new_dir(dir, sizeof(dir));
+	CU_ASSERT_FATAL(gw_up(&g, dir, 0, false) == 0);
+	memset(&rec, 0, sizeof(rec));
+	rec.path = "/v2/traces/sessions/x";
+	rec.json = "{}";
+	rec.json_len = 2;
+	for (k = 0; k < 12; k++) { /* rows 1..12: sessions a, b, c in turn */
+		rec.sid = k % 3 == 0 ? "hd-a" : k % 3 == 1 ? "hd-b" : "hd-c";
+		rec.sid_len = 4;
+		CU_ASSERT_EQUAL(put_wait(g.sp, &rec, err, sizeof(err)), GW_STORE_OK);
+	}
+	CU_ASSERT_EQUAL(heads_mismatch(dir), 0);
+	memset(&m, 0, sizeof(m));
+	m.mark = GW_MARK_DONE; /* a's head goes: row 4 is a's next */
+	m.id = 1;
+	CU_ASSERT_EQUAL(gw_spool_mark_wait(g.sp, &m), 0);
+	CU_ASSERT_EQUAL(heads_mismatch(dir), 0);
+	m.mark = GW_MARK_RETRY; /* b's head later: its due moves */
+	m.id = 2;
+	m.attempts = 1;
+	m.next_ms = gw_spool__now_ms() + 60000;
+	CU_ASSERT_EQUAL(gw_spool_mark_wait(g.sp, &m), 0);
+	CU_ASSERT_EQUAL(heads_mismatch(dir), 0);
+	m.mark = GW_MARK_RETRY; /* a row that is not a head: nothing moves */
+	m.id = 8;
+	CU_ASSERT_EQUAL(gw_spool_mark_wait(g.sp, &m), 0);
+	CU_ASSERT_EQUAL(heads_mismatch(dir), 0);
+	m.mark = GW_MARK_DEAD; /* c's head dies */
+	m.id = 3;
+	m.status = 404;
+	CU_ASSERT_EQUAL(gw_spool_mark_wait(g.sp, &m), 0);
+	CU_ASSERT_EQUAL(heads_mismatch(dir), 0);
+	for (k = 5; k <= 12; k += 3) { /* b's rows 5, 8, 11 all go */
+		m.mark = GW_MARK_DONE;
+		m.id = k;
+		CU_ASSERT_EQUAL(gw_spool_mark_wait(g.sp, &m), 0);
+	}
+	m.id = 2;
+	CU_ASSERT_EQUAL(gw_spool_mark_wait(g.sp, &m), 0); /* b is empty */
+	CU_ASSERT_EQUAL(heads_mismatch(dir), 0);
+	/* the admin command, another process: the dead row back, then gone */
+	CU_ASSERT_EQUAL(admin(out, sizeof(out), "retry", "--spool", dir, "--all", NULL), 0);
+	CU_ASSERT_EQUAL(heads_mismatch(dir), 0);
+	gw_down(&g);
+	/* a restart rebuilds it from the rows */
+	CU_ASSERT_FATAL(gw_up(&g, dir, 0, false) == 0);
+	CU_ASSERT_EQUAL(heads_mismatch(dir), 0);
+	gw_down(&g);
+}
+
 static void spool_full_answers_507_and_loses_nothing(void)
 {
 	char dir[256];
@@ -1118,6 +1206,7 @@ int init_spool_tests(void)
 	CU_add_test(s, "spool_batch_items_get_202_and_arrive_in_seq_order", spool_batch_items_get_202_and_arrive_in_seq_order);
 	CU_add_test(s, "spool_rides_out_503_resets_and_429_retry_after", spool_rides_out_503_resets_and_429_retry_after);
 	CU_add_test(s, "spool_moves_final_4xx_to_dead_letters_and_admin_replays", spool_moves_final_4xx_to_dead_letters_and_admin_replays);
+	CU_add_test(s, "spool_heads_follow_every_change", spool_heads_follow_every_change);
 	CU_add_test(s, "spool_full_answers_507_and_loses_nothing", spool_full_answers_507_and_loses_nothing);
 	CU_add_test(s, "spool_restart_resumes_where_it_stopped", spool_restart_resumes_where_it_stopped);
 	CU_add_test(s, "spool_holds_rows_in_flight_at_a_crash", spool_holds_rows_in_flight_at_a_crash);
