@@ -90,6 +90,35 @@ static size_t count_path(fake_upstream *f, const char *path)
 	return n;
 }
 
+/* ==== Prefer (RFC 7240) ==== */
+
+static void prefer_header_table(void)
+{
+	static const struct { const char *v; bool async; } t[] = {
+		{ "respond-async", true },
+		{ "Respond-Async", true },
+		{ "respond-async, wait=10", true },
+		{ "wait=10,respond-async", true },
+		{ "  return=minimal , \trespond-async", true },
+		{ "respond-async=1", true },
+		{ "respond-async;x=y", true },
+		{ "handling=lenient; respond-async", false }, /* a parameter */
+		{ "respond-asyncx", false },
+		{ "x-respond-async", false },
+		{ "respond", false },
+		{ "", false },
+		{ ",,,", false },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		CU_ASSERT_EQUAL(gw_prefers_async(t[i].v), t[i].async);
+		if (gw_prefers_async(t[i].v) != t[i].async)
+			fprintf(stderr, "\nPrefer: %s\n", t[i].v);
+	}
+	CU_ASSERT_FALSE(gw_prefers_async(NULL));
+}
+
 /* ==== The API's answer, relayed ==== */
 
 static void json_client_gets_the_api_answer(void)
@@ -402,7 +431,8 @@ int init_spool_sync_tests(void)
 
 	if (s == NULL)
 		return -1;
-	if (!CU_add_test(s, "json_client_gets_the_api_answer",
+	if (!CU_add_test(s, "prefer_header_table", prefer_header_table) ||
+	    !CU_add_test(s, "json_client_gets_the_api_answer",
 			 json_client_gets_the_api_answer) ||
 	    !CU_add_test(s, "late_answer_gets_202_and_is_delivered_once",
 			 late_answer_gets_202_and_is_delivered_once) ||

@@ -6,7 +6,8 @@
  * Authorization, Content-Length; an empty line is an absent header), the
  * rest is the body. Flags: bit 0 anonymous devices (no tokens), bit 1
  * several Content-Length headers that differ, bit 2 the gateway is
- * stopping, bit 3 it is overloaded.
+ * stopping, bit 3 it is overloaded, bit 4 the Accept line is also the
+ * Prefer header (RFC 7240).
  *
  * Invariants:
  *  - the head is accepted or refused with 400/401/404/405/413/415, or 503
@@ -24,9 +25,12 @@
  *  - a batch plan is every item once, in (session, seq, place) order,
  *    each ready (its path sw_session_path's) or refused with a message;
  *  - no secret (the device tokens, the org key) is in any answer unless
- *    the input carried it outside the Authorization header.
+ *    the input carried it outside the Authorization header;
+ *  - respond-async is seen only in a Prefer value that names it (any
+ *    case), and always in one that is just that token.
  */
 #include <cjson/cJSON.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "fuzz.h"
@@ -311,6 +315,17 @@ static char *gwf_line(const uint8_t *data, size_t size, size_t *off)
 	return s;
 }
 
+/* Whether s holds word, in any case. */
+static bool gwf_names(const char *s, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (; *s != '\0'; s++)
+		if (strncasecmp(s, word, n) == 0)
+			return true;
+	return false;
+}
+
 int SW_FUZZ_ENTRY(gateway)(const uint8_t *data, size_t size)
 {
 	char *ln[6];
@@ -336,6 +351,7 @@ int SW_FUZZ_ENTRY(gateway)(const uint8_t *data, size_t size)
 	in.authorization = ln[4];
 	in.content_length = ln[5];
 	in.content_length_differ = (flags & 2) != 0;
+	in.prefer = (flags & 16) ? ln[3] : NULL;
 	/* a secret in the input other than in Authorization may be echoed */
 	input_has = gwf_has(data, size, GWF_ORG_KEY);
 	for (k = 0; k < 6; k++)
@@ -353,6 +369,11 @@ int SW_FUZZ_ENTRY(gateway)(const uint8_t *data, size_t size)
 
 	gw_req_head_init(&h);
 	rc = gw_req_check_head(&env, &in, &h, &no);
+	if (h.respond_async)
+		SW_FUZZ_CHECK(in.prefer != NULL &&
+			      gwf_names(in.prefer, "respond-async"));
+	if (in.prefer != NULL && strcasecmp(in.prefer, "respond-async") == 0)
+		SW_FUZZ_CHECK(gw_prefers_async(in.prefer));
 	if (rc != 0) {
 		gwf_refusal(&no, rc, (flags & 12) != 0, input_has);
 	} else if (h.route == GW_ROUTE_PATCH || h.route == GW_ROUTE_BATCH) {
