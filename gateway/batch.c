@@ -175,7 +175,7 @@ static void chain_next(chain *ch)
 /* One chain per session, the first SESSIONS_AT_ONCE started. */
 static int forward_start(gw_batch_run *run)
 {
-	size_t k, n = 0;
+	size_t k, n = 0, first;
 
 	for (k = 0; k < run->b.n; k++)
 		if (k == 0 || !same_session(&run->b.items[k - 1], &run->b.items[k]))
@@ -183,17 +183,20 @@ static int forward_start(gw_batch_run *run)
 	run->chains = calloc(n ? n : 1, sizeof(*run->chains));
 	if (run->chains == NULL)
 		return -1;
+	n = 0;
 	for (k = 0; k < run->b.n; k++) {
 		if (k == 0 || !same_session(&run->b.items[k - 1], &run->b.items[k])) {
-			run->chains[run->n_chains].run = run;
-			run->chains[run->n_chains++].at = k;
+			run->chains[n].run = run;
+			run->chains[n].at = k;
+			n++;
 		}
-		run->chains[run->n_chains - 1].end = k + 1;
+		run->chains[n - 1].end = k + 1;
 	}
-	run->open += run->n_chains;
-	n = run->n_chains < SESSIONS_AT_ONCE ? run->n_chains : SESSIONS_AT_ONCE;
-	run->next_chain = n;
-	for (k = 0; k < n; k++)
+	run->n_chains = n;
+	run->open += n;
+	first = n < SESSIONS_AT_ONCE ? n : SESSIONS_AT_ONCE;
+	run->next_chain = first;
+	for (k = 0; k < first; k++)
 		chain_next(&run->chains[k]);
 	return 0;
 }

@@ -32,7 +32,6 @@ typedef struct tu_call {
 	/* tu_up_patch: the answer, and whether it came */
 	gw_response *out;
 	bool answered;
-	pthread_cond_t *cv;
 } tu_call;
 
 static void *run(void *arg)
