@@ -183,19 +183,20 @@ static int forward_start(gw_batch_run *run)
 	run->chains = calloc(n ? n : 1, sizeof(*run->chains));
 	if (run->chains == NULL)
 		return -1;
-	n = 0;
 	for (k = 0; k < run->b.n; k++) {
 		if (k == 0 || !same_session(&run->b.items[k - 1], &run->b.items[k])) {
-			run->chains[n].run = run;
-			run->chains[n].at = k;
-			n++;
+			run->chains[run->n_chains].run = run;
+			run->chains[run->n_chains].at = k;
+			run->n_chains++;
 		}
-		run->chains[n - 1].end = k + 1;
+		run->chains[run->n_chains - 1].end = k + 1;
 	}
-	run->n_chains = n;
-	run->open += n;
+	run->open += run->n_chains;
 	first = n < SESSIONS_AT_ONCE ? n : SESSIONS_AT_ONCE;
 	run->next_chain = first;
+	/* cppcheck takes gw_batch_start's b->n = 0 (the caller's plan,
+	 * emptied) for run->b.n and calls this loop dead */
+	/* cppcheck-suppress knownConditionTrueFalse */
 	for (k = 0; k < first; k++)
 		chain_next(&run->chains[k]);
 	return 0;
