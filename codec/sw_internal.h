@@ -62,26 +62,26 @@ void sw__path(char *out, size_t cap, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* ==== JSON scan ====
- * The strict lexical pass that runs before cJSON (json_scan.c), and the
- * field names the JSON parser and writer share. */
+ * The strict lexical pass that runs before the parser's walks
+ * (json_scan.c), and the field names the JSON parser and writer share. */
 
 /* Deepest nesting the schema uses: body object -> billing object or tags
- * array. Deeper input fails in the scan, before cJSON recurses. */
+ * array. Deeper input fails in the scan, which never recurses further. */
 #define SW__JSON_MAX_DEPTH 2
-/* cJSON copies at most 63 characters of a number: longer tokens are
- * rewritten in the sanitised copy. */
-#define SW__JSON_LONG_NUMBER 60
 
 /* Names inside billing [0] and usage [1]: [wire 0 / SDK 1][SW_IN..]. */
 extern const char *const sw__json_inner_names[2][2][3];
-/* Field bit of a top-level key in either naming, or -1. */
-int sw__json_field(const char *key, size_t n);
+/* Field bit of a top-level key in either naming, or -1; *as_written (if
+ * not NULL) gets the name the key is, wire or SDK. */
+int sw__json_field(const char *key, size_t n, const char **as_written);
 /* SW_IN/SW_OUT/SW_TOTAL of a key inside billing (usage 0) or usage
- * (usage 1) in either naming, or -1. */
-int sw__json_inner(int usage, const char *key, size_t n);
+ * (usage 1) in either naming, or -1; *as_written as above. */
+int sw__json_inner(int usage, const char *key, size_t n,
+		   const char **as_written);
 /* Appends key[0..n) to the NUL-terminated path (cap bytes), after a '.'
  * when dot and the path is not empty; never cuts a UTF-8 character, shows
- * control bytes and the U+0000 marker 0xFF as '?'. */
+ * control bytes and the byte 0xFF (a key's U+0000, as the parser decodes
+ * keys) as '?'. */
 void sw__json_path_add(char *path, size_t cap, const char *key, size_t n,
 		       bool dot);
 
@@ -89,16 +89,9 @@ void sw__json_path_add(char *path, size_t cap, const char *key, size_t n,
  * the offset of the bad byte), that the body is an object (SW_ETYPE), the
  * strict RFC 8259 grammar with nothing but whitespace after the value
  * (SW_EJSON at the offending offset, with the field path), and nesting of
- * at most SW__JSON_MAX_DEPTH (SW_ETYPE naming the path). *need_copy is set
- * when cJSON must get a sanitised copy (U+0000 escapes, long numbers). */
+ * at most SW__JSON_MAX_DEPTH (SW_ETYPE naming the path). What it accepts,
+ * the parser's walks read without further checks. */
 sw_status sw__json_scan(const char *json, size_t len, size_t max_input,
-			bool *need_copy, sw_error *err);
-/* Writes the sanitised copy of an input sw__json_scan accepted into out
- * (room for len + 1 bytes), NUL-terminated: every \u0000 escape becomes
- * the byte 0xFF (never in valid UTF-8; map it back to 0x00 when copying
- * strings out), and number tokens longer than SW__JSON_LONG_NUMBER become
- * "%.17g" of their value (the same double). */
-sw_status sw__json_sanitise(const char *json, size_t len, char *out,
-			    size_t *out_len, sw_error *err);
+			sw_error *err);
 
 #endif
