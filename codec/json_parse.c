@@ -66,7 +66,7 @@ typedef struct found {
 
 /* The checking walk's state. */
 typedef struct walk {
-	const char *p; /* the next byte of the input */
+	const char *p, *end; /* the next byte of the input, its end */
 	const sw_parse_opts *o;
 	const sw_limits *l;
 	locale_t c_loc;
@@ -93,17 +93,16 @@ static unsigned hex4(const char *p)
 	return v;
 }
 
-/* The string at p (its opening quote) into *s; returns the byte after
- * its closing quote. */
-static const char *read_str(const char *p, jstr *s)
+/* The string at p (its opening quote; the input ends at end) into *s;
+ * returns the byte after its closing quote. */
+static const char *read_str(const char *p, const char *end, jstr *s)
 {
 	const char *start = ++p;
 	size_t saved = 0;
 	unsigned cp;
 
 	for (;;) {
-		while (*p != '"' && *p != '\\')
-			p++;
+		p += sw__json_plain(p, (size_t)(end - p)); /* no controls */
 		if (*p == '"')
 			break;
 		if (p[1] != 'u') {
@@ -207,7 +206,7 @@ static void read_key(walk *w, jkey *k)
 {
 	jstr s;
 
-	w->p = skip_ws(read_str(w->p, &s));
+	w->p = skip_ws(read_str(w->p, w->end, &s));
 	w->p = skip_ws(w->p + 1); /* the ':' */
 	if (s.len == s.raw_len) {
 		k->s = s.raw;
@@ -221,14 +220,14 @@ static void read_key(walk *w, jkey *k)
 }
 
 /* Past the value at p (any type): the byte after it. */
-static const char *skip_value(const char *p)
+static const char *skip_value(const char *p, const char *end)
 {
 	int depth = 0;
 	jstr s;
 
 	do {
 		if (*p == '"') {
-			p = read_str(p, &s);
+			p = read_str(p, end, &s);
 			continue;
 		}
 		if (*p == '{' || *p == '[')
@@ -324,7 +323,7 @@ static sw_status check_string(walk *w, const char *name, size_t index,
 	if (*w->p != '"')
 		return wrong_type(w, path_of(path, name, NULL, index),
 				  "a string");
-	w->p = read_str(w->p, s);
+	w->p = read_str(w->p, w->end, s);
 	if (s->len > w->l->max_string)
 		return sw_error_set(w->err, SW_ETOOBIG,
 				    path_of(path, name, NULL, index),
@@ -408,7 +407,7 @@ static sw_status check_triple(walk *w, int usage)
 			i = k.cut ? -1 : sw__json_inner(usage, k.s, k.n, &as);
 			if (i < 0) {
 				if (w->o->lenient) {
-					w->p = skip_value(w->p);
+					w->p = skip_value(w->p, w->end);
 					continue;
 				}
 				path[0] = '\0';
@@ -458,7 +457,7 @@ static sw_status check_date(walk *w, const char *name, int which)
 
 	if (*w->p != '"')
 		return wrong_type(w, name, "a date-time string");
-	w->p = read_str(w->p, &s);
+	w->p = read_str(w->p, w->end, &s);
 	text = s.raw;
 	if (s.len < s.raw_len) {
 		if (s.len > sizeof(buf)) {
@@ -537,7 +536,7 @@ static sw_status check_body(walk *w)
 			char path[SW_ERROR_PATH_MAX] = "";
 
 			if (w->o->lenient) {
-				w->p = skip_value(w->p);
+				w->p = skip_value(w->p, w->end);
 				continue;
 			}
 			sw__json_path_add(path, sizeof(path), k.s, k.n, false);
@@ -574,15 +573,16 @@ static sw_str copy_str(sw__builder *b, const jstr *s)
 	return r;
 }
 
-/* The n strings of the array at p (its '['). */
-static void fill_list(sw__builder *b, const char *p, sw_str *slots, size_t n)
+/* The n strings of the array at p (its '['; the input ends at end). */
+static void fill_list(sw__builder *b, const char *p, const char *end,
+		      sw_str *slots, size_t n)
 {
 	size_t i;
 	jstr s;
 
 	p = skip_ws(p + 1);
 	for (i = 0; i < n; i++) {
-		p = read_str(p, &s);
+		p = read_str(p, end, &s);
 		slots[i] = copy_str(b, &s);
 		p = skip_ws(skip_ws(p) + 1); /* the ',' (or the ']': more
 					       * of the body follows it) */
@@ -590,7 +590,7 @@ static void fill_list(sw__builder *b, const char *p, sw_str *slots, size_t n)
 }
 
 /* The filling walk, into a block sized by check_body. */
-static void fill(sw__builder *b, const found *f)
+static void fill(sw__builder *b, const found *f, const char *end)
 {
 	sw_update *u = b->u;
 	int i;
@@ -603,7 +603,7 @@ static void fill(sw__builder *b, const found *f)
 	if (f->has & SW_F_DURATION)
 		u->duration = f->num[B_DURATION];
 	if (f->has & SW_F_CONTACT_IDS) {
-		fill_list(b, f->list[0], b->contacts, f->n_list[0]);
+		fill_list(b, f->list[0], end, b->contacts, f->n_list[0]);
 		u->n_contact_ids = f->n_list[0];
 	}
 	for (i = 0; i < 3; i++) {
@@ -615,7 +615,7 @@ static void fill(sw__builder *b, const found *f)
 	if (f->has & SW_F_TRACES_COUNT)
 		u->traces_count = f->num[B_TRACES_COUNT];
 	if (f->has & SW_F_TAGS) {
-		fill_list(b, f->list[1], b->tags, f->n_list[1]);
+		fill_list(b, f->list[1], end, b->tags, f->n_list[1]);
 		u->n_tags = f->n_list[1];
 	}
 	if (f->has & SW_F_WORKSPACE_ID)
@@ -655,6 +655,7 @@ sw_status sw_json_parse(const char *json, size_t len,
 		return st;
 	memset(&w, 0, sizeof(w));
 	w.p = json;
+	w.end = json + len;
 	w.o = o;
 	w.l = &l;
 	w.err = err;
@@ -671,7 +672,7 @@ sw_status sw_json_parse(const char *json, size_t len,
 		return sw__fail(err, st, "", (size_t)-1,
 				st == SW_ENOMEM ? "no memory for the result" :
 						  "result too large");
-	fill(&b, &w.f);
+	fill(&b, &w.f, w.end);
 	if (o->kind == SW_KIND_SESSION) {
 		st = sw_update_check(b.u, SW_KIND_SESSION, &l, err);
 		if (st != SW_OK) {

@@ -258,12 +258,7 @@ static sw_status scan_string(scanner *sc, const char **start, size_t *len)
 	for (;;) {
 		unsigned char c;
 
-		while (pos < n) {
-			c = (unsigned char)s[pos];
-			if (c == '"' || c == '\\' || c < 0x20)
-				break;
-			pos++;
-		}
+		pos += sw__json_plain(s + pos, n - pos);
 		if (pos >= n)
 			return bad(sc, SW_EJSON, pos, "'\"' to end the string");
 		c = (unsigned char)s[pos];
@@ -488,7 +483,7 @@ sw_status sw__json_scan(const char *json, size_t len, size_t max_input,
 				    "expected at most %zu bytes of JSON, found %zu",
 				    max_input, len);
 	/* Found here, reported where the scan reaches it, with its path. */
-	sc.utf8_bad = sw__utf8_check(json, len);
+	sc.utf8_bad = sw__utf8_check_fast(json, len);
 	skip_ws(&sc);
 	if (sc.pos >= len)
 		return bad(&sc, SW_EJSON, sc.pos, "a JSON value");

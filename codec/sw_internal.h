@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "sessionwire/sessionwire.h"
 
@@ -20,6 +21,11 @@ sw_limits sw__limits(const sw_limits *l);
  * Strict: no overlongs, no surrogates, nothing past U+10FFFF. U+0000 is
  * valid. Returns the offset of the first bad byte, or n if all is well. */
 size_t sw__utf8_check(const char *s, size_t n);
+/* The same with an ASCII fast path: whole 8-byte blocks with no high bit
+ * are skipped (an ASCII prefix ends on a character boundary, so the
+ * offset of the first bad byte is unchanged); the rest goes byte by
+ * byte. For text that is mostly ASCII: JSON, the strings of an update. */
+size_t sw__utf8_check_fast(const char *s, size_t n);
 
 /* ==== Hex digits (uri.c) ====
  * The value of a hex digit of either case, or -1 (\u escapes, %XX). */
@@ -84,6 +90,41 @@ int sw__json_inner(int usage, const char *key, size_t n,
  * keys) as '?'. */
 void sw__json_path_add(char *path, size_t cap, const char *key, size_t n,
 		       bool dot);
+
+/* How many bytes of s[0..n) come before the first '"', '\\' or control
+ * character (U+0000..U+001F): the plain run inside a JSON string, found a
+ * word at a time; n when there is none. */
+static inline size_t sw__json_plain(const char *s, size_t n)
+{
+	const uint64_t ones = 0x0101010101010101u;
+	const uint64_t high = 0x8080808080808080u;
+	size_t i = 0;
+	uint64_t v, q, b, m;
+
+	/* Per 8-byte word: (x - ones * k) & ~x & high marks the bytes below k
+	 * (the first one exactly: a borrow only runs on from a byte that is
+	 * below k); k = 0x20 for the controls, and k = 1 after an XOR for '"'
+	 * and '\\'. */
+	while (n - i >= 8) {
+		memcpy(&v, s + i, 8);
+		q = v ^ (ones * '"');
+		b = v ^ (ones * '\\');
+		m = (((v - ones * 0x20) & ~v) | ((q - ones) & ~q) |
+		     ((b - ones) & ~b)) & high;
+		if (m != 0) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			return i + (size_t)__builtin_ctzll(m) / 8;
+#else
+			break;
+#endif
+		}
+		i += 8;
+	}
+	while (i < n && s[i] != '"' && s[i] != '\\' &&
+	       (unsigned char)s[i] >= 0x20)
+		i++;
+	return i;
+}
 
 /* Checks, in this order: len <= max_input (SW_ETOOBIG), UTF-8 (SW_EUTF8 at
  * the offset of the bad byte), that the body is an object (SW_ETYPE), the

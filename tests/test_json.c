@@ -223,6 +223,49 @@ static void parse_errors_say_expected_and_found(void)
 	}
 }
 
+/* Strings are scanned a word at a time: the first control character or
+ * bad escape is found at its own offset wherever it falls in a word,
+ * after ASCII or multi-byte text, and a closing quote ends the string. */
+static void parse_finds_the_first_special_byte_at_every_offset(void)
+{
+	static const char *const fill[] = { "a", "\xc3\xa9", "\xe2\x82\xac" };
+	char json[128];
+	size_t f, k, n, at;
+	int c;
+
+	for (f = 0; f < 3; f++)
+		for (k = 0; k < 24; k++)
+			for (c = 0; c < 4; c++) {
+				const char *x = c == 0 ? "\x01" : c == 1 ? "\x1f" :
+						c == 2 ? "\\x" : "\"";
+				sw_update *u;
+				sw_error e;
+				sw_status st;
+				size_t i;
+
+				n = (size_t)snprintf(json, sizeof(json), "{\"_id\":\"");
+				for (i = 0; i < k; i++)
+					n += (size_t)snprintf(json + n, sizeof(json) - n,
+							      "%s", fill[f]);
+				at = n;
+				n += (size_t)snprintf(json + n, sizeof(json) - n,
+						      "%s%s", x, c == 3 ?
+						      ",\"tags\":[\"\\u0000\"]}" :
+						      "\x02\\y\"}");
+				st = parse(json, n, NULL, &u, &e);
+				if (c == 3) {
+					CU_ASSERT_EQUAL_FATAL(st, SW_OK);
+					CU_ASSERT_EQUAL(u->id.len, at - 8);
+					CU_ASSERT_EQUAL(u->n_tags, 1);
+					sw_update_free(u);
+					continue;
+				}
+				CU_ASSERT_EQUAL(st, SW_EJSON);
+				CU_ASSERT_EQUAL(e.offset, c == 2 ? at + 1 : at);
+				CU_ASSERT_STRING_EQUAL(e.path, "_id");
+			}
+}
+
 static void parse_rejects_deep_nesting_without_recursing(void)
 {
 	static const char *const prefix[] = { "", "{\"a\":", "{\"tags\":",
@@ -1041,6 +1084,7 @@ int init_json_tests(void)
 		return -1;
 	CU_add_test(s, "parse_rejects_each_bad_input_with_status_and_path", parse_rejects_each_bad_input_with_status_and_path);
 	CU_add_test(s, "parse_errors_say_expected_and_found", parse_errors_say_expected_and_found);
+	CU_add_test(s, "parse_finds_the_first_special_byte_at_every_offset", parse_finds_the_first_special_byte_at_every_offset);
 	CU_add_test(s, "parse_rejects_deep_nesting_without_recursing", parse_rejects_deep_nesting_without_recursing);
 	CU_add_test(s, "parse_enforces_the_limits", parse_enforces_the_limits);
 	CU_add_test(s, "parse_lenient_skips_unknown_keys_only", parse_lenient_skips_unknown_keys_only);
