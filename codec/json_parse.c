@@ -16,6 +16,7 @@
  * Semantic errors carry no byte offset.
  */
 #define _GNU_SOURCE /* strtod_l */
+#include <float.h>
 #include <locale.h>
 #include <math.h>
 #include <stdlib.h>
@@ -253,6 +254,62 @@ static bool next_member(walk *w)
 	return true;
 }
 
+/* 10^0 ... 10^22: the powers of ten a double holds exactly. */
+static const double pow10_exact[23] = {
+	1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
+};
+
+/* The number token at p when it is m * 10^e with m <= 2^53 and |e| <= 22
+ * (most numbers of an update: integers, short decimals): m and 10^|e|
+ * are exact doubles, so one IEEE multiplication or division of the
+ * signed m is the correctly rounded value, in any rounding mode: the
+ * double strtod_l gives (Clinger's fast path; with extended-precision
+ * arithmetic, FLT_EVAL_METHOD != 0, it is not taken). Returns the byte
+ * after the token, or NULL for strtod_l. */
+static const char *exact_number(const char *p, double *x)
+{
+	bool neg = *p == '-';
+	uint64_t m = 0;
+	int digits = 0, e = 0, ex = 0, esign = 1;
+
+	if (FLT_EVAL_METHOD != 0)
+		return NULL;
+	p += neg;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (m == 0 && *p == '0')
+			continue; /* leading zeros */
+		if (++digits > 19)
+			return NULL;
+		m = m * 10 + (uint64_t)(*p - '0');
+	}
+	if (*p == '.')
+		for (p++; *p >= '0' && *p <= '9'; p++, e--) {
+			if (m == 0 && *p == '0')
+				continue;
+			if (++digits > 19)
+				return NULL;
+			m = m * 10 + (uint64_t)(*p - '0');
+		}
+	if (*p == 'e' || *p == 'E') {
+		p++;
+		if (*p == '+' || *p == '-')
+			esign = *p++ == '-' ? -1 : 1;
+		for (; *p >= '0' && *p <= '9'; p++)
+			if ((ex = ex * 10 + (*p - '0')) > 1000)
+				return NULL;
+		e += esign * ex;
+	}
+	if (m > (uint64_t)1 << 53 || (m != 0 && (e < -22 || e > 22)))
+		return NULL;
+	*x = neg ? -(double)m : (double)m;
+	if (m != 0 && e < 0)
+		*x /= pow10_exact[-e];
+	else if (m != 0)
+		*x *= pow10_exact[e];
+	return p;
+}
+
 /* The C locale for strtod_l, made once (two threads may both make one;
  * one is kept). (locale_t)0 when there is no memory for it. */
 static locale_t c_locale(void)
@@ -334,18 +391,24 @@ static sw_status check_string(walk *w, const char *name, size_t index,
 	return SW_OK;
 }
 
-/* A finite number into *x: strtod_l in the C locale reads the token the
- * scan accepted exactly (correctly rounded), and stops at its end. */
+/* A finite number into *x: exact_number, or strtod_l in the C locale,
+ * reads the token the scan accepted exactly (correctly rounded), and
+ * stops at its end. */
 static sw_status check_number(walk *w, const char *name, const char *member,
 			      double *x)
 {
 	char path[SW_ERROR_PATH_MAX], *end;
+	const char *after;
 
 	if (*w->p != '-' && (*w->p < '0' || *w->p > '9'))
 		return wrong_type(w, path_of(path, name, member, NO_INDEX),
 				  "a number");
-	*x = strtod_l(w->p, &end, w->c_loc);
-	w->p = end;
+	after = exact_number(w->p, x);
+	if (after == NULL) {
+		*x = strtod_l(w->p, &end, w->c_loc);
+		after = end;
+	}
+	w->p = after;
 	if (!isfinite(*x))
 		return sw__fail(w->err, SW_ERANGE,
 				path_of(path, name, member, NO_INDEX),

@@ -1,6 +1,9 @@
 /* test_json.c - the JSON parser (docs/wire-format.md 2.2, cJSON's traps)
  * and the canonical writer (docs/wire-format.md 2.1). */
+#define _GNU_SOURCE /* strtod_l */
 #include <CUnit/CUnit.h>
+#include <fenv.h>
+#include <locale.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -527,6 +530,93 @@ static void parse_reads_long_numbers_exactly(void)
 	CU_ASSERT(strtod(nums[5], NULL) > 0);
 }
 
+/* A random number token of every form the grammar has: sign, integer
+ * digits (0 alone, or up to 20), a fraction (up to 20 digits, often
+ * after zeros), an exponent (e or E, with or without a sign, small or up
+ * to 330). out has room for 64 bytes. */
+static unsigned next_random(unsigned long *seed)
+{
+	*seed = *seed * 6364136223846793005UL + 1442695040888963407UL;
+	return (unsigned)(*seed >> 33);
+}
+
+static size_t random_number(unsigned long *seed, char *out)
+{
+	size_t n = 0, k, i;
+
+#define RND() next_random(seed)
+	if (RND() % 3 == 0)
+		out[n++] = '-';
+	k = RND() % 21;
+	if (k == 0) {
+		out[n++] = '0';
+	} else {
+		out[n++] = (char)('1' + RND() % 9);
+		for (i = 1; i < k; i++)
+			out[n++] = (char)('0' + RND() % 10);
+	}
+	if (RND() % 3 != 0) {
+		out[n++] = '.';
+		k = 1 + RND() % 20;
+		for (i = 0; i < k; i++)
+			out[n++] = (char)(i < k / 2 && RND() % 2 ? '0' :
+					  '0' + RND() % 10);
+	}
+	if (RND() % 3 == 0) {
+		out[n++] = RND() % 2 ? 'e' : 'E';
+		if (RND() % 3 != 0)
+			out[n++] = RND() % 2 ? '-' : '+';
+		k = RND() % 4 ? RND() % 30 : RND() % 331;
+		n += (size_t)snprintf(out + n, 16, "%zu", k);
+	}
+#undef RND
+	out[n] = '\0';
+	return n;
+}
+
+/* Every number reads as strtod_l in the C locale reads it, bit for bit
+ * (the exact fast path for short numbers included), in each rounding
+ * mode. valgrind (--quick) emulates SSE in round-to-nearest only. */
+static void parse_reads_numbers_as_strtod_l_does(void)
+{
+	static const int modes[] = { FE_TONEAREST, FE_UPWARD, FE_DOWNWARD,
+				     FE_TOWARDZERO };
+	locale_t c_loc = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+	unsigned long seed = 7;
+	long i, count = tu_quick ? 5000 : 100000, wrong = 0;
+	size_t m;
+
+	CU_ASSERT_FATAL(c_loc != (locale_t)0);
+	for (m = 0; m < (tu_quick ? 1 : sizeof(modes) / sizeof(modes[0])); m++) {
+		CU_ASSERT_EQUAL_FATAL(fesetround(modes[m]), 0);
+		for (i = 0; i < count; i++) {
+			char num[80], json[128];
+			size_t n = random_number(&seed, num);
+			int len = snprintf(json, sizeof(json), "{\"duration\":%s}",
+					   num);
+			double want = strtod_l(num, NULL, c_loc);
+			sw_update *u;
+			sw_error e;
+			sw_status st = parse(json, (size_t)len, NULL, &u, &e);
+
+			(void)n;
+			if (!isfinite(want)) {
+				CU_ASSERT_EQUAL(st, SW_ERANGE);
+				continue;
+			}
+			CU_ASSERT_EQUAL_FATAL(st, SW_OK);
+			if (memcmp(&u->duration, &want, sizeof(want)) != 0 &&
+			    wrong++ < 5)
+				printf("\n  mode %zu: %s read as %.17g, not %.17g",
+				       m, num, u->duration, want);
+			sw_update_free(u);
+		}
+	}
+	fesetround(FE_TONEAREST);
+	CU_ASSERT_EQUAL(wrong, 0);
+	freelocale(c_loc);
+}
+
 static void parse_long_number_overflow_is_erange(void)
 {
 	char json[600];
@@ -682,7 +772,8 @@ static void parse_names_long_escaped_keys_by_whole_characters(void)
 
 				n += (size_t)snprintf(json, sizeof(json), "%s\"",
 						      inner ? "{\"billing\":{" : "{");
-				strcpy(want, inner ? "billing." : "");
+				snprintf(want, sizeof(want), "%s",
+					 inner ? "billing." : "");
 				at = strlen(want);
 				for (i = 0; i < pre; i++) {
 					json[n++] = 'a';
@@ -1095,6 +1186,7 @@ int init_json_tests(void)
 	CU_add_test(s, "parse_accepts_sdk_names_and_mixed_names", parse_accepts_sdk_names_and_mixed_names);
 	CU_add_test(s, "parse_takes_whitespace_and_empty_values", parse_takes_whitespace_and_empty_values);
 	CU_add_test(s, "parse_reads_long_numbers_exactly", parse_reads_long_numbers_exactly);
+	CU_add_test(s, "parse_reads_numbers_as_strtod_l_does", parse_reads_numbers_as_strtod_l_does);
 	CU_add_test(s, "parse_long_number_overflow_is_erange", parse_long_number_overflow_is_erange);
 	CU_add_test(s, "parse_reads_no_byte_past_len", parse_reads_no_byte_past_len);
 	CU_add_test(s, "parse_gives_what_the_cjson_parser_gave", parse_gives_what_the_cjson_parser_gave);
