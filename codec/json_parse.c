@@ -457,7 +457,7 @@ static sw_status check_triple(walk *w, int usage)
 	sw_status st;
 	const char *as;
 	jkey k;
-	int i;
+	int i = -1;
 
 	if (*w->p != '{')
 		return wrong_type(w, outer, "an object");
@@ -467,7 +467,8 @@ static sw_status check_triple(walk *w, int usage)
 	else
 		do {
 			read_key(w, &k);
-			i = k.cut ? -1 : sw__json_inner(usage, k.s, k.n, &as);
+			i = k.cut ? -1 : sw__json_inner(usage, k.s, k.n, i + 1,
+							 &as);
 			if (i < 0) {
 				if (w->o->lenient) {
 					w->p = skip_value(w->p, w->end);
@@ -587,14 +588,14 @@ static sw_status check_body(walk *w)
 	const char *as;
 	sw_status st;
 	jkey k;
-	int bit;
+	int bit = -1;
 
 	w->p = skip_ws(skip_ws(w->p) + 1); /* the scan checked the '{' */
 	if (*w->p == '}')
 		return SW_OK;
 	do {
 		read_key(w, &k);
-		bit = k.cut ? -1 : sw__json_field(k.s, k.n, &as);
+		bit = k.cut ? -1 : sw__json_field(k.s, k.n, bit + 1, &as);
 		if (bit < 0) {
 			char path[SW_ERROR_PATH_MAX] = "";
 

@@ -48,13 +48,14 @@ static const json_name inner_names[2][3][2] = {
 };
 
 /* The index among count (wire, SDK) pairs of names that key[0..n) is
- * exactly, or -1; *as_written (if not NULL) gets the name it matched. */
-static int lookup(const json_name (*names)[2], int count, const char *key,
-		  size_t n, const char **as_written)
+ * exactly, or -1; *as_written (if not NULL) gets the name it matched.
+ * The search starts at pair first (0 <= first < count) and wraps. */
+static int lookup(const json_name (*names)[2], int count, int first,
+		  const char *key, size_t n, const char **as_written)
 {
-	int i, k;
+	int i = first, k;
 
-	for (i = 0; i < count; i++)
+	do {
 		for (k = 0; k < 2; k++)
 			if (names[i][k].len == n &&
 			    memcmp(key, names[i][k].s, n) == 0) {
@@ -62,18 +63,24 @@ static int lookup(const json_name (*names)[2], int count, const char *key,
 					*as_written = names[i][k].s;
 				return i;
 			}
+		if (++i == count)
+			i = 0;
+	} while (i != first);
 	return -1;
 }
 
-int sw__json_field(const char *key, size_t n, const char **as_written)
-{
-	return lookup(field_names, SW_FIELD_COUNT, key, n, as_written);
-}
-
-int sw__json_inner(int usage, const char *key, size_t n,
+int sw__json_field(const char *key, size_t n, int hint,
 		   const char **as_written)
 {
-	return lookup(inner_names[usage], 3, key, n, as_written);
+	hint = hint >= 0 && hint < SW_FIELD_COUNT ? hint : 0;
+	return lookup(field_names, SW_FIELD_COUNT, hint, key, n, as_written);
+}
+
+int sw__json_inner(int usage, const char *key, size_t n, int hint,
+		   const char **as_written)
+{
+	hint = hint >= 0 && hint < 3 ? hint : 0;
+	return lookup(inner_names[usage], 3, hint, key, n, as_written);
 }
 
 void sw__json_path_add(char *path, size_t cap, const char *key, size_t n,
@@ -144,11 +151,11 @@ static int inner_of(const scanner *sc, const scan_level *l)
 
 	if (sc->lv[0].is_array || sc->lv[0].key == NULL)
 		return -1;
-	bit = sw__json_field(sc->lv[0].key, sc->lv[0].klen, NULL);
+	bit = sw__json_field(sc->lv[0].key, sc->lv[0].klen, 0, NULL);
 	if (bit < 0 || (1u << bit) & ~(unsigned)(SW_F_BILLING | SW_F_USAGE))
 		return -1;
 	usage = (1u << bit) == SW_F_USAGE;
-	i = sw__json_inner(usage, l->key, l->klen, NULL);
+	i = sw__json_inner(usage, l->key, l->klen, 0, NULL);
 	return i < 0 ? -1 : usage << 2 | i;
 }
 
@@ -170,7 +177,8 @@ static void scan_path(const scanner *sc, char *out, size_t cap)
 		}
 		if (l->key == NULL)
 			break;
-		if (d == 0 && (bit = sw__json_field(l->key, l->klen, NULL)) >= 0) {
+		if (d == 0 &&
+		    (bit = sw__json_field(l->key, l->klen, 0, NULL)) >= 0) {
 			const char *w = sw_field_wire_name((unsigned)bit);
 
 			sw__json_path_add(out, cap, w, strlen(w), true);
@@ -217,7 +225,7 @@ static sw_status bad(scanner *sc, sw_status st, size_t pos,
 			    expected, found);
 }
 
-static void skip_ws(scanner *sc)
+static inline void skip_ws(scanner *sc)
 {
 	while (sc->pos < sc->n) {
 		char c = sc->s[sc->pos];

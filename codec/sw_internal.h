@@ -78,11 +78,14 @@ void sw__path(char *out, size_t cap, const char *fmt, ...)
 /* Names inside billing [0] and usage [1]: [wire 0 / SDK 1][SW_IN..]. */
 extern const char *const sw__json_inner_names[2][2][3];
 /* Field bit of a top-level key in either naming, or -1; *as_written (if
- * not NULL) gets the name the key is, wire or SDK. */
-int sw__json_field(const char *key, size_t n, const char **as_written);
+ * not NULL) gets the name the key is, wire or SDK. The names are tried
+ * from field bit hint on (the next field, when keys come in wire order;
+ * any hint gives the same answer). */
+int sw__json_field(const char *key, size_t n, int hint,
+		   const char **as_written);
 /* SW_IN/SW_OUT/SW_TOTAL of a key inside billing (usage 0) or usage
- * (usage 1) in either naming, or -1; *as_written as above. */
-int sw__json_inner(int usage, const char *key, size_t n,
+ * (usage 1) in either naming, or -1; hint and *as_written as above. */
+int sw__json_inner(int usage, const char *key, size_t n, int hint,
 		   const char **as_written);
 /* Appends key[0..n) to the NUL-terminated path (cap bytes), after a '.'
  * when dot and the path is not empty; never cuts a UTF-8 character, shows
