@@ -6,8 +6,11 @@
  *  - sizes: canonical JSON bytes against our compact protobuf bytes, and
  *    what each compact trick (SW_PB_PLAIN_* in sw_pb.h) buys;
  *  - speed: encode, decode, protobuf -> canonical JSON, JSON -> protobuf,
- *    and the same protobuf -> JSON done the plain way (protobuf-c unpack,
- *    a cJSON tree, cJSON_PrintUnformatted) as the baseline;
+ *    sw_json_parse alone, on the update and on the session the API
+ *    answers with (the update over the session's required fields, parsed
+ *    as the gateway does: SW_KIND_SESSION, lenient), and the same
+ *    protobuf -> JSON done the plain way (protobuf-c unpack, a cJSON
+ *    tree, cJSON_PrintUnformatted) as the baseline;
  *  - number formatting: sw_num_format against snprintf("%.17g");
  *  - protobuf-c pack and unpack of the same Session messages, and nanopb
  *    encode/decode (Debian's nanopb, code generated from
@@ -60,6 +63,8 @@ typedef Sessionwire__V1__Session pb_session;
 typedef struct msg {
 	char *json;      /* the "wire" string: canonical JSON */
 	size_t json_len;
+	char *session;   /* the API's answer: u over the required fields */
+	size_t session_len;
 	sw_update *u;    /* sw_json_parse of json */
 	uint8_t *pb;     /* sw_pb_encode of u */
 	size_t pb_len;
@@ -191,6 +196,50 @@ static bool parse_count(const char *s, unsigned long max, unsigned long *out)
 
 /* ==== The corpus ==== */
 
+/* The session the API answers for m's update, as tests/fake_upstream.c
+ * makes it: the update over a default for every required field, _id the
+ * line's session_id; canonical JSON into m->session. */
+static void make_session(msg *m, const char *line)
+{
+	cJSON *root = cJSON_Parse(line);
+	const cJSON *sid = cJSON_GetObjectItemCaseSensitive(root, "session_id");
+	sw_update u = *m->u;
+	sw_error err = { 0 };
+	sw_buf b;
+	sw_status st;
+
+	if (!cJSON_IsString(sid) || sid->valuestring == NULL)
+		die("typical.jsonl line %d: no session_id", m->line);
+	sw_update_set_id(&u, sid->valuestring, strlen(sid->valuestring));
+	if (!(u.has & SW_F_EXTERNAL_ID))
+		sw_update_set_external_id(&u, "", 0);
+	if (!(u.has & SW_F_DURATION))
+		sw_update_set_duration(&u, 0);
+	if (!(u.has & SW_F_CONTACT_IDS))
+		sw_update_set_contact_ids(&u, NULL, 0);
+	if (!(u.has & SW_F_BILLING))
+		sw_update_set_billing(&u, 0, 0, 0);
+	if (!(u.has & SW_F_USAGE))
+		sw_update_set_usage(&u, 0, 0, 0);
+	if (!(u.has & SW_F_TRACES_COUNT))
+		sw_update_set_traces_count(&u, 0);
+	if (!(u.has & SW_F_TAGS))
+		sw_update_set_tags(&u, NULL, 0);
+	if (!(u.has & SW_F_WORKSPACE_ID))
+		sw_update_set_workspace_id(&u, "fake-workspace", 14);
+	sw_buf_init(&b, 0, NULL);
+	st = sw_json_write(&u, NULL, &b, &err);
+	if (st != SW_OK)
+		die_sw("sw_json_write (session)", m, st, &err);
+	m->session = malloc(b.len + 1);
+	if (m->session == NULL)
+		die("out of memory");
+	memcpy(m->session, b.data, b.len + 1);
+	m->session_len = b.len;
+	sw_buf_free(&b);
+	cJSON_Delete(root);
+}
+
 /* bench_line_fn for load_corpus: keeps the "wire" string, parses it and
  * encodes it once. */
 static void corpus_line(const char *path, int lineno, const char *line,
@@ -238,6 +287,7 @@ static void corpus_line(const char *path, int lineno, const char *line,
 	m->pc = sessionwire__v1__session__unpack(NULL, m->pb_len, m->pb);
 	if (m->pc == NULL)
 		die("protobuf-c cannot unpack line %d", lineno);
+	make_session(m, line);
 }
 
 /* Loads DIR/typical.jsonl, keeps each "wire" string, parses it and
@@ -262,6 +312,7 @@ static void free_corpus(void)
 
 	for (i = 0; i < n_msgs; i++) {
 		free(msgs[i].json);
+		free(msgs[i].session);
 		free(msgs[i].pb);
 		sw_update_free(msgs[i].u);
 		sessionwire__v1__session__free_unpacked(msgs[i].pc, NULL);
@@ -780,6 +831,44 @@ static void pass_json_to_pb(void)
 	}
 }
 
+/* sw_json_parse + sw_update_free of the update. */
+static void pass_json_parse(void)
+{
+	sw_update *u;
+	sw_error err = { 0 };
+	sw_status st;
+	size_t i;
+
+	for (i = 0; i < n_msgs; i++) {
+		st = sw_json_parse(msgs[i].json, msgs[i].json_len, NULL, &u,
+				   &err);
+		if (st != SW_OK)
+			die_sw("sw_json_parse", &msgs[i], st, &err);
+		sink += u->has;
+		sw_update_free(u);
+	}
+}
+
+/* sw_json_parse + sw_update_free of the session answer, as the gateway
+ * parses it (gateway/request.c answer_session). */
+static void pass_session_parse(void)
+{
+	sw_parse_opts o = { .kind = SW_KIND_SESSION, .lenient = true };
+	sw_update *u;
+	sw_error err = { 0 };
+	sw_status st;
+	size_t i;
+
+	for (i = 0; i < n_msgs; i++) {
+		st = sw_json_parse(msgs[i].session, msgs[i].session_len, &o,
+				   &u, &err);
+		if (st != SW_OK)
+			die_sw("sw_json_parse (session)", &msgs[i], st, &err);
+		sink += u->has;
+		sw_update_free(u);
+	}
+}
+
 /* The baseline: protobuf-c unpack -> cJSON tree -> print -> free. */
 static void pass_cjson(void)
 {
@@ -1104,6 +1193,7 @@ typedef struct results {
 	double json_mean, json_median, pb_mean, pb_median, ratio;
 	double plain_mean[N_TRICKS], all_plain_mean;
 	double encode, decode, pb_to_json, json_to_pb, cjson, speedup;
+	double json_parse, session_parse, session_mean;
 	double pc_pack, pc_unpack, npb_encode, npb_decode; /* 0: not run */
 	double fmt_corpus, fmt_random, snp_corpus, snp_random;
 	checks chk;
@@ -1187,6 +1277,9 @@ static void print_table(const results *r, const char *vectors)
 	printf("  pb -> JSON baseline (protobuf-c + cJSON)       %9.1f   "
 	       "speedup %.2fx\n", r->cjson, r->speedup);
 	printf("  JSON -> pb (sw_json_parse + sw_pb_encode)      %9.1f\n", r->json_to_pb);
+	printf("  sw_json_parse + free, the update               %9.1f\n", r->json_parse);
+	printf("  sw_json_parse + free, the session (%5.1f B)    %9.1f\n",
+	       r->session_mean, r->session_parse);
 	printf("  protobuf-c pack (same Session)                 %9.1f\n", r->pc_pack);
 	printf("  protobuf-c unpack + free_unpacked              %9.1f\n", r->pc_unpack);
 	if (r->npb_encode > 0) {
@@ -1242,6 +1335,8 @@ static void print_markdown(const results *r)
 	printf("| same with protobuf-c + cJSON | %.0f ns (ours %.2fx faster) |\n",
 	       r->cjson, r->speedup);
 	printf("| canonical JSON -> protobuf | %.0f ns |\n", r->json_to_pb);
+	printf("| sw_json_parse, update / session answer | %.0f / %.0f ns |\n",
+	       r->json_parse, r->session_parse);
 	printf("| protobuf-c pack / unpack | %.0f / %.0f ns |\n", r->pc_pack,
 	       r->pc_unpack);
 	if (r->npb_encode > 0)
@@ -1278,6 +1373,9 @@ static void write_json(const results *r, FILE *f, const char *path)
 		"  \"speed.pb_to_json_speedup_vs_cjson\": %.3f,\n",
 		r->pb_to_json, r->cjson, r->speedup);
 	fprintf(f, "  \"speed.json_to_pb_ns\": %.1f,\n", r->json_to_pb);
+	fprintf(f, "  \"speed.json_parse_ns\": %.1f,\n"
+		"  \"speed.session_parse_ns\": %.1f,\n", r->json_parse,
+		r->session_parse);
 	fprintf(f, "  \"speed.protobuf_c_pack_ns\": %.1f,\n"
 		"  \"speed.protobuf_c_unpack_ns\": %.1f,\n", r->pc_pack,
 		r->pc_unpack);
@@ -1317,6 +1415,8 @@ static void run_callgrind(unsigned long n)
 		{ "pass_pb_to_json", pass_pb_to_json, 0 },
 		{ "pass_cjson", pass_cjson, 0 },
 		{ "pass_json_to_pb", pass_json_to_pb, 0 },
+		{ "pass_json_parse", pass_json_parse, 0 },
+		{ "pass_session_parse", pass_session_parse, 0 },
 		{ "pass_pc_pack", pass_pc_pack, 0 },
 		{ "pass_pc_unpack", pass_pc_unpack, 0 },
 #ifdef BENCH_HAVE_nanopb
@@ -1428,12 +1528,17 @@ int main(int argc, char **argv)
 			"(see above); the timings below still ran on them\n");
 
 	measure_sizes(&r);
+	for (i = 0; i < (int)n_msgs; i++)
+		r.session_mean += (double)msgs[i].session_len / (double)n_msgs;
 
 	r.encode = time_ns("encode", pass_encode, iters, n_msgs);
 	r.decode = time_ns("decode", pass_decode, iters, n_msgs);
 	r.pb_to_json = time_ns("pb -> JSON", pass_pb_to_json, iters, n_msgs);
 	r.cjson = time_ns("baseline", pass_cjson, iters, n_msgs);
 	r.json_to_pb = time_ns("JSON -> pb", pass_json_to_pb, iters, n_msgs);
+	r.json_parse = time_ns("JSON parse", pass_json_parse, iters, n_msgs);
+	r.session_parse = time_ns("session parse", pass_session_parse, iters,
+				  n_msgs);
 	r.pc_pack = time_ns("protobuf-c pack", pass_pc_pack, iters, n_msgs);
 	r.pc_unpack = time_ns("protobuf-c unpack", pass_pc_unpack, iters, n_msgs);
 #ifdef BENCH_HAVE_nanopb

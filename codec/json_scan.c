@@ -1,18 +1,13 @@
-/* json_scan.c - the strict lexical pass that runs before cJSON.
+/* json_scan.c - the strict lexical pass that runs before the parser's
+ * walks (json_parse.c), and the field names they share.
  *
- * cJSON 1.7.15 is lax where JSON is strict and has a few traps: it turns an
- * invalid \uZZZZ into U+0000, truncates strings at U+0000, accepts raw
- * control characters in strings, numbers like 01, 1., .5 and +1, trailing
- * garbage, any byte <= 0x20 as whitespace, and copies at most 63 characters
- * of a number. This file checks the whole input against RFC 8259 (and the
- * depth the schema can use) first, and makes a sanitised copy for cJSON
- * when the input has U+0000 escapes or long number tokens.
+ * It checks the whole input against RFC 8259 and the depth the schema can
+ * use: UTF-8 only, no invalid or unpaired \u escapes, no raw control
+ * characters in strings, no 01, 1., .5 or +1, nothing but space, tab, CR
+ * and LF around tokens, nothing after the value. The walks then read the
+ * accepted text without checking it again.
  */
-#define _GNU_SOURCE /* strtod_l */
-#include <locale.h>
-#include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "sw_internal.h"
@@ -26,32 +21,66 @@ const char *const sw__json_inner_names[2][2][3] = {
 	  { "promptTokens", "completionTokens", "totalTokens" } },
 };
 
-/* True when key[0..n) is exactly the NUL-terminated name. */
-static bool name_is(const char *key, size_t n, const char *name)
-{
-	return strncmp(key, name, n) == 0 && name[n] == '\0';
-}
+/* A name with its length, for lookups that compare lengths first. */
+typedef struct json_name {
+	const char *s;
+	unsigned char len;
+} json_name;
 
-int sw__json_field(const char *key, size_t n)
-{
-	unsigned bit;
+#define NAME(s) { s, sizeof(s) - 1 }
 
-	for (bit = 0; bit < SW_FIELD_COUNT; bit++)
-		if (name_is(key, n, sw_field_wire_name(bit)) ||
-		    name_is(key, n, sw_field_sdk_name(bit)))
-			return (int)bit;
+/* Top-level names: [bit][wire 0 / SDK 1]. */
+static const json_name field_names[SW_FIELD_COUNT][2] = {
+#define SW__NAMES(name, bit, wire, sdk) { NAME(wire), NAME(sdk) },
+	SW_FIELD_MAP(SW__NAMES)
+#undef SW__NAMES
+};
+
+/* Names inside billing [0] and usage [1]: [usage][SW_IN..][wire / SDK],
+ * as sw__json_inner_names. */
+static const json_name inner_names[2][3][2] = {
+	{ { NAME("input_cost"), NAME("inputCost") },
+	  { NAME("output_cost"), NAME("outputCost") },
+	  { NAME("total_cost"), NAME("totalCost") } },
+	{ { NAME("prompt_tokens"), NAME("promptTokens") },
+	  { NAME("completion_tokens"), NAME("completionTokens") },
+	  { NAME("total_tokens"), NAME("totalTokens") } },
+};
+
+/* The index among count (wire, SDK) pairs of names that key[0..n) is
+ * exactly, or -1; *as_written (if not NULL) gets the name it matched.
+ * The search starts at pair first (0 <= first < count) and wraps. */
+static int lookup(const json_name (*names)[2], int count, int first,
+		  const char *key, size_t n, const char **as_written)
+{
+	int i = first, k;
+
+	do {
+		for (k = 0; k < 2; k++)
+			if (names[i][k].len == n &&
+			    memcmp(key, names[i][k].s, n) == 0) {
+				if (as_written != NULL)
+					*as_written = names[i][k].s;
+				return i;
+			}
+		if (++i == count)
+			i = 0;
+	} while (i != first);
 	return -1;
 }
 
-int sw__json_inner(int usage, const char *key, size_t n)
+int sw__json_field(const char *key, size_t n, int hint,
+		   const char **as_written)
 {
-	int i;
+	hint = hint >= 0 && hint < SW_FIELD_COUNT ? hint : 0;
+	return lookup(field_names, SW_FIELD_COUNT, hint, key, n, as_written);
+}
 
-	for (i = 0; i < 3; i++)
-		if (name_is(key, n, sw__json_inner_names[usage][0][i]) ||
-		    name_is(key, n, sw__json_inner_names[usage][1][i]))
-			return i;
-	return -1;
+int sw__json_inner(int usage, const char *key, size_t n, int hint,
+		   const char **as_written)
+{
+	hint = hint >= 0 && hint < 3 ? hint : 0;
+	return lookup(inner_names[usage], 3, hint, key, n, as_written);
 }
 
 void sw__json_path_add(char *path, size_t cap, const char *key, size_t n,
@@ -65,7 +94,7 @@ void sw__json_path_add(char *path, size_t cap, const char *key, size_t n,
 		unsigned char c = (unsigned char)key[i];
 		size_t clen = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
 
-		if (c == 0xFF || c < 0x20) { /* U+0000 marker, raw controls */
+		if (c == 0xFF || c < 0x20) { /* a key's U+0000, controls */
 			path[at++] = '?';
 			i++;
 			continue;
@@ -95,7 +124,6 @@ typedef struct scanner {
 	size_t utf8_bad; /* offset of the first byte that is not UTF-8, or n */
 	int depth;
 	scan_level lv[SW__JSON_MAX_DEPTH];
-	bool need_copy;
 	sw_error *err;
 } scanner;
 
@@ -123,11 +151,11 @@ static int inner_of(const scanner *sc, const scan_level *l)
 
 	if (sc->lv[0].is_array || sc->lv[0].key == NULL)
 		return -1;
-	bit = sw__json_field(sc->lv[0].key, sc->lv[0].klen);
+	bit = sw__json_field(sc->lv[0].key, sc->lv[0].klen, 0, NULL);
 	if (bit < 0 || (1u << bit) & ~(unsigned)(SW_F_BILLING | SW_F_USAGE))
 		return -1;
 	usage = (1u << bit) == SW_F_USAGE;
-	i = sw__json_inner(usage, l->key, l->klen);
+	i = sw__json_inner(usage, l->key, l->klen, 0, NULL);
 	return i < 0 ? -1 : usage << 2 | i;
 }
 
@@ -149,7 +177,8 @@ static void scan_path(const scanner *sc, char *out, size_t cap)
 		}
 		if (l->key == NULL)
 			break;
-		if (d == 0 && (bit = sw__json_field(l->key, l->klen)) >= 0) {
+		if (d == 0 &&
+		    (bit = sw__json_field(l->key, l->klen, 0, NULL)) >= 0) {
 			const char *w = sw_field_wire_name((unsigned)bit);
 
 			sw__json_path_add(out, cap, w, strlen(w), true);
@@ -196,7 +225,7 @@ static sw_status bad(scanner *sc, sw_status st, size_t pos,
 			    expected, found);
 }
 
-static void skip_ws(scanner *sc)
+static inline void skip_ws(scanner *sc)
 {
 	while (sc->pos < sc->n) {
 		char c = sc->s[sc->pos];
@@ -237,12 +266,7 @@ static sw_status scan_string(scanner *sc, const char **start, size_t *len)
 	for (;;) {
 		unsigned char c;
 
-		while (pos < n) {
-			c = (unsigned char)s[pos];
-			if (c == '"' || c == '\\' || c < 0x20)
-				break;
-			pos++;
-		}
+		pos += sw__json_plain(s + pos, n - pos);
 		if (pos >= n)
 			return bad(sc, SW_EJSON, pos, "'\"' to end the string");
 		c = (unsigned char)s[pos];
@@ -275,8 +299,6 @@ static sw_status scan_string(scanner *sc, const char **start, size_t *len)
 		st = hex4(sc, pos + 2, &cp);
 		if (st != SW_OK)
 			return st;
-		if (cp == 0)
-			sc->need_copy = true;
 		if (cp >= 0xDC00 && cp <= 0xDFFF)
 			return bad(sc, SW_EJSON, pos,
 				   "a high surrogate escape before a low one");
@@ -311,7 +333,7 @@ static bool is_digit(char c)
 static sw_status scan_number(scanner *sc)
 {
 	const char *s = sc->s;
-	size_t pos = sc->pos, n = sc->n, start = sc->pos;
+	size_t pos = sc->pos, n = sc->n;
 
 	if (s[pos] == '-')
 		pos++;
@@ -342,8 +364,6 @@ static sw_status scan_number(scanner *sc)
 		while (pos < n && is_digit(s[pos]))
 			pos++;
 	}
-	if (pos - start > SW__JSON_LONG_NUMBER)
-		sc->need_copy = true;
 	sc->pos = pos;
 	return SW_OK;
 }
@@ -460,19 +480,18 @@ static sw_status scan_value(scanner *sc)
 }
 
 sw_status sw__json_scan(const char *json, size_t len, size_t max_input,
-			bool *need_copy, sw_error *err)
+			sw_error *err)
 {
 	scanner sc = { .s = json, .n = len, .err = err };
 	sw_status st;
 	char c;
 
-	*need_copy = false;
 	if (len > max_input)
 		return sw_error_set(err, SW_ETOOBIG, "", (size_t)-1,
 				    "expected at most %zu bytes of JSON, found %zu",
 				    max_input, len);
 	/* Found here, reported where the scan reaches it, with its path. */
-	sc.utf8_bad = sw__utf8_check(json, len);
+	sc.utf8_bad = sw__utf8_check_fast(json, len);
 	skip_ws(&sc);
 	if (sc.pos >= len)
 		return bad(&sc, SW_EJSON, sc.pos, "a JSON value");
@@ -495,105 +514,5 @@ sw_status sw__json_scan(const char *json, size_t len, size_t max_input,
 			   "nothing but whitespace after the JSON value");
 	if (sc.utf8_bad != len) /* cannot happen: every byte was scanned */
 		return not_utf8(&sc);
-	*need_copy = sc.need_copy;
-	return SW_OK;
-}
-
-/* ==== The sanitised copy ==== */
-
-/* Rewrites the long number token s[0..n) as "%.17g" of its value into out
- * (room for SW__JSON_LONG_NUMBER bytes); returns the length. The token is
- * followed by a delimiter inside the input, so strtod_l stops at its end. */
-static sw_status short_number(const char *s, size_t n, char *out,
-			      size_t *out_len, sw_error *err)
-{
-	locale_t c_loc = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
-	char tmp[40];
-	char *end;
-	double x;
-	size_t i, k = 0;
-	int w;
-
-	if (c_loc == (locale_t)0)
-		return sw__fail(err, SW_ENOMEM, "", (size_t)-1,
-				"could not create the C locale");
-	x = strtod_l(s, &end, c_loc);
-	freelocale(c_loc);
-	if (end != s + n)
-		return sw__fail(err, SW_EJSON, "", (size_t)-1,
-				"a number token strtod did not read whole");
-	if (isinf(x)) {
-		/* cJSON reads this as infinity too: the parser reports it. */
-		w = snprintf(tmp, sizeof(tmp), "%s", x < 0 ? "-1e400" : "1e400");
-	} else {
-		w = snprintf(tmp, sizeof(tmp), "%.17g", x);
-	}
-	if (w <= 0 || (size_t)w >= sizeof(tmp))
-		return sw__fail(err, SW_EJSON, "", (size_t)-1,
-				"could not rewrite a long number");
-	/* "%.17g" writes the locale's decimal point: make it '.'. */
-	for (i = 0; i < (size_t)w; i++) {
-		char c = tmp[i];
-
-		if (is_digit(c) || c == '-' || c == '+' || c == 'e')
-			out[k++] = c;
-		else if (k == 0 || out[k - 1] != '.')
-			out[k++] = '.';
-	}
-	*out_len = k;
-	return SW_OK;
-}
-
-sw_status sw__json_sanitise(const char *json, size_t len, char *out,
-			    size_t *out_len, sw_error *err)
-{
-	size_t i = 0, o = 0;
-	sw_status st;
-
-	while (i < len) {
-		char c = json[i];
-
-		if (c == '"') {
-			out[o++] = json[i++];
-			while (json[i] != '"') {
-				if (json[i] != '\\') {
-					out[o++] = json[i++];
-					continue;
-				}
-				/* A \u escape has 4 hex digits after it. */
-				if (json[i + 1] == 'u' &&
-				    memcmp(json + i + 2, "0000", 4) == 0) {
-					out[o++] = (char)0xFF;
-					i += 6;
-					continue;
-				}
-				out[o++] = json[i++];
-				out[o++] = json[i++];
-			}
-			out[o++] = json[i++];
-		} else if (c == '-' || is_digit(c)) {
-			size_t j = i, k = 0;
-
-			while (j < len && (is_digit(json[j]) || json[j] == '-' ||
-					   json[j] == '+' || json[j] == '.' ||
-					   json[j] == 'e' || json[j] == 'E'))
-				j++;
-			if (j - i > SW__JSON_LONG_NUMBER) {
-				st = short_number(json + i, j - i, out + o, &k,
-						  err);
-				if (st != SW_OK)
-					return st;
-				o += k;
-			} else {
-				memcpy(out + o, json + i, j - i);
-				o += j - i;
-			}
-			i = j;
-		} else {
-			out[o++] = json[i++];
-		}
-	}
-	out[o] = '\0';
-	*out_len = o;
 	return SW_OK;
 }

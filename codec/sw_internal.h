@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "sessionwire/sessionwire.h"
 
@@ -20,6 +21,11 @@ sw_limits sw__limits(const sw_limits *l);
  * Strict: no overlongs, no surrogates, nothing past U+10FFFF. U+0000 is
  * valid. Returns the offset of the first bad byte, or n if all is well. */
 size_t sw__utf8_check(const char *s, size_t n);
+/* The same with an ASCII fast path: whole 8-byte blocks with no high bit
+ * are skipped (an ASCII prefix ends on a character boundary, so the
+ * offset of the first bad byte is unchanged); the rest goes byte by
+ * byte. For text that is mostly ASCII: JSON, the strings of an update. */
+size_t sw__utf8_check_fast(const char *s, size_t n);
 
 /* ==== Hex digits (uri.c) ====
  * The value of a hex digit of either case, or -1 (\u escapes, %XX). */
@@ -62,43 +68,74 @@ void sw__path(char *out, size_t cap, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* ==== JSON scan ====
- * The strict lexical pass that runs before cJSON (json_scan.c), and the
- * field names the JSON parser and writer share. */
+ * The strict lexical pass that runs before the parser's walks
+ * (json_scan.c), and the field names the JSON parser and writer share. */
 
 /* Deepest nesting the schema uses: body object -> billing object or tags
- * array. Deeper input fails in the scan, before cJSON recurses. */
+ * array. Deeper input fails in the scan, which never recurses further. */
 #define SW__JSON_MAX_DEPTH 2
-/* cJSON copies at most 63 characters of a number: longer tokens are
- * rewritten in the sanitised copy. */
-#define SW__JSON_LONG_NUMBER 60
 
 /* Names inside billing [0] and usage [1]: [wire 0 / SDK 1][SW_IN..]. */
 extern const char *const sw__json_inner_names[2][2][3];
-/* Field bit of a top-level key in either naming, or -1. */
-int sw__json_field(const char *key, size_t n);
+/* Field bit of a top-level key in either naming, or -1; *as_written (if
+ * not NULL) gets the name the key is, wire or SDK. The names are tried
+ * from field bit hint on (the next field, when keys come in wire order;
+ * any hint gives the same answer). */
+int sw__json_field(const char *key, size_t n, int hint,
+		   const char **as_written);
 /* SW_IN/SW_OUT/SW_TOTAL of a key inside billing (usage 0) or usage
- * (usage 1) in either naming, or -1. */
-int sw__json_inner(int usage, const char *key, size_t n);
+ * (usage 1) in either naming, or -1; hint and *as_written as above. */
+int sw__json_inner(int usage, const char *key, size_t n, int hint,
+		   const char **as_written);
 /* Appends key[0..n) to the NUL-terminated path (cap bytes), after a '.'
  * when dot and the path is not empty; never cuts a UTF-8 character, shows
- * control bytes and the U+0000 marker 0xFF as '?'. */
+ * control bytes and the byte 0xFF (a key's U+0000, as the parser decodes
+ * keys) as '?'. */
 void sw__json_path_add(char *path, size_t cap, const char *key, size_t n,
 		       bool dot);
+
+/* How many bytes of s[0..n) come before the first '"', '\\' or control
+ * character (U+0000..U+001F): the plain run inside a JSON string, found a
+ * word at a time; n when there is none. */
+static inline size_t sw__json_plain(const char *s, size_t n)
+{
+	const uint64_t ones = 0x0101010101010101u;
+	const uint64_t high = 0x8080808080808080u;
+	size_t i = 0;
+	uint64_t v, q, b, m;
+
+	/* Per 8-byte word: (x - ones * k) & ~x & high marks the bytes below k
+	 * (the first one exactly: a borrow only runs on from a byte that is
+	 * below k); k = 0x20 for the controls, and k = 1 after an XOR for '"'
+	 * and '\\'. */
+	while (n - i >= 8) {
+		memcpy(&v, s + i, 8);
+		q = v ^ (ones * '"');
+		b = v ^ (ones * '\\');
+		m = (((v - ones * 0x20) & ~v) | ((q - ones) & ~q) |
+		     ((b - ones) & ~b)) & high;
+		if (m != 0) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			return i + (size_t)__builtin_ctzll(m) / 8;
+#else
+			break;
+#endif
+		}
+		i += 8;
+	}
+	while (i < n && s[i] != '"' && s[i] != '\\' &&
+	       (unsigned char)s[i] >= 0x20)
+		i++;
+	return i;
+}
 
 /* Checks, in this order: len <= max_input (SW_ETOOBIG), UTF-8 (SW_EUTF8 at
  * the offset of the bad byte), that the body is an object (SW_ETYPE), the
  * strict RFC 8259 grammar with nothing but whitespace after the value
  * (SW_EJSON at the offending offset, with the field path), and nesting of
- * at most SW__JSON_MAX_DEPTH (SW_ETYPE naming the path). *need_copy is set
- * when cJSON must get a sanitised copy (U+0000 escapes, long numbers). */
+ * at most SW__JSON_MAX_DEPTH (SW_ETYPE naming the path). What it accepts,
+ * the parser's walks read without further checks. */
 sw_status sw__json_scan(const char *json, size_t len, size_t max_input,
-			bool *need_copy, sw_error *err);
-/* Writes the sanitised copy of an input sw__json_scan accepted into out
- * (room for len + 1 bytes), NUL-terminated: every \u0000 escape becomes
- * the byte 0xFF (never in valid UTF-8; map it back to 0x00 when copying
- * strings out), and number tokens longer than SW__JSON_LONG_NUMBER become
- * "%.17g" of their value (the same double). */
-sw_status sw__json_sanitise(const char *json, size_t len, char *out,
-			    size_t *out_len, sw_error *err);
+			sw_error *err);
 
 #endif

@@ -124,27 +124,6 @@ void sw_update_set_updated_at(sw_update *u, int64_t ms)
 
 /* ==== Checking ==== */
 
-/* sw__utf8_check with an ASCII fast path: whole 8-byte blocks with no
- * high bit are skipped (an ASCII prefix ends on a character boundary, so
- * the offset of the first bad byte is unchanged). */
-static size_t utf8_check(const char *s, size_t n)
-{
-	size_t i = 0;
-	uint64_t v;
-
-	while (n - i >= 8) {
-		memcpy(&v, s + i, 8);
-		if (v & (uint64_t)0x8080808080808080u)
-			break;
-		i += 8;
-	}
-	while (i < n && (unsigned char)s[i] < 0x80)
-		i++;
-	if (i == n)
-		return n;
-	return i + sw__utf8_check(s + i, n - i);
-}
-
 static sw_status check_str(const sw_str *s, const sw_limits *l,
 			   const char *path, sw_error *err)
 {
@@ -156,7 +135,7 @@ static sw_status check_str(const sw_str *s, const sw_limits *l,
 	if (s->len > l->max_string)
 		return sw__fail(err, SW_ETOOBIG, path, (size_t)-1,
 				"string longer than the limit");
-	bad = s->len ? utf8_check(s->ptr, s->len) : 0;
+	bad = s->len ? sw__utf8_check_fast(s->ptr, s->len) : 0;
 	if (bad != s->len)
 		return sw__fail(err, SW_EUTF8, path, bad,
 				"expected UTF-8 text, found an invalid byte");

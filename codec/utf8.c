@@ -1,4 +1,6 @@
 /* utf8.c - strict UTF-8 validation (device-safe). */
+#include <string.h>
+
 #include "sw_internal.h"
 
 size_t sw__utf8_check(const char *str, size_t n)
@@ -42,4 +44,22 @@ size_t sw__utf8_check(const char *str, size_t n)
 		i += need + 1;
 	}
 	return n;
+}
+
+size_t sw__utf8_check_fast(const char *s, size_t n)
+{
+	size_t i = 0;
+	uint64_t v;
+
+	while (n - i >= 8) {
+		memcpy(&v, s + i, 8);
+		if (v & (uint64_t)0x8080808080808080u)
+			break;
+		i += 8;
+	}
+	while (i < n && (unsigned char)s[i] < 0x80)
+		i++;
+	if (i == n)
+		return n;
+	return i + sw__utf8_check(s + i, n - i);
 }
