@@ -16,12 +16,14 @@
 # ==== Dependencies: the one place they are listed ====
 # nanopb: its generator checks proto/sessionwire.options (test_pb);
 # mandoc: the man pages' lint; dpkg-dev, fakeroot, lintian: make deb and
-# its test.
+# its test. libcoap3-dev: the CoAP ingress (its OpenSSL build, for
+# DTLS); libcoap3-bin: Debian's coap-client, the tests' independent
+# CoAP client.
 DEB_PACKAGES := build-essential pkg-config protobuf-c-compiler \
 	libprotobuf-c-dev protobuf-compiler libcjson-dev libcunit1-dev \
 	libdouble-conversion-dev libmicrohttpd-dev libcurl4-openssl-dev \
 	libssl-dev libsqlite3-dev curl valgrind nanopb mandoc dpkg-dev \
-	fakeroot lintian
+	fakeroot lintian libcoap3-dev libcoap3-bin
 # Only `make bench` (bench-deps) installs these; `make test` never needs them.
 BENCH_PACKAGES := gnuplot-nox libzstd-dev zlib1g-dev libcbor-dev \
 	libmsgpack-dev libnanopb-dev gcc-arm-none-eabi \
@@ -45,7 +47,10 @@ CPPFLAGS += -Icodec/include -Igateway -I$(O)/gen -MMD -MP
 LDFLAGS ?=
 LDLIBS := $(shell pkg-config --libs libprotobuf-c libcjson 2>/dev/null || echo -lprotobuf-c -lcjson) \
 	-ldouble-conversion -lstdc++ -lm -pthread
-NET_LIBS := -lmicrohttpd -lcurl -lcrypto -lsqlite3
+# libcoap: Debian ships it built three ways; the OpenSSL one, as the rest
+# of the TLS here.
+COAP_LIBS := $(shell pkg-config --libs libcoap-3-openssl 2>/dev/null || echo -lcoap-3-openssl)
+NET_LIBS := -lmicrohttpd -lcurl -lssl -lcrypto -lsqlite3 $(COAP_LIBS)
 
 ifneq ($(SANITIZE),)
 SANFLAGS := -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
