@@ -97,8 +97,11 @@ TEST_NAMES := $(patsubst tests/test_%.c,%,$(TEST_C))
 BENCH_C := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_C:bench/%.c=$(O)/bench-%)
 
+# The CoAP device example (what firmware would copy; the tests run it).
+COAP_DEVICE := $(O)/coap-device
+
 .PHONY: all deps test run bench bench-deps clean install check-deps test-valgrind FORCE
-all: $(LIB) $(GW_LIB) $(TEST_BIN) $(BENCH_BIN) $(CLI) \
+all: $(LIB) $(GW_LIB) $(TEST_BIN) $(BENCH_BIN) $(CLI) $(COAP_DEVICE) \
 	$(if $(wildcard gateway/main.c),$(GW_BIN)) \
 	$(if $(wildcard tests/tools/fake_upstream_main.c),$(FAKE_UPSTREAM))
 
@@ -155,8 +158,12 @@ $(O)/gen/test_list.h: $(TEST_C)
 
 $(TEST_OBJ): $(O)/gen/test_list.h
 
-$(TEST_BIN): $(TEST_OBJ) $(GW_LIB) $(LIB)
+# The CoAP suites drive the gateway with session-codec's own CoAP client.
+$(TEST_BIN): $(TEST_OBJ) $(O)/codec/cli/coap_client.o $(GW_LIB) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(NET_LIBS) -lcunit
+
+$(COAP_DEVICE): $(O)/codec/examples/coap_device.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(COAP_LIBS)
 
 $(O)/bench-%: $(O)/bench/%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
