@@ -887,6 +887,17 @@ not_forwarded:
 	}
 	b.n = k;
 	wk->n_fwd = k;
+	if (k == 0) {
+		/* every item answered before: the Ack at once */
+		gw_batch_free(&b);
+		if (gw_coap_answer_ack(&wk->answer, wk->pre, wk->n_all,
+				       GW_COAP_PAYLOAD_MAX) != 0)
+			answer_busy(&wk->answer, "out of memory");
+		cx_answer_now(x, resp, &wk->answer);
+		w->busy--;
+		work_free(wk);
+		return;
+	}
 	wk->waiters = x;
 	cx_wait(x, resp);
 	wk->run = gw_batch_start(w, &b, on_batch_done, wk);

@@ -356,7 +356,7 @@ static void coap_client_delivers_vectors_over_udp_and_dtls(void)
 
 				snprintf(url, sizeof(url), "%s://127.0.0.1:%u/u",
 					 t ? "coaps" : "coap",
-					 t ? dtls_port : plain_port);
+					 (unsigned)(t ? dtls_port : plain_port));
 				fu_clear(fu);
 				st = coap_client(&p, t ? dtls : plain, 15);
 				/* its stdout: the Result (then a newline) */
@@ -760,23 +760,18 @@ static void blocks_out_of_order_or_too_big_are_refused(void)
 	/* Size1 over --max-body: 4.13 and the limit in Size1 */
 	{
 		uint8_t s1[3] = { 0x02, 0x00, 0x00 }; /* 131072 */
-		cc_opt two[2] = { { 27, v, 1 }, { 60, s1, 3 } };
+		uint8_t b0[1] = { 8 | 6 };            /* block 0, more, 1024 */
+		cc_opt three[3] = { { 11, (const uint8_t *)"b", 1 },
+				    { 27, b0, 1 }, { 60, s1, 3 } };
 		uint8_t tok = 2;
 
-		v[0] = 0 << 4 | 8 | 6;
 		mid = cc_next_mid(c);
-		rn = cc_build(req, sizeof(req), CC_CON, CC_POST, mid, &tok, 1, two,
-			      2, data, 1024);
-		/* Uri-Path: built by hand, options sorted */
-		{
-			cc_opt three[3] = { { 11, (const uint8_t *)"b", 1 }, two[0], two[1] };
-
-			rn = cc_build(req, sizeof(req), CC_CON, CC_POST, mid, &tok,
-				      1, three, 3, data, 1024);
-		}
+		rn = cc_build(req, sizeof(req), CC_CON, CC_POST, mid, &tok, 1,
+			      three, 3, data, 1024);
 		cc_send_raw(c, req, rn);
 		CU_ASSERT_TRUE_FATAL(recv_for(c, mid, 2, buf, sizeof(buf), &m, 2000));
 		CU_ASSERT_EQUAL(m.code, 413);
+		CU_ASSERT_EQUAL(m.size1, 65536);
 	}
 	cc_close(c);
 }

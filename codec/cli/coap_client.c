@@ -118,9 +118,10 @@ size_t cc_build(uint8_t *buf, size_t cap, int type, int code, uint16_t mid,
 	if (token_len)
 		memcpy(buf + pos, token, token_len);
 	pos += token_len;
-	if (n_opts)
+	if (n_opts) {
 		memcpy(sorted, opts, n_opts * sizeof(*opts));
-	qsort(sorted, n_opts, sizeof(*sorted), opt_cmp);
+		qsort(sorted, n_opts, sizeof(*sorted), opt_cmp);
+	}
 	for (i = 0; i < n_opts; i++) {
 		uint8_t dn, ln, de[2], le[2];
 		size_t dl = ext_of(sorted[i].num - last, &dn, de);
@@ -220,7 +221,10 @@ int cc_parse(const uint8_t *buf, size_t n, cc_msg *m)
 
 /* ==== The transport ==== */
 
+/* OpenSSL's BIO_callback_fn_ex: the signature is OpenSSL's, processed
+ * cannot be const. */
 static long count_bio(BIO *b, int oper, const char *argp, size_t len,
+		      /* cppcheck-suppress constParameter */
 		      int argi, long argl, int ret, size_t *processed)
 {
 	cc_conn *c = (cc_conn *)BIO_get_callback_arg(b);
@@ -587,7 +591,7 @@ static int exchange(cc_conn *c, const uint8_t *req, size_t rn, uint16_t mid,
 				return -1;
 			}
 			if (a->retransmits == MAX_RETRANSMIT) {
-				snprintf(err, errlen, "no answer after %u retransmissions",
+				snprintf(err, errlen, "no answer after %d retransmissions",
 					 MAX_RETRANSMIT);
 				return -1;
 			}
