@@ -763,6 +763,8 @@ static void refuse_now(cx *x, coap_pdu_t *resp, const gw_refusal *no)
 		gw_metrics_reject(no->reason);
 	if (gw_coap_answer_refusal(&a, no) != 0)
 		a.code = no->status;
+	if (a.code == 413)
+		a.size1 = (long)x->co->w->c->max_body; /* RFC 7959 4: the limit */
 	cx_answer_now(x, resp, &a);
 	gw_coap_answer_free(&a);
 }
