@@ -25,9 +25,10 @@ DEB_PACKAGES := build-essential pkg-config protobuf-c-compiler \
 	libssl-dev libsqlite3-dev curl valgrind nanopb mandoc dpkg-dev \
 	fakeroot lintian libcoap3-dev libcoap3-bin
 # Only `make bench` (bench-deps) installs these; `make test` never needs them.
+# tcpdump: bench/coap.sh counts CoAP's bytes from captured packets.
 BENCH_PACKAGES := gnuplot-nox libzstd-dev zlib1g-dev libcbor-dev \
 	libmsgpack-dev libnanopb-dev gcc-arm-none-eabi \
-	libnewlib-arm-none-eabi wrk nginx-light
+	libnewlib-arm-none-eabi wrk nginx-light tcpdump
 
 # ==== Toolchain and flags ====
 CC ?= cc
@@ -251,14 +252,16 @@ bench: deps
 	bench/run.sh $(O) $(VECTORS)
 
 # The gateway part alone (run.sh also runs it): session-gateway vs nginx
-# under wrk, and bytes on the wire per update; merged into summary.json
-# and report.md.
+# under wrk, and bytes on the wire per update; then CoAP (bench/coap.sh):
+# bytes per update from captured packets, updates per second next to
+# HTTP's. Merged into summary.json and report.md.
 .PHONY: bench-gateway
-BENCH_GW := $(CLI) $(GW_BIN) $(FAKE_UPSTREAM) $(O)/bench-wire
+BENCH_GW := $(CLI) $(GW_BIN) $(FAKE_UPSTREAM) $(O)/bench-wire $(O)/bench-coap
 bench-gateway: deps
 	$(MAKE) bench-deps
 	$(MAKE) $(BENCH_GW)
 	bench/gateway.sh $(O) $(VECTORS)
+	bench/coap.sh $(O) $(VECTORS)
 
 bench-deps:
 	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(BENCH_PACKAGES)"
@@ -293,6 +296,9 @@ $(O)/gen/naive.pb-c.o $(NPB)/sessionwire.pb.o: %.o: %.c
 $(O)/bench/sizes.o: $(O)/gen/bench_have.h $(O)/gen/naive.pb-c.h
 $(O)/bench-sizes: $(O)/gen/naive.pb-c.o
 $(O)/bench-sizes: LDLIBS += $(patsubst %,-l%,$(subst msgpack,msgpackc,$(subst zlib,z,$(BENCH_HAVE))))
+# bench-coap: session-codec's CoAP client (raw messages, DTLS) drives the load.
+$(O)/bench-coap: $(O)/codec/cli/coap_client.o
+$(O)/bench-coap: LDLIBS += -lssl -lcrypto
 $(O)/bench/codec.o: $(O)/gen/bench_have.h $(if $(BENCH_NANOPB),$(NPB)/sessionwire.pb.h)
 $(O)/bench-codec: $(if $(BENCH_NANOPB),$(NPB)/sessionwire.pb.o)
 $(O)/bench-codec: LDLIBS += $(if $(BENCH_NANOPB),-lprotobuf-nanopb)
