@@ -82,6 +82,8 @@ typedef struct cx {
 	cx_state state;
 	gw_timer ack_timer;
 	long block1;              /* the final Block1 to echo, -1: none */
+	size_t max_payload;       /* plain CoAP: an answer's payload bound
+				   * (no larger than the request) */
 	gw_coap_res res;
 	char id[24];
 	char device[64];
@@ -395,11 +397,21 @@ static void mid_record(cx *x, gw_coap_mid_state st, const gw_coap_answer *a)
 		m->state = GW_MID_ACKED; /* no memory: an empty ACK, then */
 }
 
+/* Plain CoAP: no answer larger than its request (a spoofed source would
+ * make the gateway a reflector). DTLS sources passed the cookie exchange. */
+static void bound(const cx *x, gw_coap_answer *a)
+{
+	/* an Ack answers a whole valid batch, about its size: kept */
+	if (!x->dtls && !(a->code == 204 && x->res == GW_COAP_RES_BATCH))
+		gw_coap_answer_shrink(a, x->max_payload);
+}
+
 /* Answers x in the handler's response (piggybacked) and ends it. */
 static void cx_answer_now(cx *x, coap_pdu_t *resp, gw_coap_answer *a)
 {
 	if (x->block1 >= 0 && a->block1 < 0 && a->code != 231)
 		a->block1 = x->block1;
+	bound(x, a);
 	pdu_fill(resp, a);
 	mid_record(x, GW_MID_ANSWERED, a);
 	cx_free(x, a);
@@ -410,13 +422,17 @@ static void cx_answer_now(cx *x, coap_pdu_t *resp, gw_coap_answer *a)
  * confirmable message with the request's token). */
 static void cx_answer(cx *x, const gw_coap_answer *ans)
 {
-	gw_coap_answer a = *ans;
+	gw_coap_answer a;
 	coap_pdu_t *pdu;
 	bool piggy = x->state == CX_QUIET && x->type == COAP_MESSAGE_CON;
 	coap_pdu_type_t type;
 	int mid;
 
+	gw_coap_answer_init(&a);
+	if (gw_coap_answer_copy(&a, ans) != 0)
+		a.len = 0; /* no memory: the code alone */
 	a.block1 = x->block1 >= 0 ? x->block1 : ans->block1;
+	bound(x, &a);
 	if (piggy) {
 		type = COAP_MESSAGE_ACK;
 		mid = x->mid;
@@ -441,6 +457,7 @@ static void cx_answer(cx *x, const gw_coap_answer *ans)
 	else
 		mid_record(x, GW_MID_ACKED, NULL);
 	cx_free(x, &a);
+	gw_coap_answer_free(&a);
 }
 
 /* The piggyback window is over: an empty ACK now, the answer later. */
@@ -1003,6 +1020,9 @@ static void on_request(coap_resource_t *r, coap_session_t *s,
 	x->block1 = -1;
 	x->res = m.res;
 	x->bytes_in = m.payload_len;
+	/* the request was at least its header, token and payload; the answer
+	 * adds its own header, token, marker and up to 8 bytes of options */
+	x->max_payload = m.payload_len > 8 ? m.payload_len - 8 : 0;
 	x->t0 = now_s();
 	gw_timer_init(&x->ack_timer, on_ack_timer, x);
 	gw_server_request_id(w->s, x->id, sizeof(x->id));
@@ -1085,6 +1105,7 @@ static void on_request(coap_resource_t *r, coap_session_t *s,
 		body = (const uint8_t *)bl->b.body.data;
 		body_len = bl->b.body.len;
 		x->bytes_in = body_len;
+		x->max_payload = body_len > 8 ? body_len - 8 : 0;
 	}
 	if (m.res == GW_COAP_RES_UPDATE)
 		start_update(x, resp, body, body_len);

@@ -607,6 +607,47 @@ int gw_coap_answer_ack(gw_coap_answer *a, const sw_result *res, size_t n,
 	return 0;
 }
 
+int gw_coap_answer_shrink(gw_coap_answer *a, size_t max_payload)
+{
+	uint8_t *p = NULL;
+	size_t n = 0;
+
+	if (a->len <= max_payload)
+		return 0;
+	if (a->code >= 400 && a->code < 500) {
+		sw_error_msg e;
+
+		/* the Error without its message and field */
+		if (sw_error_msg_decode(a->payload, a->len, &e, NULL) == SW_OK) {
+			e.message.len = 0;
+			e.field.len = 0;
+			if (sw_error_msg_encode(&e, NULL, 0, &n, NULL) == SW_OK &&
+			    n <= max_payload && (p = malloc(n ? n : 1)) != NULL &&
+			    sw_error_msg_encode(&e, p, n, &n, NULL) != SW_OK) {
+				free(p);
+				p = NULL;
+			}
+		}
+	} else {
+		sw_result r;
+
+		/* the Result without its message */
+		if (sw_result_decode(a->payload, a->len, &r, NULL) == SW_OK) {
+			r.message.len = 0;
+			if (sw_result_encode(&r, false, NULL, 0, &n, NULL) == SW_OK &&
+			    n <= max_payload && (p = malloc(n ? n : 1)) != NULL &&
+			    sw_result_encode(&r, false, p, n, &n, NULL) != SW_OK) {
+				free(p);
+				p = NULL;
+			}
+		}
+	}
+	free(a->payload);
+	a->payload = p;
+	a->len = p ? n : 0;
+	return 1;
+}
+
 /* ==== Block1: a body in blocks ==== */
 
 void gw_coap_blocks_init(gw_coap_blocks *b, gw_coap_res res, size_t max)

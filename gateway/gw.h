@@ -890,6 +890,11 @@ int gw_coap_answer_stored(gw_coap_answer *a, int result, const char *err);
  * others cut until it fits in max_payload. 0 or -1. */
 int gw_coap_answer_ack(gw_coap_answer *a, const sw_result *res, size_t n,
 		       size_t max_payload);
+/* Keeps a's payload within max_payload bytes: an Error or a Result
+ * without its message (and field), else none. Plain CoAP answers a
+ * source nobody verified: its answer must not be larger than what it
+ * sent (no amplification, RFC 7252 11.3). 0 unchanged, 1 shrunk. */
+int gw_coap_answer_shrink(gw_coap_answer *a, size_t max_payload);
 /* The CoAP code for an upstream status (0: none came back, curl_code
  * says why): 204, 4.xx, 503 (worth resending) or 502. */
 int gw_coap_code_of(int status, int curl_code);

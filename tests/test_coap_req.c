@@ -428,6 +428,46 @@ static void ack_fits_one_datagram(void)
 	gw_coap_answer_free(&a);
 }
 
+static void shrink_keeps_answers_within_a_bound(void)
+{
+	gw_coap_answer a;
+	gw_refusal no;
+	sw_error_msg em;
+	sw_result r;
+	size_t full;
+
+	memset(&no, 0, sizeof(no));
+	no.status = 404;
+	no.code = "not_found";
+	snprintf(no.message, sizeof(no.message), "no such resource /x (POST /u: one Envelope; POST /b: a Batch)");
+	gw_coap_answer_init(&a);
+	CU_ASSERT_EQUAL_FATAL(gw_coap_answer_refusal(&a, &no), 0);
+	full = a.len;
+	CU_ASSERT_EQUAL(gw_coap_answer_shrink(&a, full), 0);
+	CU_ASSERT_EQUAL(a.len, full);
+	/* the Error without its message: status and code */
+	CU_ASSERT_EQUAL(gw_coap_answer_shrink(&a, 20), 1);
+	CU_ASSERT_TRUE(a.len > 0 && a.len <= 20);
+	CU_ASSERT_EQUAL(sw_error_msg_decode(a.payload, a.len, &em, NULL), SW_OK);
+	CU_ASSERT_EQUAL(em.status, 404);
+	CU_ASSERT_EQUAL(em.message.len, 0);
+	/* not even that: no payload, the code alone */
+	CU_ASSERT_EQUAL(gw_coap_answer_shrink(&a, 4), 1);
+	CU_ASSERT_EQUAL(a.len, 0);
+	CU_ASSERT_PTR_NULL(a.payload);
+	CU_ASSERT_EQUAL(a.code, 404);
+	gw_coap_answer_free(&a);
+	/* a 5.03's Result keeps its status and retry time */
+	gw_coap_answer_init(&a);
+	CU_ASSERT_EQUAL_FATAL(gw_coap_answer_stored(&a, GW_STORE_FULL, "the spool is over --spool-max-bytes; retry later"), 0);
+	CU_ASSERT_EQUAL(gw_coap_answer_shrink(&a, 12), 1);
+	CU_ASSERT_EQUAL(sw_result_decode(a.payload, a.len, &r, NULL), SW_OK);
+	CU_ASSERT_EQUAL(r.status, 507);
+	CU_ASSERT_TRUE(r.has_retry_after && r.retry_after_ms == 30000);
+	CU_ASSERT_EQUAL(r.message.len, 0);
+	gw_coap_answer_free(&a);
+}
+
 /* ==== Block1 ==== */
 
 static coap_pdu_t *block(uint32_t num, bool more, unsigned szx, size_t len)
@@ -670,6 +710,7 @@ int init_coap_req_tests(void)
 	CU_add_test(s, "retry_after_becomes_max_age", retry_after_becomes_max_age);
 	CU_add_test(s, "stored_and_refused_answers", stored_and_refused_answers);
 	CU_add_test(s, "ack_fits_one_datagram", ack_fits_one_datagram);
+	CU_add_test(s, "shrink_keeps_answers_within_a_bound", shrink_keeps_answers_within_a_bound);
 	CU_add_test(s, "blocks_put_a_body_back_in_order", blocks_put_a_body_back_in_order);
 	CU_add_test(s, "bucket_allows_its_rate", bucket_allows_its_rate);
 	CU_add_test(s, "dedup_mids_are_found_and_age_out", dedup_mids_are_found_and_age_out);
