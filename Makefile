@@ -16,16 +16,19 @@
 # ==== Dependencies: the one place they are listed ====
 # nanopb: its generator checks proto/sessionwire.options (test_pb);
 # mandoc: the man pages' lint; dpkg-dev, fakeroot, lintian: make deb and
-# its test.
+# its test. libcoap3-dev: the CoAP ingress (its OpenSSL build, for
+# DTLS); libcoap3-bin: Debian's coap-client, the tests' independent
+# CoAP client.
 DEB_PACKAGES := build-essential pkg-config protobuf-c-compiler \
 	libprotobuf-c-dev protobuf-compiler libcjson-dev libcunit1-dev \
 	libdouble-conversion-dev libmicrohttpd-dev libcurl4-openssl-dev \
 	libssl-dev libsqlite3-dev curl valgrind nanopb mandoc dpkg-dev \
-	fakeroot lintian
+	fakeroot lintian libcoap3-dev libcoap3-bin
 # Only `make bench` (bench-deps) installs these; `make test` never needs them.
+# tcpdump: bench/coap.sh counts CoAP's bytes from captured packets.
 BENCH_PACKAGES := gnuplot-nox libzstd-dev zlib1g-dev libcbor-dev \
 	libmsgpack-dev libnanopb-dev gcc-arm-none-eabi \
-	libnewlib-arm-none-eabi wrk nginx-light
+	libnewlib-arm-none-eabi wrk nginx-light tcpdump
 
 # ==== Toolchain and flags ====
 CC ?= cc
@@ -45,7 +48,10 @@ CPPFLAGS += -Icodec/include -Igateway -I$(O)/gen -MMD -MP
 LDFLAGS ?=
 LDLIBS := $(shell pkg-config --libs libprotobuf-c libcjson 2>/dev/null || echo -lprotobuf-c -lcjson) \
 	-ldouble-conversion -lstdc++ -lm -pthread
-NET_LIBS := -lmicrohttpd -lcurl -lcrypto -lsqlite3
+# libcoap: Debian ships it built three ways; the OpenSSL one, as the rest
+# of the TLS here.
+COAP_LIBS := $(shell pkg-config --libs libcoap-3-openssl 2>/dev/null || echo -lcoap-3-openssl)
+NET_LIBS := -lmicrohttpd -lcurl -lssl -lcrypto -lsqlite3 $(COAP_LIBS)
 
 ifneq ($(SANITIZE),)
 SANFLAGS := -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -92,8 +98,11 @@ TEST_NAMES := $(patsubst tests/test_%.c,%,$(TEST_C))
 BENCH_C := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_C:bench/%.c=$(O)/bench-%)
 
+# The CoAP device example (what firmware would copy; the tests run it).
+COAP_DEVICE := $(O)/coap-device
+
 .PHONY: all deps test run bench bench-deps clean install check-deps test-valgrind FORCE
-all: $(LIB) $(GW_LIB) $(TEST_BIN) $(BENCH_BIN) $(CLI) \
+all: $(LIB) $(GW_LIB) $(TEST_BIN) $(BENCH_BIN) $(CLI) $(COAP_DEVICE) \
 	$(if $(wildcard gateway/main.c),$(GW_BIN)) \
 	$(if $(wildcard tests/tools/fake_upstream_main.c),$(FAKE_UPSTREAM))
 
@@ -150,8 +159,12 @@ $(O)/gen/test_list.h: $(TEST_C)
 
 $(TEST_OBJ): $(O)/gen/test_list.h
 
-$(TEST_BIN): $(TEST_OBJ) $(GW_LIB) $(LIB)
+# The CoAP suites drive the gateway with session-codec's own CoAP client.
+$(TEST_BIN): $(TEST_OBJ) $(O)/codec/cli/coap_client.o $(GW_LIB) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(NET_LIBS) -lcunit
+
+$(COAP_DEVICE): $(O)/codec/examples/coap_device.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(COAP_LIBS)
 
 $(O)/bench-%: $(O)/bench/%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -239,14 +252,16 @@ bench: deps
 	bench/run.sh $(O) $(VECTORS)
 
 # The gateway part alone (run.sh also runs it): session-gateway vs nginx
-# under wrk, and bytes on the wire per update; merged into summary.json
-# and report.md.
+# under wrk, and bytes on the wire per update; then CoAP (bench/coap.sh):
+# bytes per update from captured packets, updates per second next to
+# HTTP's. Merged into summary.json and report.md.
 .PHONY: bench-gateway
-BENCH_GW := $(CLI) $(GW_BIN) $(FAKE_UPSTREAM) $(O)/bench-wire
+BENCH_GW := $(CLI) $(GW_BIN) $(FAKE_UPSTREAM) $(O)/bench-wire $(O)/bench-coap
 bench-gateway: deps
 	$(MAKE) bench-deps
 	$(MAKE) $(BENCH_GW)
 	bench/gateway.sh $(O) $(VECTORS)
+	bench/coap.sh $(O) $(VECTORS)
 
 bench-deps:
 	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(BENCH_PACKAGES)"
@@ -281,6 +296,9 @@ $(O)/gen/naive.pb-c.o $(NPB)/sessionwire.pb.o: %.o: %.c
 $(O)/bench/sizes.o: $(O)/gen/bench_have.h $(O)/gen/naive.pb-c.h
 $(O)/bench-sizes: $(O)/gen/naive.pb-c.o
 $(O)/bench-sizes: LDLIBS += $(patsubst %,-l%,$(subst msgpack,msgpackc,$(subst zlib,z,$(BENCH_HAVE))))
+# bench-coap: session-codec's CoAP client (raw messages, DTLS) drives the load.
+$(O)/bench-coap: $(O)/codec/cli/coap_client.o
+$(O)/bench-coap: LDLIBS += -lssl -lcrypto
 $(O)/bench/codec.o: $(O)/gen/bench_have.h $(if $(BENCH_NANOPB),$(NPB)/sessionwire.pb.h)
 $(O)/bench-codec: $(if $(BENCH_NANOPB),$(NPB)/sessionwire.pb.o)
 $(O)/bench-codec: LDLIBS += $(if $(BENCH_NANOPB),-lprotobuf-nanopb)

@@ -309,6 +309,10 @@ cat "$B/report.md"
 # report.md.
 if [ -x "$O/session-gateway" ] && [ -x "$O/fake-upstream" ] && [ -x "$O/bench-wire" ]; then
 	bench/gateway.sh "$O" "$V"
+	# CoAP: bytes from captured packets, updates/s next to HTTP's
+	if [ -x "$O/bench-coap" ]; then
+		bench/coap.sh "$O" "$V"
+	fi
 else
 	say "gateway: session-gateway, fake-upstream or bench-wire not built: skipped"
 fi

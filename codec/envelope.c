@@ -309,15 +309,22 @@ sw_status sw_batch_append(const uint8_t *env, size_t env_len, uint8_t *buf,
 	return SW_OK;
 }
 
-/* Writes one Result (its fields, without a tag and length). */
-static void put_result(wr *w, const sw_result *r)
+/* Writes one Result (its fields, without a tag and length); seq only
+ * with with_seq. */
+static void put_result_fields(wr *w, const sw_result *r, bool with_seq)
 {
-	put_uint(w, 1, r->seq);
+	if (with_seq)
+		put_uint(w, 1, r->seq);
 	put_uint(w, 2, r->status);
 	if (r->has_retry_after)
 		put_uint(w, 3, r->retry_after_ms);
 	if (r->message.len != 0)
 		put_bytes(w, 4, r->message.ptr, r->message.len);
+}
+
+static void put_result(wr *w, const sw_result *r)
+{
+	put_result_fields(w, r, true);
 }
 
 /* Writes each result as field 1 (seq and status always, retry_after_ms
@@ -353,6 +360,26 @@ sw_status sw_ack_encode(const sw_result *results, size_t n, uint8_t *buf,
 }
 
 /* Writes status always, code, message and field when not empty. */
+/* One Result on its own: status always, seq only with with_seq. */
+sw_status sw_result_encode(const sw_result *r, bool with_seq, uint8_t *buf,
+			   size_t cap, size_t *len, sw_error *err)
+{
+	wr w = { buf, cap, 0 };
+	sw_status st;
+
+	st = enc_args(buf, cap, len, err);
+	if (st != SW_OK)
+		return st;
+	if (r == NULL)
+		return sw__fail(err, SW_EINVAL, "", (size_t)-1,
+				"expected a result, found NULL");
+	st = enc_str(&r->message, "message", err);
+	if (st != SW_OK)
+		return st;
+	put_result_fields(&w, r, with_seq);
+	return enc_done(&w, len, "the result", err);
+}
+
 sw_status sw_error_msg_encode(const sw_error_msg *e, uint8_t *buf, size_t cap,
 			      size_t *len, sw_error *err)
 {
@@ -769,9 +796,11 @@ sw_status sw_batch_decode(const uint8_t *buf, size_t len, sw_envelope *items,
 
 /* ==== Decoding: Ack and Error ==== */
 
-/* Decodes the Result in buf[start..end) into r. */
-static sw_status result_read(const uint8_t *buf, size_t start, size_t end,
-			     const char *prefix, sw_result *r, sw_error *err)
+/* Decodes the Result in buf[start..end) into r; need_seq: seq is
+ * required. */
+static sw_status result_read_opt(const uint8_t *buf, size_t start,
+				 size_t end, const char *prefix, sw_result *r,
+				 bool need_seq, sw_error *err)
 {
 	size_t pos = start, off[4] = { (size_t)-1, (size_t)-1, (size_t)-1,
 				       (size_t)-1 };
@@ -807,10 +836,26 @@ static sw_status result_read(const uint8_t *buf, size_t start, size_t end,
 			break;
 		}
 	}
-	if (off[0] == (size_t)-1)
+	if (off[0] == (size_t)-1 && need_seq)
 		return missing(prefix, "seq", "expected the sequence number "
 			       "of the envelope (seq), found none", start, err);
 	return SW_OK;
+}
+
+static sw_status result_read(const uint8_t *buf, size_t start, size_t end,
+			     const char *prefix, sw_result *r, sw_error *err)
+{
+	return result_read_opt(buf, start, end, prefix, r, true, err);
+}
+
+/* Decodes one Result on its own; seq optional (0 when absent). */
+sw_status sw_result_decode(const uint8_t *buf, size_t len, sw_result *r,
+			   sw_error *err)
+{
+	if (r == NULL || (buf == NULL && len != 0))
+		return sw__fail(err, SW_EINVAL, "", (size_t)-1,
+				"expected input bytes and a result");
+	return result_read_opt(buf, 0, len, "", r, false, err);
 }
 
 /* item_fn for Ack.results: ctx is the sw_result array. */

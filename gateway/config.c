@@ -30,7 +30,9 @@ typedef enum opt_type {
 	OPT_LEVEL,    /* debug|info|warn|error */
 	OPT_CONFIG,   /* --config FILE: handled by gw_config_parse_args */
 	OPT_HELP,
-	OPT_VERSION
+	OPT_VERSION,
+	OPT_COAP,     /* HOST[:PORT] of --coap-listen (5683) */
+	OPT_COAPS     /* HOST[:PORT] of --coaps-listen (5684) */
 } opt_type;
 
 typedef struct opt {
@@ -49,12 +51,26 @@ typedef struct opt {
 static const opt opts[] = {
 	{ "listen", OPT_LISTEN, 0, 0, 0, 0, "HOST:PORT",
 	  "address to listen on (port 0: any free port)" },
+	{ "coap-listen", OPT_COAP, 0, 0, 0, 0, "HOST[:PORT]",
+	  "CoAP over plain UDP (port 5683 unless given); needs --coap-anonymous" },
+	{ "coaps-listen", OPT_COAPS, 0, 0, 0, 0, "HOST[:PORT]",
+	  "CoAP over DTLS 1.2 with pre-shared keys from --device-tokens (port 5684 unless given)" },
+	{ "coap-anonymous", OPT_BOOL, OFF(coap_anonymous), 0, 0, 0, NULL,
+	  "accept plain CoAP: the link layer authenticates devices (a private APN, a LoRaWAN network server); logged as coap-anonymous" },
+	{ "coap-dedup-seconds", OPT_UINT, OFF(coap_dedup_s), 0, 1, 86400,
+	  "SECONDS", "CoAP: a resent envelope (same device, session, seq) gets the first answer this long" },
+	{ "coap-source-rate", OPT_UINT, OFF(coap_source_rate), 0, 0, 1000000,
+	  "N", "CoAP: requests per second one source address may start while over half of --max-concurrent are in flight (5.03 above; 0: no limit)" },
+	{ "coap-max-sessions", OPT_UINT, OFF(coap_max_sessions), 0, 1, 10000000,
+	  "N", "CoAP: sessions (DTLS or not) kept per endpoint; above it the longest idle is closed" },
+	{ "coap-session-timeout", OPT_UINT, OFF(coap_session_timeout_s), 0, 1,
+	  86400, "SECONDS", "CoAP: an idle session (and its DTLS state) is closed after this" },
 	{ "upstream", OPT_URL, OFF(upstream), CAP(upstream), 0, 0, "URL",
 	  "base URL of the orq.ai API" },
 	{ "api-key-file", OPT_PATH, OFF(api_key_file), CAP(api_key_file), 0, 0,
 	  "FILE", "file holding the org API key (wins over env ORQ_API_KEY)" },
 	{ "device-tokens", OPT_PATH, OFF(device_tokens), CAP(device_tokens), 0,
-	  0, "FILE", "`NAME TOKEN` / `NAME sha256:HEX` lines (reloaded on SIGHUP)" },
+	  0, "FILE", "`NAME TOKEN` / `NAME sha256:HEX` / `NAME psk:HEX` lines (reloaded on SIGHUP)" },
 	{ "allow-anonymous", OPT_BOOL, OFF(allow_anonymous), 0, 0, 0, NULL,
 	  "accept devices without a token (no --device-tokens needed)" },
 	{ "max-body", OPT_SIZE, OFF(max_body), 0, 1, 64LL << 20, "BYTES",
@@ -136,6 +152,14 @@ void gw_config_defaults(gw_config *c)
 	c->spool_max_bytes = (size_t)256 << 20;
 	c->spool_forwarders = 16;
 	c->sync_wait_ms = 15000;
+	snprintf(c->coap_host, sizeof(c->coap_host), "127.0.0.1");
+	c->coap_port = 5683;
+	snprintf(c->coaps_host, sizeof(c->coaps_host), "127.0.0.1");
+	c->coaps_port = 5684;
+	c->coap_dedup_s = 600;
+	c->coap_source_rate = 100;
+	c->coap_max_sessions = 10000;
+	c->coap_session_timeout_s = 300;
 }
 
 static const opt *find_opt(const char *name, size_t n)
@@ -167,45 +191,60 @@ static int parse_int(const char *v, long long min, long long max,
 	return 0;
 }
 
-static int parse_listen(gw_config *c, const char *v, char *err, size_t errlen,
-			const char *where)
+/* HOST:PORT (or HOST alone when default_port >= 0) into host[hcap] and
+ * *port; an IPv6 address may be in brackets. 0, or -1 with err. */
+static int parse_addr(const char *v, char *host, size_t hcap,
+		      uint16_t *port, long default_port, char *err,
+		      size_t errlen, const char *where)
 {
-	const char *colon = strrchr(v, ':');
-	char host[64];
+	const char *colon = strrchr(v, ':'), *end;
+	char h[64];
 	size_t hlen;
-	long long port;
+	long long p = default_port;
 	unsigned char tmp[16];
 
-	if (colon == NULL) {
+	/* no port: "HOST", "[v6]", or a bare IPv6 address (two colons) */
+	if (default_port >= 0 &&
+	    (colon == NULL || v[strlen(v) - 1] == ']' ||
+	     (v[0] != '[' && strchr(v, ':') != colon)))
+		colon = NULL;
+	else if (colon == NULL) {
 		snprintf(err, errlen, "%s: expected HOST:PORT, found \"%s\"", where, v);
 		return -1;
 	}
-	hlen = (size_t)(colon - v);
+	end = colon ? colon : v + strlen(v);
+	hlen = (size_t)(end - v);
 	if (hlen >= 2 && v[0] == '[' && v[hlen - 1] == ']') {
 		v++;
 		hlen -= 2;
 	}
-	if (hlen == 0 || hlen >= sizeof(host)) {
+	if (hlen == 0 || hlen >= sizeof(h) || hlen >= hcap) {
 		snprintf(err, errlen, "%s: expected HOST:PORT with an IP address, found \"%s\"",
 			 where, v);
 		return -1;
 	}
-	memcpy(host, v, hlen);
-	host[hlen] = '\0';
-	if (inet_pton(AF_INET, host, tmp) != 1 &&
-	    inet_pton(AF_INET6, host, tmp) != 1) {
+	memcpy(h, v, hlen);
+	h[hlen] = '\0';
+	if (inet_pton(AF_INET, h, tmp) != 1 && inet_pton(AF_INET6, h, tmp) != 1) {
 		snprintf(err, errlen, "%s: \"%s\" is not an IPv4 or IPv6 address",
-			 where, host);
+			 where, h);
 		return -1;
 	}
-	if (parse_int(colon + 1, 0, 65535, &port) != 0) {
+	if (colon != NULL && parse_int(colon + 1, 0, 65535, &p) != 0) {
 		snprintf(err, errlen, "%s: port must be 0..65535, found \"%s\"",
 			 where, colon + 1);
 		return -1;
 	}
-	memcpy(c->listen_host, host, hlen + 1);
-	c->listen_port = (uint16_t)port;
+	memcpy(host, h, hlen + 1);
+	*port = (uint16_t)p;
 	return 0;
+}
+
+static int parse_listen(gw_config *c, const char *v, char *err, size_t errlen,
+			const char *where)
+{
+	return parse_addr(v, c->listen_host, sizeof(c->listen_host),
+			  &c->listen_port, -1, err, errlen, where);
 }
 
 static int parse_bool(const char *v, bool *out)
@@ -236,6 +275,14 @@ static int set_opt(gw_config *c, const opt *o, const char *v, char *err,
 	switch (o->type) {
 	case OPT_LISTEN:
 		return parse_listen(c, v, err, errlen, where);
+	case OPT_COAP:
+		c->coap_on = true;
+		return parse_addr(v, c->coap_host, sizeof(c->coap_host),
+				  &c->coap_port, 5683, err, errlen, where);
+	case OPT_COAPS:
+		c->coaps_on = true;
+		return parse_addr(v, c->coaps_host, sizeof(c->coaps_host),
+				  &c->coaps_port, 5684, err, errlen, where);
 	case OPT_URL: {
 		size_t n = strlen(v);
 
@@ -560,6 +607,20 @@ int gw_config_finish(gw_config *c, char *err, size_t errlen)
 			 c->backoff_base_ms, c->backoff_max_ms);
 		return -1;
 	}
+	if (c->coap_on && !c->coap_anonymous) {
+		snprintf(err, errlen, "--coap-listen: plain CoAP carries no device credential; give --coap-anonymous if the link layer authenticates devices (a private APN, a LoRaWAN network server), or use --coaps-listen (DTLS with a PSK per device)");
+		return -1;
+	}
+	if (c->coaps_on && c->device_tokens[0] == '\0') {
+		snprintf(err, errlen, "--coaps-listen: the devices' pre-shared keys come from --device-tokens FILE (`NAME psk:HEX` or `NAME TOKEN` lines); none given");
+		return -1;
+	}
+	if (c->coap_on && c->coaps_on && c->coap_port != 0 &&
+	    c->coap_port == c->coaps_port && !strcmp(c->coap_host, c->coaps_host)) {
+		snprintf(err, errlen, "--coap-listen and --coaps-listen are both %s:%u",
+			 c->coap_host, c->coap_port);
+		return -1;
+	}
 	if (c->request_timeout_s != 0 && c->request_timeout_s <= c->client_timeout_s) {
 		/* an idle keep-alive connection runs the request clock too */
 		snprintf(err, errlen, "--request-timeout (%u s) must be longer than --client-timeout (%u s), or 0",
@@ -580,6 +641,10 @@ static void default_text(const opt *o, const gw_config *d, char *out,
 	switch (o->type) {
 	case OPT_LISTEN:
 		snprintf(out, cap, "%s:%u", d->listen_host, d->listen_port);
+		break;
+	case OPT_COAP:
+	case OPT_COAPS:
+		snprintf(out, cap, "off");
 		break;
 	case OPT_URL:
 	case OPT_PATH:
@@ -636,8 +701,8 @@ void gw_config_usage(FILE *f)
 	      "                                 --api-key-file is given\n"
 	      "The key is never accepted as a flag or config key, never logged\n"
 	      "and never sent to devices.\n"
-	      "Signals: SIGHUP reloads --device-tokens; SIGTERM/SIGINT stop\n"
-	      "accepting, finish requests in flight and exit 0.\n"
+	      "Signals: SIGHUP reloads --device-tokens (the CoAP PSKs too);\n"
+	      "SIGTERM/SIGINT stop accepting, finish requests in flight and exit 0.\n"
 	      "With --spool, `session-gateway spool --help` shows the admin\n"
 	      "command (stats, list, retry, drop on the spool directory).\n", f);
 }

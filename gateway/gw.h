@@ -7,8 +7,9 @@
  * thread), which post their completion back to the caller's loop.
  *
  *   device --HTTP--> http.c (libmicrohttpd, one daemon per loop)
- *                      |  request.c: route, auth, limits, translation
- *                      |  (no sockets: fuzzed as it is)
+ *   device --CoAP--> coap.c (libcoap: UDP, DTLS-PSK; its own loops)
+ *                      |  request.c, coap_req.c: route, auth, limits,
+ *                      |  translation (no sockets: fuzzed as they are)
  *                      v
  *      direct mode:  upstream.c (one curl multi per loop) --> orq.ai
  *      --spool DIR:  spool.c (SQLite, group commit; the writer thread)
@@ -20,6 +21,10 @@
  * loop.c     epoll, a timer min-heap, posts between threads
  * http.c     the HTTP ingress: requests as state machines, answers,
  *            per-connection read deadlines (slow clients)
+ * coap.c     the CoAP ingress: libcoap on a loop (--coap-listen plain
+ *            UDP, --coaps-listen DTLS 1.2 PSK), answers piggybacked or
+ *            separate; coap_req.c its decisions without sockets;
+ *            coap_dedup.c what it answered already (message ids, seqs)
  * batch.c    POST /v1/updates: a batch's items in (session, seq) order
  * retry.c    the one retry policy: retryable?, backoff, Retry-After
  * upstream.c libcurl on a loop: PATCH with retries
@@ -70,6 +75,22 @@ typedef struct gw_config {
 				    * at once, across the loops */
 	long sync_wait_ms;         /* 15000: spool mode, a JSON client's wait
 				    * for the upstream's answer; 0 = none */
+	/* CoAP (coap.c): each endpoint off unless its address is given */
+	bool coap_on;              /* --coap-listen: plain UDP */
+	char coap_host[64];
+	uint16_t coap_port;        /* 5683; 0 = any free port (tests) */
+	bool coaps_on;             /* --coaps-listen: DTLS 1.2 with PSKs */
+	char coaps_host[64];
+	uint16_t coaps_port;       /* 5684 */
+	bool coap_anonymous;       /* plain CoAP allowed: the link layer
+				    * authenticates devices */
+	unsigned coap_dedup_s;     /* 600: a resent envelope's answer is
+				    * kept this long */
+	unsigned coap_source_rate; /* 100 requests/s per source address while
+				    * overloaded; 0 = no limit */
+	unsigned coap_max_sessions;/* 10000 sessions per endpoint, the
+				    * oldest idle one closed above it */
+	unsigned coap_session_timeout_s; /* 300: idle sessions closed */
 } gw_config;
 
 /* Fills the documented defaults. */
@@ -107,9 +128,10 @@ typedef struct gw_log_fields {
 	const char *error;
 	const char *body;    /* only when --log-bodies */
 	size_t body_len;
+	const char *transport; /* "coap", "coaps"; NULL: HTTP (left out) */
 } gw_log_fields;
 
-#define GW_LOG_FIELDS_INIT { NULL, NULL, NULL, NULL, -1, -1.0, -1, -1, -1, NULL, NULL, 0 }
+#define GW_LOG_FIELDS_INIT { NULL, NULL, NULL, NULL, -1, -1.0, -1, -1, -1, NULL, NULL, 0, NULL }
 
 void gw_log_set_level(int level);
 /* Writes {"time":...,"level":...,"msg":...,<fields>} and a newline to
@@ -160,6 +182,18 @@ void gw_metrics_spool_delivered(void);
 /* Appends the Prometheus text format (version 0.0.4) to out. */
 sw_status gw_metrics_render(sw_buf *out);
 
+/* The CoAP ingress (coap_metrics.c): one message answered (code c.dd as
+ * c*100+dd, 0: none) by transport and resource (gw_coap_res); a message
+ * or an envelope seen before (by_seq); an answer sent as a separate
+ * response; a DTLS handshake done (ok) or refused (no PSK for the
+ * identity); a DTLS error. Rendered by gw_metrics_render. */
+void gw_metrics_coap_request(bool dtls, int res, int code, double seconds);
+void gw_metrics_coap_duplicate(bool dtls, bool by_seq);
+void gw_metrics_coap_separate(bool dtls);
+void gw_metrics_coap_handshake(bool ok);
+void gw_metrics_coap_dtls_error(void);
+sw_status gw_metrics_coap_render(sw_buf *out);
+
 /* ==== Device tokens (auth.c) ==== */
 
 typedef struct gw_tokens gw_tokens;
@@ -174,6 +208,20 @@ void gw_tokens_free(gw_tokens *t);
 /* The device name the bearer token belongs to, or NULL. Compares the
  * token's digest with every entry in constant time. */
 const char *gw_tokens_check(const gw_tokens *t, const char *token, size_t n);
+
+/* The longest DTLS pre-shared key a tokens file may hold (bytes). */
+#define GW_PSK_MAX 64
+/* gw_tokens_load, also reading `NAME psk:HEX` lines (a key of 1 to 64
+ * bytes, for DTLS only); with keep_psk a plain token's bytes are kept as
+ * that device's PSK too (--coaps-listen). */
+gw_tokens *gw_tokens_load_psk(const char *path, bool keep_psk, char *err,
+			      size_t errlen);
+/* The DTLS PSK of device name[0..n): its first `psk:` line, else its
+ * first plain token kept as a PSK. 0 with *key (t's memory, valid while
+ * t is) and *key_len; -1 with *why, a sentence: no such device, or a
+ * sha256: token (no secret to use), or a token too long. */
+int gw_tokens_psk(const gw_tokens *t, const char *name, size_t n,
+		  const uint8_t **key, size_t *key_len, const char **why);
 
 /* ==== Event loops (loop.c) ====
  * Everything but gw_loop_post belongs to the loop's own thread. */
@@ -636,6 +684,9 @@ gw_server *gw_server_start_spool(const gw_config *c, gw_upstream *up,
 				 size_t errlen);
 /* The port it listens on (useful with listen_port 0). */
 uint16_t gw_server_port(const gw_server *s);
+/* The UDP port of the CoAP endpoint (dtls: --coaps-listen, else
+ * --coap-listen); 0 when it is off. */
+uint16_t gw_server_coap_port(const gw_server *s, bool dtls);
 /* Replaces the device tokens (SIGHUP), taking ownership; each loop
  * switches on its next pass, the old set is freed when the last lets go. */
 void gw_server_set_tokens(gw_server *s, gw_tokens *tokens);
@@ -651,6 +702,7 @@ void gw_server_set_trace(gw_server *s, gw_trace_fn fn, void *ud);
 /* ==== Inside the server: one loop's world (server.c, http.c, batch.c) ==== */
 
 typedef struct gw_http gw_http;
+typedef struct gw_coap gw_coap;
 
 typedef struct gw_worker {
 	struct gw_server *s;
@@ -662,6 +714,7 @@ typedef struct gw_worker {
 	gw_store *store;          /* NULL: direct mode */
 	void *lane;               /* the store's forwarding on this loop */
 	gw_http *http;
+	gw_coap *coap;            /* the CoAP endpoints this loop runs, or NULL */
 	unsigned busy;            /* requests alive on this loop */
 	bool stopping;
 } gw_worker;
@@ -703,5 +756,253 @@ int gw_batch_attempts(const gw_batch_run *run);
 /* The spool's error sentence when a store failed, else "". */
 const char *gw_batch_error(const gw_batch_run *run);
 void gw_batch_run_free(gw_batch_run *run);
+
+/* ==== CoAP requests (coap_req.c): decisions without sockets ====
+ *
+ * coap.c hands these the request PDUs libcoap parsed and turns their
+ * decisions into CoAP answers; tests/fuzz/coap.c hands them PDUs parsed
+ * from arbitrary bytes. Resources: POST /u (one Envelope), POST /b (a
+ * Batch). Codes are written c*100+dd (4.15 is 415, 2.31 is 231). */
+
+struct coap_pdu_t;
+
+typedef enum gw_coap_res {
+	GW_COAP_RES_UPDATE = 0,   /* /u */
+	GW_COAP_RES_BATCH = 1,    /* /b */
+	GW_COAP_RES_OTHER = 2
+} gw_coap_res;
+
+/* Content-Format application/octet-stream: the one the resources take
+ * (IANA registers no protobuf Content-Format yet; see coap_req.c). */
+#define GW_COAP_CF_OCTETS 42
+/* The most updates in one CoAP batch: its Ack must fit one datagram. */
+#define GW_COAP_BATCH_MAX 40
+/* An answer's payload is kept under this (one datagram, DTLS included). */
+#define GW_COAP_PAYLOAD_MAX 1024
+
+/* What a request PDU says, as the decisions need it. */
+typedef struct gw_coap_msg {
+	int type;                 /* 0 CON, 1 NON, 2 ACK, 3 RST */
+	int code;                 /* 1 GET, 2 POST, 3 PUT, 4 DELETE, ... */
+	int mid;
+	uint8_t token[8];
+	size_t token_len;
+	gw_coap_res res;
+	char path[40];            /* Uri-Path as /a/b (cut), for the log */
+	bool has_cf, has_accept, has_query;
+	unsigned cf, accept;
+	int bad_option;           /* a critical option the resources do not
+				   * take (its number), 0: none */
+	bool has_block1;
+	uint32_t b1_num;
+	bool b1_more;
+	unsigned b1_szx;          /* block size 2^(szx+4) */
+	bool has_size1;
+	uint64_t size1;
+	const uint8_t *payload;   /* the PDU's memory */
+	size_t payload_len;
+} gw_coap_msg;
+
+/* Reads pdu (a request) into m. 0, or -1 when it is not one (m->code
+ * not a method). */
+int gw_coap_msg_read(const struct coap_pdu_t *pdu, gw_coap_msg *m);
+
+/* The state of the gateway a decision depends on. */
+typedef struct gw_coap_env {
+	const gw_config *c;
+	const char *device;       /* the PSK identity or "coap-anonymous";
+				   * NULL: not (or no longer) in the device
+				   * tokens */
+	bool stopping;
+	int inflight;             /* requests in flight, this one counted */
+	bool over_rate;           /* this source is over --coap-source-rate
+				   * while the gateway is overloaded */
+} gw_coap_env;
+
+/* Checks, in this order: resource (4.04), method (4.05), options (4.02
+ * a critical option not taken, 4.15 Content-Format, 4.06 Accept),
+ * stopping, load and per-source rate (5.03), the device (4.01), size
+ * (4.13: the payload or Size1 over --max-body, 4.00 nothing to work on
+ * in the last block). Returns 0 to work on it, or the code with *no
+ * filled (no->status is the code). */
+int gw_coap_check(const gw_coap_env *env, const gw_coap_msg *m,
+		  gw_refusal *no);
+
+/* One envelope of POST /u, translated. */
+typedef struct gw_coap_update {
+	char sid[SW_ERROR_PATH_MAX];  /* the session id's text (cut for logs) */
+	sw_buf sid_text;          /* the session id's text, whole */
+	uint64_t seq;
+	sw_buf path;              /* the encoded upstream path */
+	sw_buf json;              /* the canonical JSON */
+	size_t update_len;        /* the update's protobuf bytes */
+	uint8_t key[16];          /* (device, session, seq): the dedup key */
+	uint8_t digest[8];        /* the update (its canonical JSON), hashed */
+} gw_coap_update;
+
+void gw_coap_update_init(gw_coap_update *u);
+void gw_coap_update_free(gw_coap_update *u);
+/* Decodes an Envelope (session id, seq, update: all required) and
+ * translates it; key and digest from device. 0, or 400 with *no naming
+ * the field. */
+int gw_coap_update_plan(const gw_config *c, const char *device,
+			const uint8_t *p, size_t n, gw_coap_update *u,
+			gw_refusal *no);
+/* The dedup key of (device, session id, seq) and the digest of the
+ * update's canonical JSON (the same update in other protobuf bytes is
+ * the same update): SHA-256, cut. */
+void gw_coap_seq_key(const char *device, const char *sid, size_t sid_len,
+		     uint64_t seq, const uint8_t *json, size_t json_len,
+		     uint8_t key[16], uint8_t digest[8]);
+
+/* An answer: a response code, options and payload; kept for replays. */
+typedef struct gw_coap_answer {
+	int code;                 /* 204, 231, 400, 503 ... */
+	long max_age;             /* Max-Age seconds (5.03); -1: none */
+	long block1;              /* Block1 option value to echo; -1: none */
+	long size1;               /* Size1 (4.13: the limit); -1: none */
+	uint8_t *payload;         /* heap: a Result, an Error or an Ack */
+	size_t len;
+	int status;               /* the outcome as an HTTP status (logs,
+				   * metrics): 200, 202, 400, 503, ... */
+	bool final;               /* the device is done with the update
+				   * (2.xx, 4.xx): a resend gets this again */
+	char error[200];          /* what went wrong, for the log; "" */
+} gw_coap_answer;
+
+void gw_coap_answer_init(gw_coap_answer *a);
+void gw_coap_answer_free(gw_coap_answer *a);
+/* A deep copy of src into dst (dst initialised). 0 or -1. */
+int gw_coap_answer_copy(gw_coap_answer *dst, const gw_coap_answer *src);
+/* A refusal: its code, an Error payload (status = the code), Max-Age
+ * from its Retry-After for 5.03. 0 or -1 (no memory). */
+int gw_coap_answer_refusal(gw_coap_answer *a, const gw_refusal *no);
+/* The upstream's final answer to one update: 2.04 with a Result, 4.xx
+ * with an Error (the API's own message when it translates), 5.03 with
+ * Max-Age and a Result when it is worth resending later (retry.c's
+ * persistent policy), 5.02 with a Result for what is the gateway's
+ * problem (the org key refused, other 5xx). 0 or -1. */
+int gw_coap_answer_upstream(gw_coap_answer *a, const gw_response *r);
+/* A store's result: 2.04 Result{202}, or 5.03 with Max-Age (full: 30 s,
+ * else 5 s) and a Result{507 or 503, retry_after_ms, err}. 0 or -1. */
+int gw_coap_answer_stored(gw_coap_answer *a, int result, const char *err);
+/* 2.04 with an Ack of res[0..n), messages of 2xx items left out and the
+ * others cut until it fits in max_payload. 0 or -1. */
+int gw_coap_answer_ack(gw_coap_answer *a, const sw_result *res, size_t n,
+		       size_t max_payload);
+/* Keeps a's payload within max_payload bytes: an Error or a Result
+ * without its message (and field), else none. Plain CoAP answers a
+ * source nobody verified: its answer must not be larger than what it
+ * sent (no amplification, RFC 7252 11.3). 0 unchanged, 1 shrunk. */
+int gw_coap_answer_shrink(gw_coap_answer *a, size_t max_payload);
+/* The CoAP code for an upstream status (0: none came back, curl_code
+ * says why): 204, 4.xx, 503 (worth resending) or 502. */
+int gw_coap_code_of(int status, int curl_code);
+
+/* A body arriving in Block1 blocks (RFC 7959) from one source. */
+typedef struct gw_coap_blocks {
+	gw_coap_res res;
+	uint32_t next;            /* the block number expected next */
+	unsigned szx;
+	sw_buf body;              /* capped at max_body */
+	int64_t last_ms;          /* when the last block came */
+} gw_coap_blocks;
+
+void gw_coap_blocks_init(gw_coap_blocks *b, gw_coap_res res, size_t max);
+void gw_coap_blocks_free(gw_coap_blocks *b);
+/* Adds m's block. 0: the body is whole (b->body); 231: more to come
+ * (answer 2.31 Continue); else a refusal code with *no filled: 408 a
+ * block out of order, 413 over max (Size1). */
+int gw_coap_blocks_put(gw_coap_blocks *b, const gw_coap_msg *m, size_t max,
+		       gw_refusal *no);
+
+/* A token bucket: rate requests per second, a second's worth of burst. */
+typedef struct gw_coap_bucket {
+	double tokens;
+	int64_t last_ms;
+} gw_coap_bucket;
+/* Takes one token at now_ms; false when the bucket is empty. */
+bool gw_coap_bucket_take(gw_coap_bucket *b, int64_t now_ms, unsigned rate);
+
+/* ==== What the CoAP ingress answered already (coap_dedup.c) ====
+ *
+ * Two tables, per loop, bounded in entries and age, the oldest dropped
+ * first. By message: (source, message id) of every request answered or
+ * being answered, so a retransmission is answered again from here and
+ * never worked on twice (RFC 7252 4.5). By envelope: (device, session,
+ * seq) of every update, with its final answer or the work under way, so
+ * an envelope sent again in a new message gets the first answer
+ * (answers worth resending, 5.xx, are not kept). */
+
+typedef struct gw_coap_dedup gw_coap_dedup;
+
+/* The state of one message. */
+typedef enum gw_coap_mid_state {
+	GW_MID_QUIET = 0,         /* being worked on, nothing sent yet */
+	GW_MID_ACKED = 1,         /* an empty ACK went out; the answer comes
+				   * as a separate response */
+	GW_MID_ANSWERED = 2       /* answered (piggybacked): the answer is
+				   * kept */
+} gw_coap_mid_state;
+
+typedef struct gw_coap_mid {
+	gw_coap_mid_state state;
+	gw_coap_answer answer;    /* GW_MID_ANSWERED */
+} gw_coap_mid;
+
+/* An envelope's entry: its answer, or the work under way. */
+typedef struct gw_coap_seq {
+	uint8_t digest[8];        /* the update, hashed */
+	bool done;
+	gw_coap_answer answer;    /* done */
+	void *work;               /* !done: the ingress's work item */
+} gw_coap_seq;
+
+/* Tables of at most max entries each, kept for mid_ms (messages) and
+ * seq_ms (envelopes). NULL when out of memory. */
+gw_coap_dedup *gw_coap_dedup_new(size_t max, int64_t mid_ms, int64_t seq_ms);
+void gw_coap_dedup_free(gw_coap_dedup *d);
+/* Drops entries older than their age at now_ms (and, past max, the
+ * oldest); a seq entry with work under way is kept. */
+void gw_coap_dedup_expire(gw_coap_dedup *d, int64_t now_ms);
+/* The entry of message (src[0..src_len), mid), or NULL. */
+gw_coap_mid *gw_coap_mid_find(gw_coap_dedup *d, const void *src,
+			      size_t src_len, int mid);
+/* A new entry (GW_MID_QUIET) for it at now_ms; NULL when out of memory
+ * (src_len <= 32). */
+gw_coap_mid *gw_coap_mid_add(gw_coap_dedup *d, const void *src,
+			     size_t src_len, int mid, int64_t now_ms);
+/* The entry of an envelope's key, or NULL. */
+gw_coap_seq *gw_coap_seq_find(gw_coap_dedup *d, const uint8_t key[16]);
+/* A new entry with work under way (replacing one of the same key: an
+ * update sent again with the same seq but other bytes is a new one).
+ * NULL when out of memory. */
+gw_coap_seq *gw_coap_seq_add(gw_coap_dedup *d, const uint8_t key[16],
+			     const uint8_t digest[8], void *work,
+			     int64_t now_ms);
+/* The work of e is over: with a final answer the entry keeps a copy from
+ * now_ms on; else it is dropped (a resend is worked on again). */
+void gw_coap_seq_done(gw_coap_dedup *d, gw_coap_seq *e,
+		      const gw_coap_answer *a, int64_t now_ms);
+/* Entries in the tables (tests, metrics). */
+void gw_coap_dedup_counts(const gw_coap_dedup *d, size_t *mids,
+			  size_t *seqs);
+
+/* ==== The CoAP ingress (coap.c) ==== */
+
+/* Which endpoints a loop runs. */
+enum { GW_COAP_EP_PLAIN = 1, GW_COAP_EP_DTLS = 2 };
+
+/* Starts a libcoap context on w's loop with the endpoints in eps (bound
+ * now, before the loop runs: *plain_port and *dtls_port get the ports).
+ * NULL with err. */
+gw_coap *gw_coap_start(gw_worker *w, unsigned eps, uint16_t *plain_port,
+		       uint16_t *dtls_port, char *err, size_t errlen);
+/* On its loop: new requests get 5.03 from now on; duplicates are still
+ * answered, the work in flight finishes and is answered. */
+void gw_coap_quiesce(gw_coap *co);
+/* On its loop (or after it ended): closes the endpoints and sessions;
+ * once nothing is busy. NULL is fine. */
+void gw_coap_stop(gw_coap *co);
 
 #endif

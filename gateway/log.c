@@ -184,6 +184,8 @@ static sw_status add_fields(sw_buf *b, const gw_log_fields *f)
 		st = add_str(b, "request_id", f->request_id, strlen(f->request_id));
 	if (st == SW_OK && f->route)
 		st = add_str(b, "route", f->route, strlen(f->route));
+	if (st == SW_OK && f->transport)
+		st = add_str(b, "transport", f->transport, strlen(f->transport));
 	if (st == SW_OK && f->session_id)
 		st = add_str(b, "session_id", f->session_id, strlen(f->session_id));
 	if (st == SW_OK && f->device)

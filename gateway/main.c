@@ -1,7 +1,8 @@
 /* main.c - session-gateway: configuration, then the server (its event
  * loops, server.c), then signals handled synchronously in the main thread
  * (sigwaitinfo):
- *   SIGHUP           reload --device-tokens (keep the old set on error)
+ *   SIGHUP           reload --device-tokens and its CoAP PSKs (keep the
+ *                    old set on error)
  *   SIGTERM, SIGINT  stop accepting, finish requests in flight, exit 0
  * With --spool DIR the spool is opened first (its writer thread), then the
  * server, whose loops also forward the spool; they stop in the reverse
@@ -59,7 +60,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (c.device_tokens[0] != '\0') {
-		tokens = gw_tokens_load(c.device_tokens, err, sizeof(err));
+		tokens = gw_tokens_load_psk(c.device_tokens, c.coaps_on, err,
+					    sizeof(err));
 		if (tokens == NULL) {
 			rc = config_error(err);
 			goto out;
@@ -115,6 +117,21 @@ int main(int argc, char **argv)
 	/* scripts read the port from this line: print it at any log level */
 	gw_log_set_level(GW_LOG_INFO);
 	gw_log(GW_LOG_INFO, msg, NULL);
+	/* CoAP: "coap listening on udp HOST:PORT" (scripts read the port) */
+	if (c.coap_on) {
+		snprintf(msg, sizeof(msg), "coap listening on udp %s%s%s:%u (plain, devices coap-anonymous)",
+			 strchr(c.coap_host, ':') ? "[" : "", c.coap_host,
+			 strchr(c.coap_host, ':') ? "]" : "",
+			 gw_server_coap_port(srv, false));
+		gw_log(GW_LOG_INFO, msg, NULL);
+	}
+	if (c.coaps_on) {
+		snprintf(msg, sizeof(msg), "coaps listening on udp %s%s%s:%u (DTLS 1.2, PSK)",
+			 strchr(c.coaps_host, ':') ? "[" : "", c.coaps_host,
+			 strchr(c.coaps_host, ':') ? "]" : "",
+			 gw_server_coap_port(srv, true));
+		gw_log(GW_LOG_INFO, msg, NULL);
+	}
 	snprintf(msg, sizeof(msg), "forwarding to %s", c.upstream);
 	gw_log(GW_LOG_INFO, msg, NULL);
 	if (sp != NULL) {
@@ -147,7 +164,8 @@ int main(int argc, char **argv)
 				gw_log(GW_LOG_INFO, "SIGHUP: no --device-tokens file to reload", NULL);
 				continue;
 			}
-			t = gw_tokens_load(c.device_tokens, err, sizeof(err));
+			t = gw_tokens_load_psk(c.device_tokens, c.coaps_on, err,
+					       sizeof(err));
 			if (t == NULL) {
 				f.error = err;
 				gw_log(GW_LOG_ERROR, "SIGHUP: device tokens not reloaded, keeping the old set", &f);

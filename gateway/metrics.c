@@ -462,5 +462,7 @@ sw_status gw_metrics_render(sw_buf *out)
 	}
 	if (st == SW_OK && atomic_load(&spool_used))
 		st = render_spool(out);
+	if (st == SW_OK)
+		st = gw_metrics_coap_render(out); /* coap_metrics.c */
 	return st;
 }

@@ -67,6 +67,7 @@ struct gw_server {
 	atomic_int inflight;
 	atomic_ullong next_id;
 	uint16_t port;
+	uint16_t coap_port, coaps_port; /* 0: off */
 	pthread_mutex_t tok_mu;
 	pthread_mutex_t ip_mu;
 	ip_count *ips[IP_BUCKETS];
@@ -224,6 +225,8 @@ static void stop_check(void *arg)
 	}
 	gw_http_stop(w->http);
 	w->http = NULL;
+	gw_coap_stop(w->coap); /* CoAP exchanges count in busy */
+	w->coap = NULL;
 	gw_loop_quit(w->loop);
 }
 
@@ -235,6 +238,7 @@ static void on_stop(void *arg)
 	w->stopping = true;
 	k->stop_since = gw_loop_now(w->loop);
 	gw_http_quiesce(w->http);
+	gw_coap_quiesce(w->coap);
 	if (w->lane)
 		w->store->ops->lane_stop(w->lane);
 	gw_timer_init(&k->stop_timer, stop_check, k);
@@ -368,6 +372,7 @@ static void server_free(gw_server *s)
 		gw_worker *w = &s->w[i].w;
 
 		gw_http_stop(w->http);
+		gw_coap_stop(w->coap);
 		if (w->lane)
 			w->store->ops->lane_free(w->lane);
 		gw_uplink_free(w->ul);
@@ -467,6 +472,17 @@ gw_server *gw_server_start_store(const gw_config *c, gw_upstream *up,
 		if (w->http == NULL)
 			goto fail;
 	}
+	/* CoAP: one libcoap context, both endpoints, on loop 0 (coap.c says
+	 * why one loop) */
+	if (c->coap_on || c->coaps_on) {
+		gw_worker *w = &s->w[0].w;
+
+		w->coap = gw_coap_start(w, (c->coap_on ? GW_COAP_EP_PLAIN : 0) |
+					   (c->coaps_on ? GW_COAP_EP_DTLS : 0),
+					&s->coap_port, &s->coaps_port, err, errlen);
+		if (w->coap == NULL)
+			goto fail;
+	}
 	for (i = 0; i < s->n; i++) {
 		s->w[i].w.tokens = gw_tokens_ref(tokens);
 		if (pthread_create(&s->w[i].th, NULL, worker_main, &s->w[i]) != 0) {
@@ -496,6 +512,11 @@ fail:
 uint16_t gw_server_port(const gw_server *s)
 {
 	return s ? s->port : 0;
+}
+
+uint16_t gw_server_coap_port(const gw_server *s, bool dtls)
+{
+	return s == NULL ? 0 : dtls ? s->coaps_port : s->coap_port;
 }
 
 void gw_server_stop(gw_server *s)

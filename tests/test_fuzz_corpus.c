@@ -22,6 +22,7 @@
 #include "fuzz/uri.c"
 #include "fuzz/gateway.c"
 #include "fuzz/answer.c"
+#include "fuzz/coap.c"
 #include "testutil.h"
 
 typedef int (*fc_entry)(const uint8_t *data, size_t size);
@@ -38,6 +39,7 @@ static const struct fc_target {
 	{ "uri", sw_fuzz_uri },
 	{ "gateway", sw_fuzz_gateway },
 	{ "answer", sw_fuzz_answer },
+	{ "coap", sw_fuzz_coap },
 };
 #define FC_N_TARGETS (sizeof(fc_targets) / sizeof(fc_targets[0]))
 
@@ -151,6 +153,9 @@ static void date_corpus_replays_clean(void) { fc_own("date"); }
 static void num_corpus_replays_clean(void) { fc_own("num"); }
 static void envelope_corpus_replays_clean(void) { fc_own("envelope"); }
 static void uri_corpus_replays_clean(void) { fc_own("uri"); }
+static void gateway_corpus_replays_clean(void) { fc_own("gateway"); }
+static void answer_corpus_replays_clean(void) { fc_own("answer"); }
+static void coap_corpus_replays_clean(void) { fc_own("coap"); }
 
 /* Every file of every corpus through every other target. */
 static void every_corpus_through_every_target(void)
@@ -201,6 +206,9 @@ int init_fuzz_corpus_tests(void)
 	CU_add_test(s, "num_corpus_replays_clean", num_corpus_replays_clean);
 	CU_add_test(s, "envelope_corpus_replays_clean", envelope_corpus_replays_clean);
 	CU_add_test(s, "uri_corpus_replays_clean", uri_corpus_replays_clean);
+	CU_add_test(s, "gateway_corpus_replays_clean", gateway_corpus_replays_clean);
+	CU_add_test(s, "answer_corpus_replays_clean", answer_corpus_replays_clean);
+	CU_add_test(s, "coap_corpus_replays_clean", coap_corpus_replays_clean);
 	CU_add_test(s, "every_corpus_through_every_target", every_corpus_through_every_target);
 	return 0;
 }

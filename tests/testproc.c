@@ -44,7 +44,10 @@ int tu_proc_spawn(tu_proc *p, const char *name, const char *const *args,
 	p->log = calloc(1, 1);
 	if (p->log == NULL)
 		return -1;
-	tu_bin(name, bin, sizeof(bin));
+	if (name[0] == '/')
+		snprintf(bin, sizeof(bin), "%s", name); /* a system program */
+	else
+		tu_bin(name, bin, sizeof(bin));
 	argv[argc++] = bin;
 	while (args && *args && argc < 39)
 		argv[argc++] = (char *)(uintptr_t)*args++;
@@ -125,6 +128,20 @@ unsigned tu_proc_port(tu_proc *p, double wait_s)
 			p->port = (unsigned)strtoul(at + sizeof(m) - 1, NULL, 10);
 			return p->port;
 		}
+		tu_proc_drain(p, 0.05);
+	}
+	return 0;
+}
+
+unsigned tu_proc_port_of(tu_proc *p, const char *prefix, double wait_s)
+{
+	double end = tu_mono() + wait_s;
+
+	while (tu_mono() < end) {
+		const char *at = strstr(p->log, prefix);
+
+		if (at)
+			return (unsigned)strtoul(at + strlen(prefix), NULL, 10);
 		tu_proc_drain(p, 0.05);
 	}
 	return 0;

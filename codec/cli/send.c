@@ -5,6 +5,9 @@
  *
  *   single: PATCH {gateway}/v2/traces/sessions/{id}, body a Session
  *   --batch: POST {gateway}/v1/updates, body a Batch of Envelopes
+ *   --coap URL: CoAP (coap_client.c), POST /u with one Envelope per
+ *          update (--lines: one per input line, one DTLS session), or
+ *          --batch: POST /b with the Batch (Block1 when large)
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -15,7 +18,9 @@
 #include <string.h>
 
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 
+#include "coap_client.h"
 #include "send.h"
 #include "sessionwire/sessionwire.h"
 #include "read_input.h"
@@ -36,12 +41,20 @@ typedef struct send_opts {
 	const char *batch;
 	uint64_t seq;
 	bool json;
+	const char *coap;         /* coap[s]://HOST:PORT */
+	const char *psk_identity;
+	const char *psk_key;      /* hex */
+	bool lines;               /* --coap: one /u per input line */
 } send_opts;
 
 static void send_usage(FILE *f)
 {
 	fputs("usage: session-codec send --gateway URL --session ID [--token T]\n"
 	      "                          [--batch FILE.jsonl [--seq N]] [--json]\n"
+	      "                          < update.json\n"
+	      "       session-codec send --coap coap[s]://HOST[:PORT] --session ID\n"
+	      "                          [--psk-identity NAME --psk-key HEX]\n"
+	      "                          [--seq N] [--lines | --batch FILE.jsonl]\n"
 	      "                          < update.json\n"
 	      CLI_SEND_SUMMARY ".\n"
 	      "Without --batch: reads one JSON update on standard input and\n"
@@ -66,6 +79,23 @@ static void send_usage(FILE *f)
 	      "                 a single PATCH carries none)\n"
 	      "  --json         single update only: send the canonical JSON\n"
 	      "                 (application/json) instead of protobuf\n"
+	      "  --coap URL     send over CoAP instead (coap://: plain UDP, port\n"
+	      "                 5683; coaps://: DTLS 1.2 with a pre-shared key,\n"
+	      "                 port 5684): POST /u with one Envelope (session,\n"
+	      "                 seq N, update) per update, or with --batch POST /b\n"
+	      "                 (Block1 blocks when larger than 1024 bytes);\n"
+	      "                 prints 'CoAP c.dd', the answer (a Result, an\n"
+	      "                 Error or the Ack's lines) and 'bytes on the\n"
+	      "                 wire: up = U, down = D, total = T' per message\n"
+	      "                 (UDP payload, DTLS records included; the\n"
+	      "                 handshake on a line of its own)\n"
+	      "  --psk-identity NAME, --psk-key HEX\n"
+	      "                 coaps://: the device's name and its key (the\n"
+	      "                 gateway's `NAME psk:HEX` line; a plain token's\n"
+	      "                 bytes as hex work too)\n"
+	      "  --lines        --coap: standard input holds one JSON update per\n"
+	      "                 line, each sent as its own message (seq N, N+1,\n"
+	      "                 ...) over one connection\n"
 	      "  --help         this text\n"
 	      "Exit status: 0 the answer is 2xx (and every batch item 2xx),\n"
 	      "1 otherwise or invalid input, 2 usage or transport error.\n",
@@ -106,6 +136,14 @@ static int send_parse_args(int argc, char **argv, send_opts *o)
 			return 0;
 		} else if (!strcmp(a, "--json")) {
 			o->json = true;
+		} else if (!strcmp(a, "--lines")) {
+			o->lines = true;
+		} else if (!strcmp(a, "--coap") && has_val) {
+			o->coap = argv[++i];
+		} else if (!strcmp(a, "--psk-identity") && has_val) {
+			o->psk_identity = argv[++i];
+		} else if (!strcmp(a, "--psk-key") && has_val) {
+			o->psk_key = argv[++i];
 		} else if (!strcmp(a, "--gateway") && has_val) {
 			o->gateway = argv[++i];
 		} else if (!strcmp(a, "--token") && has_val) {
@@ -128,10 +166,31 @@ static int send_parse_args(int argc, char **argv, send_opts *o)
 			return EXIT_USAGE;
 		}
 	}
-	if (o->gateway == NULL || o->session == NULL) {
-		fprintf(stderr, "session-codec send: --gateway and --session "
-			"are required\n");
+	if ((o->gateway == NULL) == (o->coap == NULL) || o->session == NULL) {
+		fprintf(stderr, "session-codec send: --session and one of "
+			"--gateway or --coap are required\n");
 		send_usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (o->coap == NULL && (o->lines || o->psk_identity || o->psk_key)) {
+		fputs("session-codec send: --lines, --psk-identity and --psk-key "
+		      "are for --coap\n", stderr);
+		return EXIT_USAGE;
+	}
+	if (o->coap != NULL && (o->json || o->token)) {
+		fputs("session-codec send: --coap sends protobuf envelopes and "
+		      "authenticates with a PSK (--psk-identity, --psk-key), "
+		      "not --json or --token\n", stderr);
+		return EXIT_USAGE;
+	}
+	if (o->lines && o->batch) {
+		fputs("session-codec send: --lines or --batch, not both\n", stderr);
+		return EXIT_USAGE;
+	}
+	if (o->coap != NULL && !strncmp(o->coap, "coaps://", 8) &&
+	    (o->psk_identity == NULL || o->psk_key == NULL)) {
+		fputs("session-codec send: coaps:// needs --psk-identity and "
+		      "--psk-key\n", stderr);
 		return EXIT_USAGE;
 	}
 	if (o->json && o->batch) {
@@ -466,6 +525,245 @@ static void print_text(const sw_buf *b)
 		putchar('\n');
 }
 
+/* ==== CoAP ==== */
+
+#define COAP_WAIT_MS 60000L /* a separate response may take this long */
+
+/* Hex into key[0..cap); its length, or 0 when it is not hex. */
+static size_t parse_hex_key(const char *hex, uint8_t *key, size_t cap)
+{
+	size_t n = strlen(hex), i;
+
+	if (n == 0 || n % 2 != 0 || n / 2 > cap)
+		return 0;
+	for (i = 0; i < n / 2; i++) {
+		unsigned v;
+
+		if (sscanf(hex + 2 * i, "%2x", &v) != 1 ||
+		    !strchr("0123456789abcdefABCDEF", hex[2 * i]) ||
+		    !strchr("0123456789abcdefABCDEF", hex[2 * i + 1]))
+			return 0;
+		key[i] = (uint8_t)v;
+	}
+	return n / 2;
+}
+
+/* One Envelope (session, seq, the update in pb) into env. */
+static sw_status coap_envelope(const send_opts *o, uint64_t seq,
+			       const sw_buf *pb, sw_buf *env, sw_error *err)
+{
+	sw_session_id sid;
+	size_t n = 0;
+	sw_status st;
+	char *p;
+
+	sw_session_id_set(&sid, o->session, strlen(o->session));
+	st = sw_envelope_encode(&sid, true, seq, (const uint8_t *)pb->data,
+				pb->len, NULL, 0, &n, err);
+	if (st != SW_OK)
+		return st;
+	p = sw_buf_reserve(env, n, &st);
+	if (p == NULL)
+		return sw_error_set(err, st, "", (size_t)-1,
+				    "no room for the envelope");
+	st = sw_envelope_encode(&sid, true, seq, (const uint8_t *)pb->data,
+				pb->len, (uint8_t *)p, n, &n, err);
+	if (st == SW_OK)
+		sw_buf_commit(env, n);
+	return st;
+}
+
+/* Prints one CoAP answer; false when it is not a success (2.xx, and
+ * every batch item 2xx). */
+static bool print_coap(bool batch, const cc_answer *a, size_t items)
+{
+	bool ok = a->code >= 200 && a->code < 300;
+	sw_error err;
+
+	printf("CoAP %d.%02d%s\n", a->code / 100, a->code % 100,
+	       a->separate ? " (separate response)" : "");
+	sw_error_clear(&err);
+	if (a->code >= 400 && a->code < 500) {
+		sw_error_msg e;
+
+		if (a->len > 0 &&
+		    sw_error_msg_decode(a->payload, a->len, &e, &err) == SW_OK)
+			print_error_msg(&e);
+		else if (a->len > 0)
+			printf("%.*s\n", (int)a->len, (const char *)a->payload);
+		return false;
+	}
+	if (batch && ok) {
+		if (!print_protobuf(true, 200, a->payload, a->len, items, &ok))
+			ok = false;
+	} else if (a->len > 0) {
+		sw_result r;
+
+		if (sw_result_decode(a->payload, a->len, &r, &err) == SW_OK) {
+			printf("status=%" PRIu32, r.status);
+			if (r.has_retry_after)
+				printf(" retry_after_ms=%" PRIu32, r.retry_after_ms);
+			if (r.message.len)
+				printf(" %.*s", (int)r.message.len, r.message.ptr);
+			putchar('\n');
+		} else {
+			print_sw_error("answer", &err);
+			ok = false;
+		}
+	}
+	if (a->max_age >= 0)
+		printf("max-age=%ld\n", a->max_age);
+	return ok;
+}
+
+/* Sends body to /path and prints the outcome. 0 (2.xx), 1 (an answer
+ * that is not), 2 (no answer). */
+static int coap_one(cc_conn *c, const char *path, const sw_buf *body,
+		    size_t items)
+{
+	cc_answer a;
+	char err[256];
+	bool ok;
+
+	if (cc_post(c, path, (const uint8_t *)body->data, body->len,
+		    COAP_WAIT_MS, &a, err, sizeof(err)) != 0) {
+		fprintf(stderr, "session-codec send: %s\n", err);
+		printf("bytes on the wire: up = %zu, down = %zu, total = %zu\n",
+		       a.up, a.down, a.up + a.down);
+		return EXIT_USAGE;
+	}
+	ok = print_coap(path[0] == 'b', &a, items);
+	printf("bytes on the wire: up = %zu, down = %zu, total = %zu",
+	       a.up, a.down, a.up + a.down);
+	if (a.blocks > 1)
+		printf(" (%u blocks)", a.blocks);
+	if (a.retransmits)
+		printf(" (%u retransmissions)", a.retransmits);
+	putchar('\n');
+	cc_answer_free(&a);
+	return ok ? 0 : EXIT_NOT_OK;
+}
+
+static int send_coap(const send_opts *o)
+{
+	uint8_t key[64];
+	size_t key_len = 0, items = 0, hs_up, hs_down;
+	char err[256];
+	cc_conn *c = NULL;
+	sw_buf body, pb;
+	int ret = 0, r;
+
+	if (o->psk_key != NULL) {
+		key_len = parse_hex_key(o->psk_key, key, sizeof(key));
+		if (key_len == 0) {
+			fputs("session-codec send: --psk-key takes 2 to 128 hex "
+			      "digits (a key of 1 to 64 bytes)\n", stderr);
+			return EXIT_USAGE;
+		}
+	}
+	sw_buf_init(&body, SEND_MAX_INPUT, NULL);
+	sw_buf_init(&pb, 0, NULL);
+	if (o->batch) {
+		ret = build_batch(o, &body, &items);
+		if (ret != 0)
+			goto done;
+	}
+	c = cc_open(o->coap, o->psk_identity, key, key_len, err, sizeof(err));
+	OPENSSL_cleanse(key, sizeof(key));
+	if (c == NULL) {
+		fprintf(stderr, "session-codec send: %s: %s\n", o->coap, err);
+		ret = EXIT_USAGE;
+		goto done;
+	}
+	cc_handshake_bytes(c, &hs_up, &hs_down);
+	if (hs_up + hs_down > 0)
+		printf("DTLS handshake (%s): up = %zu, down = %zu, total = %zu\n",
+		       cc_cipher(c), hs_up, hs_down, hs_up + hs_down);
+	if (o->batch) {
+		ret = coap_one(c, "b", &body, items);
+		goto done;
+	}
+	if (!o->lines) {
+		/* one update on standard input */
+		sw_buf one;
+
+		sw_buf_init(&one, SEND_MAX_INPUT, NULL);
+		ret = build_single(o, &one);
+		if (ret == 0) {
+			sw_error e;
+
+			sw_error_clear(&e);
+			if (coap_envelope(o, o->seq, &one, &body, &e) != SW_OK) {
+				print_sw_error("", &e);
+				ret = EXIT_NOT_OK;
+			} else {
+				ret = coap_one(c, "u", &body, 1);
+			}
+		}
+		sw_buf_free(&one);
+		goto done;
+	}
+	{
+		char *line = NULL;
+		size_t cap = 0, lineno = 0;
+		uint64_t seq = o->seq;
+		ssize_t got;
+
+		while ((got = getline(&line, &cap, stdin)) >= 0) {
+			size_t n = (size_t)got;
+			sw_update *u = NULL;
+			sw_error e;
+			sw_status st;
+
+			lineno++;
+			while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+				n--;
+			if (n == 0)
+				continue;
+			sw_error_clear(&e);
+			sw_buf_reset(&pb);
+			sw_buf_reset(&body);
+			st = sw_json_parse(line, n, NULL, &u, &e);
+			if (st == SW_OK)
+				st = append_pb(u, &pb, &e);
+			sw_update_free(u);
+			if (st == SW_OK)
+				st = coap_envelope(o, seq, &pb, &body, &e);
+			if (st != SW_OK) {
+				char where[32];
+
+				snprintf(where, sizeof(where), "line %zu", lineno);
+				print_sw_error(where, &e);
+				ret = EXIT_NOT_OK;
+				continue;
+			}
+			printf("seq %" PRIu64 ": ", seq);
+			r = coap_one(c, "u", &body, 1);
+			if (r > ret)
+				ret = r;
+			seq++;
+			if (r == EXIT_USAGE)
+				break;
+		}
+		free(line);
+	}
+done:
+	if (c != NULL) {
+		size_t up, down;
+
+		cc_total_bytes(c, &up, &down);
+		if (o->lines)
+			printf("bytes on the wire in all (handshake included): up = %zu, down = %zu, total = %zu\n",
+			       up, down, up + down);
+		cc_close(c);
+	}
+	sw_buf_free(&body);
+	sw_buf_free(&pb);
+	if (fflush(stdout) != 0)
+		ret = EXIT_USAGE;
+	return ret;
+}
+
 /* ==== The command ==== */
 
 int cli_send(int argc, char **argv)
@@ -486,6 +784,8 @@ int cli_send(int argc, char **argv)
 	ret = send_parse_args(argc, argv, &o);
 	if (ret >= 0)
 		return ret;
+	if (o.coap != NULL)
+		return send_coap(&o);
 	sw_buf_init(&body, SEND_MAX_INPUT, NULL);
 	sw_buf_init(&url, 0, NULL);
 	memset(&x, 0, sizeof(x));

@@ -39,6 +39,7 @@ int sw_fuzz_envelope(const uint8_t *data, size_t size);
 int sw_fuzz_uri(const uint8_t *data, size_t size);
 int sw_fuzz_gateway(const uint8_t *data, size_t size);
 int sw_fuzz_answer(const uint8_t *data, size_t size);
+int sw_fuzz_coap(const uint8_t *data, size_t size);
 #endif
 
 /* Failed checks since the start (test build only: libFuzzer aborts). */

@@ -284,6 +284,64 @@ def main():
     write(a.out, "answer", ans(400, b"**", b"a**b***c"))
     write(a.out, "answer", ans(400, b"", b"nothing to scrub"))
 
+    # ---- coap: flags byte, then a CoAP datagram (tests/fuzz/coap.c)
+    def opt_hdr(delta, length):
+        def nib(v):
+            if v < 13:
+                return v, b""
+            if v < 269:
+                return 13, bytes([v - 13])
+            return 14, struct.pack(">H", v - 269)
+        dn, de = nib(delta)
+        ln, le = nib(length)
+        return bytes([dn << 4 | ln]) + de + le
+
+    def coap(code, opts, payload=b"", typ=0, mid=0x1234, tok=b"\x07",
+             flags=0):
+        out = bytes([0x40 | typ << 4 | len(tok), code]) + \
+            struct.pack(">H", mid) + tok
+        last = 0
+        for num, val in sorted(opts, key=lambda o: o[0]):
+            out += opt_hdr(num - last, len(val)) + val
+            last = num
+        if payload:
+            out += b"\xff" + payload
+        return bytes([flags]) + out
+
+    u, b = (11, b"u"), (11, b"b")
+    for e in envs[:12]:
+        write(a.out, "coap", coap(0x02, [u], e))
+        write(a.out, "coap", coap(0x02, [u, (12, b"\x2a")], e, typ=1))
+    for k in (1, 3, 17, 41):
+        batch = b"".join(field(1, 2, e) for e in (envs * 4)[:k])
+        write(a.out, "coap", coap(0x02, [b], batch))
+    big = b"".join(field(1, 2, e) for e in envs[:8])
+    write(a.out, "coap", coap(0x02, [b, (27, bytes([0x08 | 2])),
+                                     (60, struct.pack(">H", len(big)))],
+                              big[:64]))
+    write(a.out, "coap", coap(0x02, [b, (27, bytes([0x10 | 2]))], big[:64]))
+    write(a.out, "coap", coap(0x02, [b, (27, bytes([0x0f]))], big[:16]))
+    write(a.out, "coap", coap(0x02, [u, (27, bytes([0x02]))], envs[0]))
+    for opts, payload, flags in (
+            ([(11, b"x")], envs[0], 0), ([], envs[0], 0),
+            ([u, (11, b"v")], envs[0], 0), ([u, (1, b"e")], envs[0], 0),
+            ([u, (15, b"a=1")], envs[0], 0), ([u, (12, b"\x32")], envs[0], 0),
+            ([u, (17, b"\x32")], envs[0], 0), ([u, (3, b"gw"), (7, b"\x16\x33")],
+                                            envs[0], 0),
+            ([u], envs[0], 1), ([u], envs[0], 2), ([u], envs[0], 4),
+            ([u], envs[0], 8), ([u], b"", 0), ([u], b"\xff\xff", 0),
+            ([u], field(2, 2, b"s") + field(5, 2, pbs[0]), 0),
+            ([u, (60, b"\xff\xff\xff")], envs[0], 0),
+            ([u], envs[0], 0x10), ([u], envs[0], 0x60),
+            ([u], envs[0], 0xa0), ([u], envs[0], 0xe0),
+            ([u], envs[0], 0xf0)):
+        write(a.out, "coap", coap(0x02, opts, payload, flags=flags))
+    write(a.out, "coap", coap(0x01, [u]))            # GET
+    write(a.out, "coap", coap(0x45, [u], b"x"))      # a response
+    write(a.out, "coap", coap(0x00, [], tok=b""))    # ping
+    write(a.out, "coap", bytes([0]) + b"\x4f\x02\x00\x01")  # token 15
+    write(a.out, "coap", bytes([0]) + b"\x40\x02\x00\x01\xf0")
+
 
 if __name__ == "__main__":
     main()

@@ -103,6 +103,19 @@ SW_CHECK sw_status sw_ack_decode(const uint8_t *buf, size_t len,
 				 sw_result *results, size_t cap, size_t *n,
 				 sw_error *err);
 
+/* Encodes one Result as a message of its own: the answer to one envelope
+ * over CoAP (docs/wire-format.md section 7). status always, seq only with
+ * with_seq (a CoAP exchange already names its envelope), retry_after_ms
+ * when has_retry_after, message when not empty. buf NULL + cap 0: size
+ * only. */
+SW_CHECK sw_status sw_result_encode(const sw_result *r, bool with_seq,
+				    uint8_t *buf, size_t cap, size_t *len,
+				    sw_error *err);
+/* Decodes one Result of its own (seq optional: 0 when absent; status
+ * absent is 0); the message borrows buf. */
+SW_CHECK sw_status sw_result_decode(const uint8_t *buf, size_t len,
+				    sw_result *r, sw_error *err);
+
 typedef struct sw_error_msg {
 	uint32_t status;
 	sw_str code;    /* "invalid_body" */
