@@ -27,6 +27,17 @@
  * SQLite error rolls the whole transaction back and every job in it fails
  * (nothing half-stored).
  *
+ * A transaction that stores updates is committed with synchronous=FULL
+ * (the WAL fsynced before anyone is told). One that only marks rows
+ * (delivered, retry later, dead) is committed with synchronous=NORMAL:
+ * written to the WAL without waiting for the disk, and made durable by
+ * the next FULL commit (the WAL is one sequence: its fsync covers every
+ * frame before it) or checkpoint. A power loss can then undo the last
+ * marks, and their rows go upstream once more, in their order (a later
+ * mark of a session is always behind an earlier one in the WAL); a
+ * process crash undoes nothing. So the forwarders do not wait on the
+ * disk, and the devices' commits do not wait behind theirs.
+ *
  * Waiters: a stored update may carry a gw_waiter (a JSON client waiting
  * for the API's answer). The writer lists it under its row id before the
  * COMMIT, so the forwarder cannot settle the row before it is listed;
@@ -85,6 +96,7 @@ struct gw_spool {
 	sqlite3 *db;              /* the writer's connection */
 	sqlite3_stmt *st_insert, *st_delete, *st_retry, *st_dead,
 		*st_meta_get, *st_meta_set, *st_oldest;
+	bool sync_full;           /* the connection's synchronous setting */
 	pthread_t writer;
 	bool writer_started;
 	pthread_mutex_t mu;
@@ -385,6 +397,7 @@ gw_spool *gw_spool_open(const gw_config *c, char *err, size_t errlen)
 	    exec_sql(sp, heads_rebuild, "indexing the sessions", err,
 		     errlen) != 0)
 		goto fail;
+	sp->sync_full = true;
 	if (prepare(sp, "INSERT INTO spool(sid,seq,path,json,arrived_ms) VALUES(?1,?2,?3,?4,?5)",
 		    &sp->st_insert, err, errlen) != 0 ||
 	    prepare(sp, "DELETE FROM spool WHERE id=?1", &sp->st_delete, err,
@@ -633,6 +646,26 @@ static int run_mark(gw_spool *sp, const gw_spool_mark_rec *m,
 	return SQLITE_MISUSE;
 }
 
+/* FULL (fsync at COMMIT) when list stores updates, NORMAL when it only
+ * marks rows. SQLITE_OK or an error code. */
+static int set_sync(gw_spool *sp, const job *list)
+{
+	bool full = false;
+	const job *j;
+	int rc;
+
+	for (j = list; j != NULL && !full; j = j->next)
+		full = j->kind == JOB_PUT;
+	if (full == sp->sync_full)
+		return SQLITE_OK;
+	rc = sqlite3_exec(sp->db, full ? "PRAGMA synchronous=FULL"
+				       : "PRAGMA synchronous=NORMAL",
+			  NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		sp->sync_full = full;
+	return rc;
+}
+
 /* Runs every job of list in one transaction. */
 static void run_txn(gw_spool *sp, job *list)
 {
@@ -640,12 +673,16 @@ static void run_txn(gw_spool *sp, job *list)
 	unsigned rows = 0, updates = 0;
 	int64_t now = gw_spool__now_ms();
 	double t1;
-	const char *what = "BEGIN";
+	const char *what = "PRAGMA synchronous";
 	job *j;
 	int rc;
 	bool listed = false;
 
-	rc = sqlite3_exec(sp->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	rc = set_sync(sp, list);
+	if (rc == SQLITE_OK) {
+		what = "BEGIN";
+		rc = sqlite3_exec(sp->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	}
 	if (rc == SQLITE_OK) {
 		what = "reading meta";
 		rc = meta_get(sp, "depth", &depth);
