@@ -440,7 +440,27 @@ typedef struct gw_store_ops {
 	void (*quiet)(gw_store *st);
 	/* After every lane is freed. */
 	void (*fwd_close)(gw_store *st);
+	/* Whether it takes updates now (/readyz); false with why filled (a
+	 * sentence). Any thread. */
+	bool (*ready)(gw_store *st, char *why, size_t cap);
 } gw_store_ops;
+
+/* ==== Waiters of one store (waiters.c) ==== */
+
+typedef struct gw_waiters gw_waiters;
+
+/* A table of waiters by id. keep_early: an answer settled before its
+ * waiter is listed is kept a while (60 s, the last 256) and answers the
+ * listing at once. NULL when out of memory. */
+gw_waiters *gw_waiters_new(bool keep_early);
+void gw_waiters_free(gw_waiters *t);
+/* Lists w under w->id (or answers it at once, see keep_early). */
+void gw_waiters_list(gw_waiters *t, gw_waiter *w);
+/* Unlists w: true when it was listed; false when its answer is posted. */
+bool gw_waiters_unwait(gw_waiters *t, gw_waiter *w);
+/* The final answer of id: its waiter (if any) is unlisted and gets a copy
+ * of resp on its loop. Any thread. */
+void gw_waiters_settle(gw_waiters *t, int64_t id, const gw_response *resp);
 
 struct gw_store {
 	const gw_store_ops *ops;
