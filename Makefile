@@ -18,12 +18,13 @@
 # mandoc: the man pages' lint; dpkg-dev, fakeroot, lintian: make deb and
 # its test. libcoap3-dev: the CoAP ingress (its OpenSSL build, for
 # DTLS); libcoap3-bin: Debian's coap-client, the tests' independent
-# CoAP client.
+# CoAP client. libnats-dev: the JetStream store (--queue); nats-server:
+# the clusters its tests and make run-cluster start on loopback.
 DEB_PACKAGES := build-essential pkg-config protobuf-c-compiler \
 	libprotobuf-c-dev protobuf-compiler libcjson-dev libcunit1-dev \
 	libdouble-conversion-dev libmicrohttpd-dev libcurl4-openssl-dev \
 	libssl-dev libsqlite3-dev curl valgrind nanopb mandoc dpkg-dev \
-	fakeroot lintian libcoap3-dev libcoap3-bin
+	fakeroot lintian libcoap3-dev libcoap3-bin libnats-dev nats-server
 # Only `make bench` (bench-deps) installs these; `make test` never needs them.
 # tcpdump: bench/coap.sh counts CoAP's bytes from captured packets.
 BENCH_PACKAGES := gnuplot-nox libzstd-dev zlib1g-dev libcbor-dev \
@@ -52,6 +53,8 @@ LDLIBS := $(shell pkg-config --libs libprotobuf-c libcjson 2>/dev/null || echo -
 # of the TLS here.
 COAP_LIBS := $(shell pkg-config --libs libcoap-3-openssl 2>/dev/null || echo -lcoap-3-openssl)
 NET_LIBS := -lmicrohttpd -lcurl -lssl -lcrypto -lsqlite3 $(COAP_LIBS)
+# libnats (--queue): only the programs that hold the gateway library
+NATS_LIBS := $(shell pkg-config --libs libnats 2>/dev/null || echo -lnats)
 
 ifneq ($(SANITIZE),)
 SANFLAGS := -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -146,7 +149,7 @@ $(CLI): $(CLI_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(NET_LIBS)
 
 $(GW_BIN): $(O)/gateway/main.o $(GW_LIB) $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(NET_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(NET_LIBS) $(NATS_LIBS)
 
 $(FAKE_UPSTREAM): $(FAKE_UPSTREAM_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(NET_LIBS)
@@ -161,7 +164,7 @@ $(TEST_OBJ): $(O)/gen/test_list.h
 
 # The CoAP suites drive the gateway with session-codec's own CoAP client.
 $(TEST_BIN): $(TEST_OBJ) $(O)/codec/cli/coap_client.o $(GW_LIB) $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(NET_LIBS) -lcunit
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(NET_LIBS) $(NATS_LIBS) -lcunit
 
 $(COAP_DEVICE): $(O)/codec/examples/coap_device.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(COAP_LIBS)
@@ -405,7 +408,7 @@ $(FUZZ_BINS): $(FUZZ_O)/fuzz-%: tests/fuzz/%.c tests/fuzz/fuzz.h $(FUZZ_GW_LIB) 
 	$(FUZZ_CC) $(BASEFLAGS) -O1 -g -fsanitize=fuzzer $(FUZZ_SAN) \
 		-DSW_FUZZ_LIBFUZZER -Icodec/include -Igateway -c -o $@.o $<
 	$(FUZZ_CXX) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $@.o $(FUZZ_GW_LIB) \
-		$(FUZZ_LIB) $(LDLIBS) $(NET_LIBS)
+		$(FUZZ_LIB) $(LDLIBS) $(NET_LIBS) $(NATS_LIBS)
 
 fuzz-build: $(FUZZ_BINS)
 

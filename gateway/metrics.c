@@ -73,6 +73,12 @@ static atomic_llong spool_depth, spool_bytes, spool_dead, spool_oldest_ms;
 static atomic_ullong spool_commits, spool_commit_rows, spool_stored;
 static atomic_ullong spool_retries, spool_dead_total, spool_delivered;
 static histo spool_commit_duration;
+/* The queue (rendered only once a queue reported its connection). */
+static atomic_bool queue_used, queue_up;
+static atomic_llong queue_acks_pending, queue_owned, queue_busy;
+static atomic_ullong queue_published, queue_publish_failed, queue_delivered;
+static atomic_ullong queue_retries, queue_dead_total, queue_redelivered;
+static histo queue_publish_duration;
 
 /* Slot of an HTTP status in the fixed set. */
 static size_t code_slot(int status)
@@ -241,6 +247,57 @@ void gw_metrics_spool_delivered(void)
 	atomic_fetch_add_explicit(&spool_delivered, 1, memory_order_relaxed);
 }
 
+/* ==== The queue ==== */
+
+void gw_metrics_queue_published(double seconds, unsigned n)
+{
+	atomic_fetch_add_explicit(&queue_published, n, memory_order_relaxed);
+	histo_observe(&queue_publish_duration, seconds);
+}
+
+void gw_metrics_queue_publish_failed(void)
+{
+	atomic_fetch_add_explicit(&queue_publish_failed, 1, memory_order_relaxed);
+}
+
+void gw_metrics_queue_delivered(void)
+{
+	atomic_fetch_add_explicit(&queue_delivered, 1, memory_order_relaxed);
+}
+
+void gw_metrics_queue_retry(void)
+{
+	atomic_fetch_add_explicit(&queue_retries, 1, memory_order_relaxed);
+}
+
+void gw_metrics_queue_dead(void)
+{
+	atomic_fetch_add_explicit(&queue_dead_total, 1, memory_order_relaxed);
+}
+
+void gw_metrics_queue_redelivered(void)
+{
+	atomic_fetch_add_explicit(&queue_redelivered, 1, memory_order_relaxed);
+}
+
+void gw_metrics_queue_acks_pending(int delta)
+{
+	atomic_fetch_add_explicit(&queue_acks_pending, delta,
+				  memory_order_relaxed);
+}
+
+void gw_metrics_queue_partitions(int owned_delta, int busy_delta)
+{
+	atomic_fetch_add_explicit(&queue_owned, owned_delta, memory_order_relaxed);
+	atomic_fetch_add_explicit(&queue_busy, busy_delta, memory_order_relaxed);
+}
+
+void gw_metrics_queue_connected(bool up)
+{
+	atomic_store(&queue_up, up);
+	atomic_store(&queue_used, true);
+}
+
 /* ==== Rendering ==== */
 
 static sw_status put(sw_buf *out, const char *s)
@@ -375,6 +432,59 @@ static sw_status render_spool(sw_buf *out)
 	return st;
 }
 
+/* The queue's connection, publishes, forwarding and partitions. */
+static sw_status render_queue(sw_buf *out)
+{
+	sw_status st;
+
+	st = render_gauge(out, "sessionwire_queue_connected",
+			  "1 while the gateway is connected to the NATS cluster.",
+			  atomic_load(&queue_up) ? 1 : 0);
+	if (st == SW_OK)
+		st = render_gauge(out, "sessionwire_queue_acks_pending",
+				  "Updates published and waiting for JetStream's acknowledgement.",
+				  (double)atomic_load(&queue_acks_pending));
+	if (st == SW_OK)
+		st = render_gauge(out, "sessionwire_queue_partitions_owned",
+				  "Partitions whose durable consumer this gateway pulls from.",
+				  (double)atomic_load(&queue_owned));
+	if (st == SW_OK)
+		st = render_gauge(out, "sessionwire_queue_partitions_busy",
+				  "Partitions with an update in this gateway's hands (at the upstream or being acked).",
+				  (double)atomic_load(&queue_busy));
+	if (st == SW_OK)
+		st = render_counter(out, "sessionwire_queue_published_total",
+				    "Updates JetStream acknowledged (stored; duplicates included).",
+				    atomic_load(&queue_published));
+	if (st == SW_OK)
+		st = render_counter(out, "sessionwire_queue_publish_failures_total",
+				    "Stores refused (no acknowledgement in time, cluster unreachable, stream full).",
+				    atomic_load(&queue_publish_failed));
+	if (st == SW_OK)
+		st = render_counter(out, "sessionwire_queue_delivered_total",
+				    "Queued updates the upstream accepted (2xx), acked.",
+				    atomic_load(&queue_delivered));
+	if (st == SW_OK)
+		st = render_counter(out, "sessionwire_queue_retries_total",
+				    "Queued updates given back with a delay after a retryable failure.",
+				    atomic_load(&queue_retries));
+	if (st == SW_OK)
+		st = render_counter(out, "sessionwire_queue_dead_letters_total",
+				    "Queued updates moved to the dead-letter stream by this process.",
+				    atomic_load(&queue_dead_total));
+	if (st == SW_OK)
+		st = render_counter(out, "sessionwire_queue_redeliveries_total",
+				    "Updates JetStream delivered to this gateway more than once.",
+				    atomic_load(&queue_redelivered));
+	if (st == SW_OK)
+		st = put(out, "# HELP sessionwire_queue_publish_duration_seconds Time from publishing an update to JetStream's acknowledgement.\n"
+			      "# TYPE sessionwire_queue_publish_duration_seconds histogram\n");
+	if (st == SW_OK)
+		st = render_histo(out, "sessionwire_queue_publish_duration_seconds",
+				  "", &queue_publish_duration);
+	return st;
+}
+
 sw_status gw_metrics_render(sw_buf *out)
 {
 	char line[256], code[16], labels[64];
@@ -464,5 +574,7 @@ sw_status gw_metrics_render(sw_buf *out)
 		st = render_spool(out);
 	if (st == SW_OK)
 		st = gw_metrics_coap_render(out); /* coap_metrics.c */
+	if (st == SW_OK && atomic_load(&queue_used))
+		st = render_queue(out);
 	return st;
 }
