@@ -5,6 +5,7 @@
 #   make test     build and run every test (runs deps first; installs,
 #                 checks and purges the .deb: needs root or sudo)
 #   make run      build and run the main job (see README)
+#   make run-cluster  the same at scale: 3 NATS nodes, 2 gateways, kills
 #   make bench    build and run the benchmarks
 #   make install  PREFIX=/usr/local DESTDIR=...
 #   make deb      build/sessionwire_<VERSION>_<arch>.deb, lintian-checked
@@ -86,6 +87,7 @@ GW_OBJ := $(GW_C:%.c=$(O)/%.o)
 GW_LIB := $(O)/libgateway.a
 GW_BIN := $(O)/session-gateway
 FAKE_UPSTREAM := $(O)/fake-upstream
+FLEET := $(O)/fleet
 
 CLI := $(O)/session-codec
 CLI_C := $(wildcard codec/cli/*.c)
@@ -107,7 +109,8 @@ COAP_DEVICE := $(O)/coap-device
 .PHONY: all deps test run bench bench-deps clean install check-deps test-valgrind FORCE
 all: $(LIB) $(GW_LIB) $(TEST_BIN) $(BENCH_BIN) $(CLI) $(COAP_DEVICE) \
 	$(if $(wildcard gateway/main.c),$(GW_BIN)) \
-	$(if $(wildcard tests/tools/fake_upstream_main.c),$(FAKE_UPSTREAM))
+	$(if $(wildcard tests/tools/fake_upstream_main.c),$(FAKE_UPSTREAM)) \
+	$(if $(wildcard tests/tools/fleet.c),$(FLEET))
 
 # ==== Version: the VERSION file is the one place it is written ====
 # --version of both programs, sessioncodec.pc and the Debian package read
@@ -153,6 +156,10 @@ $(GW_BIN): $(O)/gateway/main.o $(GW_LIB) $(LIB)
 
 $(FAKE_UPSTREAM): $(FAKE_UPSTREAM_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(NET_LIBS)
+
+# make run-cluster's simulated fleet and its tally (tests/cluster.sh)
+$(FLEET): $(O)/tests/tools/fleet.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcurl
 
 # The test runner registers init_<name>_tests() of every tests/test_<name>.c.
 $(O)/gen/test_list.h: $(TEST_C)
@@ -246,6 +253,16 @@ cppcheck: cppcheck-deps $(O)/gen/test_list.h $(O)/gen/sw_version.h
 run: deps
 	$(MAKE) all
 	@tests/demo.sh $(O) $(VECTORS)
+
+# The main job at scale, on loopback: three nats-server nodes, two
+# gateways with --queue, the stand-in upstream and a simulated fleet; one
+# NATS node and one gateway are killed (SIGKILL) midway. Prints what was
+# sent, acknowledged, delivered, duplicated and lost, and whether every
+# session kept its order (tests/cluster.sh; CLUSTER_SECONDS=30).
+.PHONY: run-cluster
+run-cluster: deps
+	$(MAKE) all
+	@tests/cluster.sh $(O)
 
 bench: deps
 	$(MAKE) bench-deps
