@@ -60,6 +60,13 @@ typedef struct counters {
 	unsigned long long upstream_json_bytes;
 	histo request_duration[GW_ROUTE_COUNT];
 	histo upstream_duration;
+	/* the queue: its loops count here too */
+	unsigned long long queue_published, queue_publish_failed;
+	unsigned long long queue_delivered, queue_retries, queue_dead;
+	unsigned long long queue_redelivered;
+	unsigned long long queue_pubs_started, queue_pubs_done;
+	unsigned long long queue_taken, queue_released;
+	histo queue_publish_duration;
 } counters;
 
 static pthread_mutex_t blocks_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -73,12 +80,10 @@ static atomic_llong spool_depth, spool_bytes, spool_dead, spool_oldest_ms;
 static atomic_ullong spool_commits, spool_commit_rows, spool_stored;
 static atomic_ullong spool_retries, spool_dead_total, spool_delivered;
 static histo spool_commit_duration;
-/* The queue (rendered only once a queue reported its connection). */
+/* The queue (rendered only once a queue reported its connection); its
+ * counters are in the per-thread blocks. */
 static atomic_bool queue_used, queue_up;
-static atomic_llong queue_acks_pending, queue_owned, queue_busy;
-static atomic_ullong queue_published, queue_publish_failed, queue_delivered;
-static atomic_ullong queue_retries, queue_dead_total, queue_redelivered;
-static histo queue_publish_duration;
+static atomic_llong queue_owned;
 
 /* Slot of an HTTP status in the fixed set. */
 static size_t code_slot(int status)
@@ -251,45 +256,56 @@ void gw_metrics_spool_delivered(void)
 
 void gw_metrics_queue_published(double seconds, unsigned n)
 {
-	atomic_fetch_add_explicit(&queue_published, n, memory_order_relaxed);
-	histo_observe(&queue_publish_duration, seconds);
+	counters *c = my_block();
+
+	add(&c->queue_published, n);
+	histo_observe(&c->queue_publish_duration, seconds);
 }
 
 void gw_metrics_queue_publish_failed(void)
 {
-	atomic_fetch_add_explicit(&queue_publish_failed, 1, memory_order_relaxed);
+	add(&my_block()->queue_publish_failed, 1);
 }
 
 void gw_metrics_queue_delivered(void)
 {
-	atomic_fetch_add_explicit(&queue_delivered, 1, memory_order_relaxed);
+	add(&my_block()->queue_delivered, 1);
 }
 
 void gw_metrics_queue_retry(void)
 {
-	atomic_fetch_add_explicit(&queue_retries, 1, memory_order_relaxed);
+	add(&my_block()->queue_retries, 1);
 }
 
 void gw_metrics_queue_dead(void)
 {
-	atomic_fetch_add_explicit(&queue_dead_total, 1, memory_order_relaxed);
+	add(&my_block()->queue_dead, 1);
 }
 
 void gw_metrics_queue_redelivered(void)
 {
-	atomic_fetch_add_explicit(&queue_redelivered, 1, memory_order_relaxed);
+	add(&my_block()->queue_redelivered, 1);
 }
 
 void gw_metrics_queue_acks_pending(int delta)
 {
-	atomic_fetch_add_explicit(&queue_acks_pending, delta,
-				  memory_order_relaxed);
+	counters *c = my_block();
+
+	if (delta > 0)
+		add(&c->queue_pubs_started, (unsigned long long)delta);
+	else
+		add(&c->queue_pubs_done, (unsigned long long)-delta);
 }
 
 void gw_metrics_queue_partitions(int owned_delta, int busy_delta)
 {
-	atomic_fetch_add_explicit(&queue_owned, owned_delta, memory_order_relaxed);
-	atomic_fetch_add_explicit(&queue_busy, busy_delta, memory_order_relaxed);
+	if (owned_delta != 0)
+		atomic_fetch_add_explicit(&queue_owned, owned_delta,
+					  memory_order_relaxed);
+	if (busy_delta > 0)
+		add(&my_block()->queue_taken, (unsigned long long)busy_delta);
+	else if (busy_delta < 0)
+		add(&my_block()->queue_released, (unsigned long long)-busy_delta);
 }
 
 void gw_metrics_queue_connected(bool up)
@@ -436,6 +452,7 @@ static sw_status render_spool(sw_buf *out)
 static sw_status render_queue(sw_buf *out)
 {
 	sw_status st;
+	histo h;
 
 	st = render_gauge(out, "sessionwire_queue_connected",
 			  "1 while the gateway is connected to the NATS cluster.",
@@ -443,7 +460,8 @@ static sw_status render_queue(sw_buf *out)
 	if (st == SW_OK)
 		st = render_gauge(out, "sessionwire_queue_acks_pending",
 				  "Updates published and waiting for JetStream's acknowledgement.",
-				  (double)atomic_load(&queue_acks_pending));
+				  (double)(long long)(SUM(queue_pubs_started) -
+						      SUM(queue_pubs_done)));
 	if (st == SW_OK)
 		st = render_gauge(out, "sessionwire_queue_partitions_owned",
 				  "Partitions whose durable consumer this gateway pulls from.",
@@ -451,37 +469,40 @@ static sw_status render_queue(sw_buf *out)
 	if (st == SW_OK)
 		st = render_gauge(out, "sessionwire_queue_partitions_busy",
 				  "Partitions with an update in this gateway's hands (at the upstream or being acked).",
-				  (double)atomic_load(&queue_busy));
+				  (double)(long long)(SUM(queue_taken) -
+						      SUM(queue_released)));
 	if (st == SW_OK)
 		st = render_counter(out, "sessionwire_queue_published_total",
 				    "Updates JetStream acknowledged (stored; duplicates included).",
-				    atomic_load(&queue_published));
+				    SUM(queue_published));
 	if (st == SW_OK)
 		st = render_counter(out, "sessionwire_queue_publish_failures_total",
 				    "Stores refused (no acknowledgement in time, cluster unreachable, stream full).",
-				    atomic_load(&queue_publish_failed));
+				    SUM(queue_publish_failed));
 	if (st == SW_OK)
 		st = render_counter(out, "sessionwire_queue_delivered_total",
 				    "Queued updates the upstream accepted (2xx), acked.",
-				    atomic_load(&queue_delivered));
+				    SUM(queue_delivered));
 	if (st == SW_OK)
 		st = render_counter(out, "sessionwire_queue_retries_total",
 				    "Queued updates given back with a delay after a retryable failure.",
-				    atomic_load(&queue_retries));
+				    SUM(queue_retries));
 	if (st == SW_OK)
 		st = render_counter(out, "sessionwire_queue_dead_letters_total",
 				    "Queued updates moved to the dead-letter stream by this process.",
-				    atomic_load(&queue_dead_total));
+				    SUM(queue_dead));
 	if (st == SW_OK)
 		st = render_counter(out, "sessionwire_queue_redeliveries_total",
 				    "Updates JetStream delivered to this gateway more than once.",
-				    atomic_load(&queue_redelivered));
+				    SUM(queue_redelivered));
 	if (st == SW_OK)
 		st = put(out, "# HELP sessionwire_queue_publish_duration_seconds Time from publishing an update to JetStream's acknowledgement.\n"
 			      "# TYPE sessionwire_queue_publish_duration_seconds histogram\n");
-	if (st == SW_OK)
+	if (st == SW_OK) {
+		histo_sum(offsetof(counters, queue_publish_duration), &h);
 		st = render_histo(out, "sessionwire_queue_publish_duration_seconds",
-				  "", &queue_publish_duration);
+				  "", &h);
+	}
 	return st;
 }
 
