@@ -354,7 +354,7 @@ static void on_sub_done(void *closure)
 /* ==== Publish acknowledgements ==== */
 
 int gw_queue__parse_puback(natsMsg *m, const char *stream, uint64_t *seq,
-			   bool *duplicate, bool *retry, char *err,
+			   bool *duplicate, bool *retry, int *js_err, char *err,
 			   size_t errlen)
 {
 	const char *st = NULL;
@@ -364,6 +364,7 @@ int gw_queue__parse_puback(natsMsg *m, const char *stream, uint64_t *seq,
 	*seq = 0;
 	*duplicate = false;
 	*retry = false;
+	*js_err = 0;
 	if (natsMsgHeader_Get(m, "Status", &st) == NATS_OK && st != NULL) {
 		/* 503: no responders, no stream leader to store it now */
 		*retry = strcmp(st, "503") == 0;
@@ -386,6 +387,7 @@ int gw_queue__parse_puback(natsMsg *m, const char *stream, uint64_t *seq,
 
 		snprintf(err, errlen, "JetStream refused the update (error %d: %.120s)",
 			 ecode, cJSON_IsString(d) ? d->valuestring : "?");
+		*js_err = ecode;
 		/* 10077 store failed (the stream's limits, discard new),
 		 * 10023 insufficient resources: full; 503: no quorum now */
 		if (ecode == 10077 || ecode == 10023)
@@ -462,10 +464,13 @@ static void stream_diff(const jsStreamConfig *have, const jsStreamConfig *want,
 		snprintf(why, cap, "its duplicate window is %lld s, shorter than --queue-dedup-window %lld s",
 			 (long long)(have->Duplicates / NS_PER_S),
 			 (long long)(want->Duplicates / NS_PER_S));
-	else if (have->Discard != js_DiscardNew)
+	else if (have->Discard != want->Discard && want->Discard == js_DiscardNew)
 		snprintf(why, cap, "it discards old messages when full (the gateway needs discard new: an acknowledged update must never be dropped to make room)");
-	else if (have->MaxMsgsPerSubject > 0)
-		snprintf(why, cap, "it limits messages per subject");
+	else if ((have->MaxMsgsPerSubject > 0 ? have->MaxMsgsPerSubject : 0) !=
+		 (want->MaxMsgsPerSubject > 0 ? want->MaxMsgsPerSubject : 0))
+		snprintf(why, cap, "its limit of messages per subject is %" PRId64 ", not %" PRId64,
+			 have->MaxMsgsPerSubject > 0 ? have->MaxMsgsPerSubject : 0,
+			 want->MaxMsgsPerSubject > 0 ? want->MaxMsgsPerSubject : 0);
 	else if (want->Description != NULL &&
 		 (have->Description == NULL ||
 		  strcmp(have->Description, want->Description) != 0))
@@ -654,7 +659,8 @@ gw_queue *gw_queue_open(const gw_config *c, char *err, size_t errlen)
 	jsStreamConfig sc;
 	natsInbox *inbox = NULL;
 	const char *subj[1];
-	char subj_buf[64], dsubj_buf[64], desc[96], sub_subj[128], msg[600];
+	char subj_buf[64], dsubj_buf[64], fsubj_buf[64], desc[96], sub_subj[128];
+	char msg[600];
 	natsStatus s;
 	double t0 = (double)gw_mono_ms();
 
@@ -672,6 +678,7 @@ gw_queue *gw_queue_open(const gw_config *c, char *err, size_t errlen)
 	q->n_parts = c->queue_partitions ? c->queue_partitions : 1;
 	snprintf(q->stream, sizeof(q->stream), "%s", c->queue_stream);
 	snprintf(q->dead, sizeof(q->dead), "%s_DEAD", c->queue_stream);
+	snprintf(q->fwd, sizeof(q->fwd), "%s_FWD", c->queue_stream);
 	/* above one upstream attempt: JetStream redelivers an update only
 	 * once a gateway that had it must have given up on it */
 	q->ack_wait_ms = c->upstream_timeout_ms + 5000;
@@ -727,6 +734,20 @@ gw_queue *gw_queue_open(const gw_config *c, char *err, size_t errlen)
 	sc.Description = NULL;          /* not checked */
 	sc.MaxAge = 0;                  /* until retried or dropped */
 	sc.Duplicates = (int64_t)DEAD_DUP_WINDOW_S * NS_PER_S;
+	if (ensure_stream(q, &sc, err, errlen) != 0)
+		goto fail;
+	/* the claims: the last sequence forwarded (or being forwarded) of
+	 * each partition, one message per subject */
+	snprintf(fsubj_buf, sizeof(fsubj_buf), "%s.*", q->fwd);
+	subj[0] = fsubj_buf;
+	stream_config(q, &sc, subj, desc, sizeof(desc));
+	sc.Name = q->fwd;
+	sc.Description = NULL;
+	sc.MaxAge = 0;
+	sc.Duplicates = 0;
+	sc.MaxMsgsPerSubject = 1;
+	sc.Discard = js_DiscardOld;
+	sc.AllowDirect = false;
 	if (ensure_stream(q, &sc, err, errlen) != 0)
 		goto fail;
 	if (ensure_consumers(q, err, errlen) != 0)

@@ -50,6 +50,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+#include <openssl/evp.h>
+
 #include "queue_int.h"
 
 #define PULL_BATCH 32
@@ -63,6 +66,8 @@
 
 typedef enum part_state {
 	P_IDLE,       /* nothing in hand */
+	P_READ,       /* reading the partition's claim */
+	P_CLAIM,      /* claiming the update in hand */
 	P_UPSTREAM,   /* an update at the upstream */
 	P_DEAD        /* its dead letter being stored */
 } part_state;
@@ -83,9 +88,15 @@ struct gw_queue_part {
 	int64_t ts_ms;             /* its stream timestamp (unix ms) */
 	uint64_t last_done;        /* the highest sequence finished here */
 	gw_response resp;          /* its final answer (dead letters) */
+	/* the partition's claim in STREAM_FWD as last seen: the sequence
+	 * claimed (w) and the claim's own sequence there (l) */
+	bool fence_known;
+	uint64_t fence_w, fence_l;
+	int fence_tries;
 };
 
 static void part_take(gw_queue_part *pt, gw_inmsg *im);
+static void on_answer(void *ud, gw_response *resp);
 
 /* ==== Small pieces ==== */
 
@@ -168,7 +179,8 @@ static void pull(gw_queue_part *pt)
 	char reply[160], body[128];
 	int64_t now = gw_mono_ms();
 
-	if (ln->stopping || !connected(q) || now < pt->pause_until)
+	if (ln->stopping || atomic_load(&q->quiet) || !connected(q) ||
+	    now < pt->pause_until)
 		return;
 	pt->req++;
 	snprintf(reply, sizeof(reply), "%s.p.%u.%" PRIu64, q->inbox, pt->p,
@@ -421,6 +433,172 @@ static void on_answer(void *ud, gw_response *resp)
 	to_dead_letters(pt);
 }
 
+/* ==== Claims: never an update after a later one of its partition ====
+ *
+ * JetStream 2.9 replicates a consumer's acks and deliveries without
+ * waiting for them: a consumer leader that dies can leave a successor
+ * that delivers an update again after it delivered the next one (the
+ * crash tests saw it: one session's 1 after 2). So before an update goes
+ * upstream its gateway claims it in STREAM_FWD.<p> (one message per
+ * partition: the stream sequence being forwarded), with JetStream's
+ * compare-and-set (Nats-Expected-Last-Subject-Sequence, answered by the
+ * stream's leader: a majority holds every claim it acknowledged):
+ *   claim < update   claimed: it goes upstream
+ *   claim = update   claimed again (a retry): it goes upstream
+ *   claim > update   a later update of the partition went upstream: this
+ *                    one was delivered before it, so it is a stale copy;
+ *                    acked without being sent
+ * A claim that finds another claim since the last one read (error 10071)
+ * reads the partition's claim from the stream's leader and decides again.
+ * Cost: one replicated publish per update. */
+
+#define FENCE_TRIES 8
+
+static void forward(gw_queue_part *pt);
+static void fence_step(gw_queue_part *pt);
+
+/* Gives the update in hand back (to any gateway) after ms. */
+static void give_back(gw_queue_part *pt, long ms)
+{
+	char nak[64];
+
+	snprintf(nak, sizeof(nak), "-NAK {\"delay\":%lld}",
+		 (long long)ms * 1000000LL);
+	ack(pt, ms > 0 ? nak : "-NAK");
+	release(pt);
+}
+
+static void on_claimed(gw_queue_pub *p, int result, uint64_t seq,
+		       const char *err, void *ud)
+{
+	gw_queue_part *pt = ud;
+	gw_log_fields f = GW_LOG_FIELDS_INIT;
+
+	if (result == GW_STORE_OK) {
+		pt->fence_known = true;
+		pt->fence_w = pt->sseq;
+		pt->fence_l = seq;
+		forward(pt);
+		return;
+	}
+	pt->fence_known = false;
+	if (p->js_err == 10071 && ++pt->fence_tries < FENCE_TRIES) {
+		fence_step(pt); /* claimed by another since: read, decide again */
+		return;
+	}
+	f.error = err;
+	gw_log(GW_LOG_WARN, "queue: an update could not be claimed; it comes again", &f);
+	give_back(pt, 1000);
+}
+
+/* The partition's claim from STREAM_FWD (a $JS.API.STREAM.MSG.GET reply:
+ * {"message":{"seq":L,"data":base64(W)}} or a 404 error: none yet). */
+static void on_claim_read(void *ud, natsMsg *m)
+{
+	gw_queue_part *pt = ud;
+	cJSON *j = NULL, *msg, *x, *e;
+	bool ok = false;
+
+	if (m != NULL)
+		j = cJSON_ParseWithLength(natsMsg_GetData(m),
+					  (size_t)natsMsg_GetDataLength(m));
+	e = cJSON_GetObjectItemCaseSensitive(j, "error");
+	msg = cJSON_GetObjectItemCaseSensitive(j, "message");
+	if (cJSON_IsObject(e)) {
+		x = cJSON_GetObjectItemCaseSensitive(e, "err_code");
+		if (cJSON_IsNumber(x) && x->valueint == 10037) {
+			pt->fence_w = pt->fence_l = 0; /* no claim yet */
+			ok = true;
+		}
+	} else if (cJSON_IsObject(msg)) {
+		cJSON *seq = cJSON_GetObjectItemCaseSensitive(msg, "seq");
+		cJSON *data = cJSON_GetObjectItemCaseSensitive(msg, "data");
+		unsigned char raw[64];
+		int n;
+
+		if (cJSON_IsNumber(seq) && cJSON_IsString(data) &&
+		    strlen(data->valuestring) < 80 &&
+		    (n = EVP_DecodeBlock(raw, (const unsigned char *)data->valuestring,
+					 (int)strlen(data->valuestring))) > 0) {
+			raw[n < 63 ? n : 63] = '\0';
+			pt->fence_w = strtoull((const char *)raw, NULL, 10);
+			pt->fence_l = (uint64_t)seq->valuedouble;
+			ok = pt->fence_w > 0;
+		}
+	}
+	cJSON_Delete(j);
+	natsMsg_Destroy(m);
+	if (!ok) {
+		gw_log(GW_LOG_WARN, "queue: a partition's claim could not be read; the update comes again",
+		       NULL);
+		give_back(pt, 1000);
+		return;
+	}
+	pt->fence_known = true;
+	fence_step(pt);
+}
+
+/* The next step to claim the update in hand. */
+static void fence_step(gw_queue_part *pt)
+{
+	gw_queue_lane *ln = pt->ln;
+	gw_queue *q = ln->q;
+	char subj[128], body[128], val[24], last[24];
+	const char *hdr[2];
+
+	if (ln->stopping) {
+		give_back(pt, 0);
+		return;
+	}
+	if (!pt->fence_known) {
+		pt->state = P_READ;
+		snprintf(subj, sizeof(subj), "$JS.API.STREAM.MSG.GET.%s", q->fwd);
+		snprintf(body, sizeof(body), "{\"last_by_subj\":\"%s.%u\"}",
+			 q->fwd, pt->p);
+		if (gw_queue__req_start(ln, subj, body, q->c->queue_ack_timeout_ms,
+					on_claim_read, pt) != 0)
+			give_back(pt, 1000);
+		return;
+	}
+	if (pt->sseq < pt->fence_w) {
+		/* a later update of this partition went upstream already */
+		publish_str(q, natsMsg_GetReply(pt->held->m), "+ACK");
+		if (pt->sseq > pt->last_done)
+			pt->last_done = pt->sseq;
+		gw_metrics_queue_stale();
+		release(pt);
+		return;
+	}
+	pt->state = P_CLAIM;
+	snprintf(subj, sizeof(subj), "%s.%u", q->fwd, pt->p);
+	snprintf(val, sizeof(val), "%" PRIu64, pt->sseq);
+	snprintf(last, sizeof(last), "%" PRIu64, pt->fence_l);
+	hdr[0] = "Nats-Expected-Last-Subject-Sequence";
+	hdr[1] = last;
+	if (gw_queue__pub_start(ln, q->fwd, subj, val, strlen(val), hdr, 1,
+				q->c->queue_ack_timeout_ms, on_claimed, pt) != 0)
+		give_back(pt, 1000);
+}
+
+/* Sends the claimed update upstream. */
+static void forward(gw_queue_part *pt)
+{
+	gw_queue_lane *ln = pt->ln;
+	natsMsg *m = pt->held->m;
+	const char *path = NULL;
+
+	if (ln->stopping) {
+		give_back(pt, 0);
+		return;
+	}
+	natsMsgHeader_Get(m, GW_QUEUE_HDR_PATH, &path);
+	pt->state = P_UPSTREAM;
+	if (gw_uplink_patch(ln->ul, path, natsMsg_GetData(m),
+			    (size_t)natsMsg_GetDataLength(m), false, on_answer,
+			    pt) != 0)
+		give_back(pt, 1000);
+}
+
 /* Takes a delivery of pt's consumer (im owned). */
 static void part_take(gw_queue_part *pt, gw_inmsg *im)
 {
@@ -470,14 +648,10 @@ static void part_take(gw_queue_part *pt, gw_inmsg *im)
 	pt->sseq = sseq;
 	pt->delivered = delivered;
 	pt->ts_ms = ts_ms;
-	pt->state = P_UPSTREAM;
+	pt->fence_tries = 0;
+	pt->state = P_CLAIM;
 	gw_metrics_queue_partitions(0, 1);
-	if (gw_uplink_patch(ln->ul, path, natsMsg_GetData(m),
-			    (size_t)natsMsg_GetDataLength(m), false, on_answer,
-			    pt) != 0) {
-		ack(pt, "-NAK {\"delay\":1000000000}");
-		release(pt);
-	}
+	fence_step(pt);
 }
 
 static void on_pull_msg(gw_queue_lane *ln, gw_inmsg *im)

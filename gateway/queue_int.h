@@ -71,6 +71,7 @@ struct gw_queue {
 	char answer_subj[104];     /* inbox + ".w" */
 	char stream[32];
 	char dead[40];             /* stream + "_DEAD" */
+	char fwd[40];              /* stream + "_FWD": the partitions' claims */
 	unsigned n_parts;
 	int64_t ack_wait_ms;       /* the consumers' AckWait */
 	gw_retry_policy policy;    /* persistent: the forwarding's */
@@ -104,9 +105,12 @@ natsOptions *gw_queue__options(const gw_config *c, char *err, size_t errlen);
 
 typedef struct gw_queue_pub gw_queue_pub;
 /* A publish is over: GW_STORE_OK with the stream sequence, or
- * GW_STORE_FULL / GW_STORE_ERROR with err. Runs on the lane's loop. */
+ * GW_STORE_FULL / GW_STORE_ERROR with err (p->js_err: JetStream's error
+ * code, 0 without one). Runs on the lane's loop. */
 typedef void (*gw_queue_pub_fn)(gw_queue_pub *p, int result, uint64_t seq,
 				const char *err, void *ud);
+/* A request's reply (taken), or NULL when none came in time. */
+typedef void (*gw_queue_req_fn)(void *ud, natsMsg *reply);
 
 struct gw_queue_pub {
 	gw_queue_lane *ln;
@@ -118,6 +122,8 @@ struct gw_queue_pub {
 	char err[200];             /* why it failed, when it did */
 	gw_timer timer;
 	gw_queue_pub_fn done;
+	gw_queue_req_fn raw;       /* a plain request: its reply as it is */
+	int js_err;
 	void *ud;
 };
 
@@ -159,6 +165,11 @@ int gw_queue__pub_start(gw_queue_lane *ln, const char *stream,
 			const char *subj, const void *data, size_t len,
 			const char *const *hdr, size_t n_hdr, int64_t deadline_ms,
 			gw_queue_pub_fn done, void *ud);
+/* A request to subj (a JetStream API call) whose reply goes to done on
+ * the lane's loop as it is (NULL after timeout_ms without one); sent
+ * once. 0, or -1 (no memory: done not called). */
+int gw_queue__req_start(gw_queue_lane *ln, const char *subj, const char *body,
+			int64_t timeout_ms, gw_queue_req_fn done, void *ud);
 /* The acknowledgement of publish token came in (m taken). */
 void gw_queue__pub_reply(gw_queue_lane *ln, uint64_t token, natsMsg *m);
 /* The connection is back: every waiting publish goes again now. */
@@ -187,9 +198,10 @@ int gw_queue__publish(gw_queue_lane *ln, const gw_store_rec *recs, size_t n,
 /* A publish acknowledgement (the reply's data): its stream sequence, or a
  * refusal: GW_STORE_FULL (the stream cannot store more), GW_STORE_ERROR
  * with *retry true when another attempt may succeed (no responders, the
- * cluster between leaders). err: a sentence. */
+ * cluster between leaders) and *js_err JetStream's error code (10071: not
+ * the expected last sequence). err: a sentence. */
 int gw_queue__parse_puback(natsMsg *m, const char *stream, uint64_t *seq,
-			   bool *duplicate, bool *retry, char *err,
+			   bool *duplicate, bool *retry, int *js_err, char *err,
 			   size_t errlen);
 
 #endif

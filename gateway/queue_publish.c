@@ -176,6 +176,18 @@ static void on_pub_timer(void *ud)
 {
 	gw_queue_pub *p = ud;
 
+	if (p->raw != NULL) {
+		/* a request: no reply in time */
+		gw_queue_req_fn raw = p->raw;
+		void *rud = p->ud;
+
+		slot_put(p->ln, p);
+		natsMsg_Destroy(p->m);
+		free(p);
+		raw(rud, NULL);
+		return;
+	}
+
 	if (gw_mono_ms() >= p->deadline) {
 		pub_again_in(p, 0); /* over */
 		return;
@@ -249,6 +261,35 @@ int gw_queue__pub_start(gw_queue_lane *ln, const char *stream,
 	return 0;
 }
 
+int gw_queue__req_start(gw_queue_lane *ln, const char *subj, const char *body,
+			int64_t timeout_ms, gw_queue_req_fn done, void *ud)
+{
+	gw_queue *q = ln->q;
+	gw_queue_pub *p = calloc(1, sizeof(*p));
+	char reply[160];
+
+	if (p == NULL || slot_take(ln, p) != 0) {
+		free(p);
+		return -1;
+	}
+	snprintf(reply, sizeof(reply), "%s.r.%u.%" PRIu64, q->inbox, ln->idx,
+		 p->token);
+	if (natsMsg_Create(&p->m, subj, reply, body, (int)strlen(body)) != NATS_OK) {
+		slot_put(ln, p);
+		free(p);
+		return -1;
+	}
+	p->ln = ln;
+	p->raw = done;
+	p->ud = ud;
+	gw_timer_init(&p->timer, on_pub_timer, p);
+	/* sent once: a lost one is a timeout, the caller decides */
+	if (atomic_load(&q->connected))
+		natsConnection_PublishMsg(q->nc, p->m);
+	gw_timer_start(ln->loop, &p->timer, timeout_ms);
+	return 0;
+}
+
 void gw_queue__pub_reply(gw_queue_lane *ln, uint64_t token, natsMsg *m)
 {
 	gw_queue_pub *p = slot_get(ln, token);
@@ -261,8 +302,19 @@ void gw_queue__pub_reply(gw_queue_lane *ln, uint64_t token, natsMsg *m)
 		natsMsg_Destroy(m); /* late: its publish is over */
 		return;
 	}
-	rc = gw_queue__parse_puback(m, p->stream, &seq, &dup, &retry, err,
-				    sizeof(err));
+	if (p->raw != NULL) {
+		gw_queue_req_fn raw = p->raw;
+		void *ud = p->ud;
+
+		gw_timer_stop(ln->loop, &p->timer);
+		slot_put(ln, p);
+		natsMsg_Destroy(p->m);
+		free(p);
+		raw(ud, m);
+		return;
+	}
+	rc = gw_queue__parse_puback(m, p->stream, &seq, &dup, &retry,
+				    &p->js_err, err, sizeof(err));
 	natsMsg_Destroy(m);
 	if (rc == GW_STORE_ERROR && retry) {
 		long b = p->backoff;
@@ -281,7 +333,7 @@ void gw_queue__pub_resend_all(gw_queue_lane *ln)
 	for (s = 0; s < ln->n_slots; s++) {
 		gw_queue_pub *p = ln->slots[s];
 
-		if (p == NULL)
+		if (p == NULL || p->raw != NULL)
 			continue;
 		gw_timer_stop(ln->loop, &p->timer);
 		pub_send(p); /* may finish it: the slot is then empty */
@@ -298,7 +350,8 @@ void gw_queue__pub_free_all(gw_queue_lane *ln)
 		if (p == NULL)
 			continue;
 		natsMsg_Destroy(p->m);
-		gw_metrics_queue_acks_pending(-1);
+		if (p->raw == NULL)
+			gw_metrics_queue_acks_pending(-1);
 		free(p);
 	}
 	free(ln->slots);

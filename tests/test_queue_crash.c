@@ -344,6 +344,25 @@ static void load_finish(const char *what, int kills, tally *t)
 			break;
 		tu_sleep_ms(100);
 	} while (tu_mono() < end);
+	if (t->missing > 0) {
+		/* what the queue says is still waiting, for the failure's log */
+		char *sa[] = { (char *)"queue", (char *)"stats", (char *)"--queue",
+			       (char *)(uintptr_t)tu_nats_urls(cl),
+			       (char *)"--queue-stream", stream, NULL };
+		char *la[] = { (char *)"queue", (char *)"list", (char *)"--pending",
+			       (char *)"--limit", (char *)"5", (char *)"--queue",
+			       (char *)(uintptr_t)tu_nats_urls(cl),
+			       (char *)"--queue-stream", stream, NULL };
+
+		char cmd[512];
+
+		fprintf(stderr, "\n  %ld missing after 60 s; the queue:\n", t->missing);
+		gw_queue_admin(6, sa, stderr, stderr);
+		gw_queue_admin(9, la, stderr, stderr);
+		snprintf(cmd, sizeof(cmd), "tail -q -n 5 %s/gw-*.log >&2", root);
+		if (system(cmd) != 0)
+			fprintf(stderr, "  (no gateway logs)\n");
+	}
 	for (g = 0; g < GATEWAYS; g++)
 		CU_ASSERT_EQUAL(gw_term(g), 0);
 	check(t);
