@@ -9,7 +9,8 @@
 # duplicated and lost, and whether every session kept its order; exit 1
 # when anything acknowledged was lost or a session went out of order.
 # Everything runs on loopback ports found free; nothing is left behind.
-# CLUSTER_SECONDS (30) of load, CLUSTER_SESSIONS (32) devices.
+# CLUSTER_SECONDS (30) of load, CLUSTER_SESSIONS (32) devices; CLUSTER_KEEP=1
+# keeps the logs (printed where).
 set -eu
 build=${1:-build}
 secs=${CLUSTER_SECONDS:-30}
@@ -24,24 +25,11 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/sessionwire-cluster.XXXXXX")
 declare -A pid
 cleanup() {
 	for k in "${!pid[@]}"; do kill -9 "${pid[$k]}" 2>/dev/null || true; done
+	for k in 1 2 3; do [ -z "${nc_pid[$k]:-}" ] || kill -9 "${nc_pid[$k]}" 2>/dev/null || true; done
 	wait 2>/dev/null || true
-	rm -rf "$work"
+	if [ -n "${CLUSTER_KEEP:-}" ]; then echo "cluster.sh: kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT INT TERM
-
-# A loopback port nobody listens on (and none handed out before).
-used=" "
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 40000))
-		case "$used" in *" $p "*) continue ;; esac
-		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
-		used="$used$p "
-		echo "$p"
-		return
-	done
-}
 
 # Waits (up to 30 s, while process $3 lives) for "listening on
 # 127.0.0.1:PORT" in a file; prints PORT.
@@ -63,22 +51,9 @@ say() { printf '[%5.1f s] %s\n' "$(awk "BEGIN { print $(date +%s.%N) - $t0 }")" 
 t0=$(date +%s.%N)
 
 # ==== Three NATS nodes ====
-for i in 1 2 3; do cport[$i]=$(free_port); rport[$i]=$(free_port); done
-routes="nats-route://127.0.0.1:${rport[1]}, nats-route://127.0.0.1:${rport[2]}, nats-route://127.0.0.1:${rport[3]}"
-urls="nats://127.0.0.1:${cport[1]},nats://127.0.0.1:${cport[2]},nats://127.0.0.1:${cport[3]}"
-start_node() {
-	nats-server -c "$work/n$1.conf" >>"$work/n$1.log" 2>&1 &
-	pid[n$1]=$!
-}
-for i in 1 2 3; do
-	cat >"$work/n$i.conf" <<EOF
-server_name: n$i
-listen: 127.0.0.1:${cport[$i]}
-jetstream { store_dir: "$work/d$i" }
-cluster { name: sessionwire, listen: 127.0.0.1:${rport[$i]}, routes: [ $routes ] }
-EOF
-	start_node $i
-done
+. "$(dirname "$0")/nats_cluster.sh"
+nc_start
+urls=$nc_urls
 say "3 nats-server nodes: $urls"
 
 # ==== The stand-in API and two gateways ====
@@ -122,9 +97,9 @@ sleep $((secs / 3))
 l=$(leader)
 if [ -n "$l" ]; then
 	say "kill -9 nats-server n$l (the stream's leader)"
-	kill -9 "${pid[n$l]}"; wait "${pid[n$l]}" 2>/dev/null || true
+	nc_kill "$l"
 	sleep 5
-	start_node "$l"
+	nc_node "$l"
 	say "n$l restarted"
 fi
 sleep 3
@@ -148,6 +123,7 @@ for g in gw1 gw2; do
 	kill -TERM "${pid[$g]}"; wait "${pid[$g]}" || echo "cluster.sh: $g did not exit 0" >&2
 	unset "pid[$g]"
 done
+nc_stop
 say "done"
 echo
 "$build/fleet" check --acked "$work/acked" --upstream "$work/upstream.log"

@@ -222,8 +222,9 @@ static int cmd_check(int argc, char **argv)
 		if (k < 0 || k >= n_sessions || have[k] == NULL || n < 1)
 			continue;
 		delivered++;
-		if (n < last[k])
-			order++;
+		if (n < last[k] && ++order <= 5)
+			fprintf(stderr, "fleet: session fleet-%ld: %ld after %ld (upstream request %ld)\n",
+				k, n, last[k], delivered);
 		else if (n == last[k])
 			dups++;
 		last[k] = n;
