@@ -130,6 +130,8 @@ static const opt opts[] = {
 	  "FILE", "NATS user credentials (JWT and NKey seed, a .creds file)" },
 	{ "queue-tls-ca", OPT_PATH, OFF(queue_tls_ca), CAP(queue_tls_ca), 0, 0,
 	  "FILE", "CA certificates (PEM) to verify the NATS servers; implies TLS" },
+	{ "queue-accept-only", OPT_BOOL, OFF(queue_accept_only), 0, 0, 0, NULL,
+	  "store updates but forward none: other gateways on the stream forward them" },
 	{ "config", OPT_CONFIG, 0, 0, 0, 0, "FILE",
 	  "read `key = value` lines first (keys as these flags, without --)" },
 	{ "help", OPT_HELP, 0, 0, 0, 0, NULL, "print this help and exit" },
@@ -183,7 +185,7 @@ void gw_config_defaults(gw_config *c)
 	c->queue_replicas = 3;
 	c->queue_partitions = 64;
 	c->queue_max_age_s = 86400;
-	c->queue_dedup_s = 600;
+	c->queue_dedup_s = 120;
 	c->queue_ack_timeout_ms = 5000;
 }
 

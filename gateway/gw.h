@@ -104,10 +104,11 @@ typedef struct gw_config {
 	unsigned queue_replicas;   /* 3 */
 	unsigned queue_partitions; /* 64: subjects STREAM.0 .. STREAM.63 */
 	long queue_max_age_s;      /* 86400: the stream's MaxAge */
-	long queue_dedup_s;        /* 600: the stream's Duplicates window */
+	long queue_dedup_s;        /* 120: the stream's Duplicates window */
 	long queue_ack_timeout_ms; /* 5000: no JetStream ack by then: 503 */
 	char queue_creds[512];     /* "" = none; a NATS .creds file */
 	char queue_tls_ca[512];    /* "" = none; CA certificates (PEM) */
+	bool queue_accept_only;    /* publish only: other gateways forward */
 } gw_config;
 
 /* Fills the documented defaults. */

@@ -795,7 +795,8 @@ gw_queue_lane *gw_queue__lane_new(gw_queue *q, unsigned idx, gw_loop *loop,
 	ln->in_tail = &ln->in_head;
 	pthread_mutex_init(&ln->mu, NULL);
 	gw_timer_init(&ln->tick, on_tick, ln);
-	for (p = idx; p < q->n_parts; p += q->n_lanes)
+	/* --queue-accept-only: publishes, no partitions */
+	for (p = idx; p < q->n_parts && !q->c->queue_accept_only; p += q->n_lanes)
 		ln->n_parts++;
 	ln->parts = calloc(ln->n_parts ? ln->n_parts : 1, sizeof(*ln->parts));
 	if (ln->parts == NULL) {
@@ -804,7 +805,7 @@ gw_queue_lane *gw_queue__lane_new(gw_queue *q, unsigned idx, gw_loop *loop,
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	for (p = idx; p < q->n_parts; p += q->n_lanes) {
+	for (p = idx; p < q->n_parts && k < ln->n_parts; p += q->n_lanes) {
 		gw_queue_part *pt = &ln->parts[k++];
 
 		pt->ln = ln;

@@ -505,6 +505,8 @@ static void queue_flags_are_checked(void)
 	CU_ASSERT_STRING_EQUAL(c.queue_stream, "SESSIONWIRE");
 	CU_ASSERT_EQUAL(c.queue_partitions, 64);
 	CU_ASSERT_EQUAL(c.queue_replicas, 3);
+	CU_ASSERT_EQUAL(c.queue_dedup_s, 120);
+	CU_ASSERT_FALSE(c.queue_accept_only);
 	gw_config_free(&c);
 	gw_config_defaults(&c);
 	c.allow_anonymous = true;
@@ -810,6 +812,49 @@ static void queue_json_client_gets_the_api_answer(void)
 	qgw_down(&a);
 }
 
+/* --queue-accept-only stores; the other gateway forwards, JSON clients of
+ * the first still get the API's answer. */
+static void queue_accept_only_gateway_leaves_forwarding_to_others(void)
+{
+	char stream[32];
+	qgw a, f;
+	res r;
+	expect e;
+	char err[1400] = "";
+	long n;
+	double owned0;
+
+	fu_clear(fu);
+	new_stream(stream, sizeof(stream));
+	memset(&a, 0, sizeof(a));
+	cfg_queue(&a.c, stream, 4);
+	a.c.queue_accept_only = true;
+	a.up = gw_upstream_new(&a.c, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a.up);
+	a.q = gw_queue_open(&a.c, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a.q);
+	owned0 = metric("sessionwire_queue_partitions_owned");
+	a.srv = gw_server_start_store(&a.c, a.up, gw_queue_store(a.q), NULL, err,
+				      sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a.srv);
+	for (n = 1; n <= 5; n++)
+		CU_ASSERT_EQUAL(patch_n(&a, "ao-0", n, true, &r), 202);
+	tu_sleep_ms(300);
+	CU_ASSERT_EQUAL(fu_count(fu), 0); /* nobody forwards yet */
+	CU_ASSERT_EQUAL(metric("sessionwire_queue_partitions_owned"), owned0);
+	CU_ASSERT_FATAL(qgw_up(&f, stream, 4) == 0);
+	memset(&e, 0, sizeof(e));
+	e.sessions = 1;
+	e.prefix = "ao-";
+	e.want[0] = 5;
+	CU_ASSERT_TRUE(wait_all(&e, 20));
+	CU_ASSERT_EQUAL(e.order_violations, 0);
+	CU_ASSERT_EQUAL(patch_n(&a, "ao-0", 6, false, &r), 200);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "\"traces_count\":6"));
+	qgw_down(&f);
+	qgw_down(&a);
+}
+
 int init_queue_tests(void)
 {
 	CU_pSuite s = CU_add_suite("queue", suite_init, suite_clean);
@@ -831,5 +876,7 @@ int init_queue_tests(void)
 		    queue_admin_lists_waiting_updates);
 	CU_add_test(s, "queue_json_client_gets_the_api_answer",
 		    queue_json_client_gets_the_api_answer);
+	CU_add_test(s, "queue_accept_only_gateway_leaves_forwarding_to_others",
+		    queue_accept_only_gateway_leaves_forwarding_to_others);
 	return 0;
 }
