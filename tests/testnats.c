@@ -204,6 +204,37 @@ static natsConnection *connect_any(const tu_nats *c, int64_t timeout_ms)
 	return nc;
 }
 
+/* JetStream answers, and (every node running) places a replicated
+ * stream: a probe stream made and removed. A fresh cluster elects its
+ * leader before it knows all its peers ("no suitable peers"). */
+static bool js_ready(tu_nats *c, jsCtx *js)
+{
+	jsAccountInfo *ai = NULL;
+	jsStreamInfo *si = NULL;
+	jsStreamConfig sc;
+	const char *subj[1] = { "tu_probe.x" };
+	int running = 0, i;
+	bool ok;
+
+	ok = js_GetAccountInfo(&ai, js, NULL, NULL) == NATS_OK;
+	jsAccountInfo_Destroy(ai);
+	for (i = 0; i < c->n; i++)
+		running += c->pid[i] > 0;
+	if (!ok || running < c->n || c->n < 3)
+		return ok;
+	jsStreamConfig_Init(&sc);
+	sc.Name = "TU_PROBE";
+	sc.Subjects = subj;
+	sc.SubjectsLen = 1;
+	sc.Storage = js_MemoryStorage;
+	sc.Replicas = c->n;
+	ok = js_AddStream(&si, js, &sc, NULL, NULL) == NATS_OK;
+	jsStreamInfo_Destroy(si);
+	if (ok)
+		js_DeleteStream(js, "TU_PROBE", NULL, NULL);
+	return ok;
+}
+
 int tu_nats_wait_ready(tu_nats *c, double wait_s)
 {
 	double end = tu_mono() + wait_s;
@@ -211,17 +242,15 @@ int tu_nats_wait_ready(tu_nats *c, double wait_s)
 	while (tu_mono() < end) {
 		natsConnection *nc = connect_any(c, 500);
 		jsCtx *js = NULL;
-		jsAccountInfo *ai = NULL;
 		jsOptions jo;
 		bool ok = false;
 
 		if (nc != NULL) {
 			jsOptions_Init(&jo);
-			jo.Wait = 1000;
+			jo.Wait = 2000;
 			if (natsConnection_JetStream(&js, nc, &jo) == NATS_OK &&
-			    js_GetAccountInfo(&ai, js, NULL, NULL) == NATS_OK)
+			    js_ready(c, js))
 				ok = true;
-			jsAccountInfo_Destroy(ai);
 			jsCtx_Destroy(js);
 			natsConnection_Destroy(nc);
 		}
