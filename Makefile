@@ -286,6 +286,15 @@ bench-gateway: deps
 bench-deps:
 	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(BENCH_PACKAGES)"
 
+# --queue's targets (issue 13): updates/s accepted against direct mode in
+# the same run, p50/p99, the drain rate to the stand-in API and how it
+# grows with the partition count (bench/queue.sh; a 3-node cluster here).
+.PHONY: bench-queue
+bench-queue: deps
+	$(MAKE) bench-deps
+	$(MAKE) $(GW_BIN) $(FAKE_UPSTREAM)
+	bench/queue.sh $(O)
+
 # The bench programs also build in `make all`, with whatever bench-only
 # package is installed: $(O)/gen/bench_have.h says which (BENCH_HAVE_zstd
 # ...), and the objects that include it are rebuilt when that changes.
