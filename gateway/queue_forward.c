@@ -453,6 +453,8 @@ static void on_answer(void *ud, gw_response *resp)
  * Cost: one replicated publish per update. */
 
 #define FENCE_TRIES 8
+/* what an upstream call may lag behind its timeout (the loop's timers) */
+#define FORWARD_MARGIN_MS 1000
 
 static void forward(gw_queue_part *pt);
 static void fence_step(gw_queue_part *pt);
@@ -580,14 +582,25 @@ static void fence_step(gw_queue_part *pt)
 		give_back(pt, 1000);
 }
 
-/* Sends the claimed update upstream. */
+/* Sends the claimed update upstream. Not when its claim took so long
+ * that the upstream call could outlast AckWait: JetStream would deliver
+ * it again meanwhile, another gateway could forward it and the next one,
+ * and this call land after them. */
 static void forward(gw_queue_part *pt)
 {
 	gw_queue_lane *ln = pt->ln;
+	gw_queue *q = ln->q;
 	natsMsg *m = pt->held->m;
 	const char *path = NULL;
+	int64_t held = gw_mono_ms() - pt->held->at;
 
 	if (ln->stopping) {
+		give_back(pt, 0);
+		return;
+	}
+	if (held + q->c->upstream_timeout_ms + FORWARD_MARGIN_MS > q->ack_wait_ms) {
+		gw_log(GW_LOG_WARN, "queue: an update's claim took too long to send it before AckWait; it comes again",
+		       NULL);
 		give_back(pt, 0);
 		return;
 	}
