@@ -48,7 +48,7 @@ trap cleanup EXIT INT TERM
 port_of() { # file name pid
 	local i=0 p
 	while [ $i -lt 600 ]; do
-		p=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$1" | head -n 1)
+		p=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$1" 2>/dev/null | head -n 1)
 		[ -n "$p" ] && { echo "$p"; return 0; }
 		kill -0 "$3" 2>/dev/null || break
 		sleep 0.05
