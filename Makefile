@@ -5,6 +5,7 @@
 #   make test     build and run every test (runs deps first; installs,
 #                 checks and purges the .deb: needs root or sudo)
 #   make run      build and run the main job (see README)
+#   make run-cluster  the same at scale: 3 NATS nodes, 2 gateways, kills
 #   make bench    build and run the benchmarks
 #   make install  PREFIX=/usr/local DESTDIR=...
 #   make deb      build/sessionwire_<VERSION>_<arch>.deb, lintian-checked
@@ -18,12 +19,13 @@
 # mandoc: the man pages' lint; dpkg-dev, fakeroot, lintian: make deb and
 # its test. libcoap3-dev: the CoAP ingress (its OpenSSL build, for
 # DTLS); libcoap3-bin: Debian's coap-client, the tests' independent
-# CoAP client.
+# CoAP client. libnats-dev: the JetStream store (--queue); nats-server:
+# the clusters its tests and make run-cluster start on loopback.
 DEB_PACKAGES := build-essential pkg-config protobuf-c-compiler \
 	libprotobuf-c-dev protobuf-compiler libcjson-dev libcunit1-dev \
 	libdouble-conversion-dev libmicrohttpd-dev libcurl4-openssl-dev \
 	libssl-dev libsqlite3-dev curl valgrind nanopb mandoc dpkg-dev \
-	fakeroot lintian libcoap3-dev libcoap3-bin
+	fakeroot lintian libcoap3-dev libcoap3-bin libnats-dev nats-server
 # Only `make bench` (bench-deps) installs these; `make test` never needs them.
 # tcpdump: bench/coap.sh counts CoAP's bytes from captured packets.
 BENCH_PACKAGES := gnuplot-nox libzstd-dev zlib1g-dev libcbor-dev \
@@ -52,6 +54,8 @@ LDLIBS := $(shell pkg-config --libs libprotobuf-c libcjson 2>/dev/null || echo -
 # of the TLS here.
 COAP_LIBS := $(shell pkg-config --libs libcoap-3-openssl 2>/dev/null || echo -lcoap-3-openssl)
 NET_LIBS := -lmicrohttpd -lcurl -lssl -lcrypto -lsqlite3 $(COAP_LIBS)
+# libnats (--queue): only the programs that hold the gateway library
+NATS_LIBS := $(shell pkg-config --libs libnats 2>/dev/null || echo -lnats)
 
 ifneq ($(SANITIZE),)
 SANFLAGS := -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -83,6 +87,7 @@ GW_OBJ := $(GW_C:%.c=$(O)/%.o)
 GW_LIB := $(O)/libgateway.a
 GW_BIN := $(O)/session-gateway
 FAKE_UPSTREAM := $(O)/fake-upstream
+FLEET := $(O)/fleet
 
 CLI := $(O)/session-codec
 CLI_C := $(wildcard codec/cli/*.c)
@@ -104,7 +109,8 @@ COAP_DEVICE := $(O)/coap-device
 .PHONY: all deps test run bench bench-deps clean install check-deps test-valgrind FORCE
 all: $(LIB) $(GW_LIB) $(TEST_BIN) $(BENCH_BIN) $(CLI) $(COAP_DEVICE) \
 	$(if $(wildcard gateway/main.c),$(GW_BIN)) \
-	$(if $(wildcard tests/tools/fake_upstream_main.c),$(FAKE_UPSTREAM))
+	$(if $(wildcard tests/tools/fake_upstream_main.c),$(FAKE_UPSTREAM)) \
+	$(if $(wildcard tests/tools/fleet.c),$(FLEET))
 
 # ==== Version: the VERSION file is the one place it is written ====
 # --version of both programs, sessioncodec.pc and the Debian package read
@@ -146,10 +152,14 @@ $(CLI): $(CLI_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(NET_LIBS)
 
 $(GW_BIN): $(O)/gateway/main.o $(GW_LIB) $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(NET_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(NET_LIBS) $(NATS_LIBS)
 
 $(FAKE_UPSTREAM): $(FAKE_UPSTREAM_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(NET_LIBS)
+
+# make run-cluster's simulated fleet and its tally (tests/cluster.sh)
+$(FLEET): $(O)/tests/tools/fleet.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcurl
 
 # The test runner registers init_<name>_tests() of every tests/test_<name>.c.
 $(O)/gen/test_list.h: $(TEST_C)
@@ -161,7 +171,7 @@ $(TEST_OBJ): $(O)/gen/test_list.h
 
 # The CoAP suites drive the gateway with session-codec's own CoAP client.
 $(TEST_BIN): $(TEST_OBJ) $(O)/codec/cli/coap_client.o $(GW_LIB) $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(NET_LIBS) -lcunit
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(NET_LIBS) $(NATS_LIBS) -lcunit
 
 $(COAP_DEVICE): $(O)/codec/examples/coap_device.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(COAP_LIBS)
@@ -244,6 +254,16 @@ run: deps
 	$(MAKE) all
 	@tests/demo.sh $(O) $(VECTORS)
 
+# The main job at scale, on loopback: three nats-server nodes, two
+# gateways with --queue, the stand-in upstream and a simulated fleet; one
+# NATS node and one gateway are killed (SIGKILL) midway. Prints what was
+# sent, acknowledged, delivered, duplicated and lost, and whether every
+# session kept its order (tests/cluster.sh; CLUSTER_SECONDS=30).
+.PHONY: run-cluster
+run-cluster: deps
+	$(MAKE) all
+	@tests/cluster.sh $(O)
+
 bench: deps
 	$(MAKE) bench-deps
 	$(MAKE) $(BENCH_BIN) CFLAGS="-O2 -g -DNDEBUG"
@@ -265,6 +285,15 @@ bench-gateway: deps
 
 bench-deps:
 	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(BENCH_PACKAGES)"
+
+# --queue's targets (issue 13): updates/s accepted against direct mode in
+# the same run, p50/p99, the drain rate to the stand-in API and how it
+# grows with the partition count (bench/queue.sh; a 3-node cluster here).
+.PHONY: bench-queue
+bench-queue: deps
+	$(MAKE) bench-deps
+	$(MAKE) $(GW_BIN) $(FAKE_UPSTREAM)
+	bench/queue.sh $(O)
 
 # The bench programs also build in `make all`, with whatever bench-only
 # package is installed: $(O)/gen/bench_have.h says which (BENCH_HAVE_zstd
@@ -405,7 +434,7 @@ $(FUZZ_BINS): $(FUZZ_O)/fuzz-%: tests/fuzz/%.c tests/fuzz/fuzz.h $(FUZZ_GW_LIB) 
 	$(FUZZ_CC) $(BASEFLAGS) -O1 -g -fsanitize=fuzzer $(FUZZ_SAN) \
 		-DSW_FUZZ_LIBFUZZER -Icodec/include -Igateway -c -o $@.o $<
 	$(FUZZ_CXX) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $@.o $(FUZZ_GW_LIB) \
-		$(FUZZ_LIB) $(LDLIBS) $(NET_LIBS)
+		$(FUZZ_LIB) $(LDLIBS) $(NET_LIBS) $(NATS_LIBS)
 
 fuzz-build: $(FUZZ_BINS)
 

@@ -111,6 +111,27 @@ static const opt opts[] = {
 	  "spooled updates at the upstream at once (sessions sent concurrently, split between the loops)" },
 	{ "sync-wait-ms", OPT_LONG, OFF(sync_wait_ms), 0, 0, 600000, "MS",
 	  "spool mode: a JSON request without `Prefer: respond-async` waits this long for the API's answer, then 202 (0: 202 at once)" },
+	{ "queue", OPT_PATH, OFF(queue_urls), CAP(queue_urls), 0, 0,
+	  "nats://HOST:PORT[,...]",
+	  "store-and-forward on a NATS JetStream cluster: 202 once JetStream acknowledged the update (instead of --spool)" },
+	{ "queue-stream", OPT_PATH, OFF(queue_stream), CAP(queue_stream), 0, 0,
+	  "NAME", "the JetStream stream (created or checked at start; dead letters in NAME_DEAD)" },
+	{ "queue-replicas", OPT_UINT, OFF(queue_replicas), 0, 1, 5, "N",
+	  "replicas of the stream and its consumers" },
+	{ "queue-partitions", OPT_UINT, OFF(queue_partitions), 0, 1, 4096, "N",
+	  "subjects NAME.0 .. NAME.N-1, one durable consumer each; the same on every gateway" },
+	{ "queue-max-age", OPT_LONG, OFF(queue_max_age_s), 0, 60, 315360000,
+	  "SECONDS", "the stream keeps updates this long (forwarded or not: updates older are dropped)" },
+	{ "queue-dedup-window", OPT_LONG, OFF(queue_dedup_s), 0, 1, 86400,
+	  "SECONDS", "JetStream drops an update whose message id (session and seq, or request) it stored this recently" },
+	{ "queue-ack-timeout-ms", OPT_LONG, OFF(queue_ack_timeout_ms), 0, 100,
+	  600000, "MS", "no JetStream acknowledgement by then: 503 with Retry-After" },
+	{ "queue-creds", OPT_PATH, OFF(queue_creds), CAP(queue_creds), 0, 0,
+	  "FILE", "NATS user credentials (JWT and NKey seed, a .creds file)" },
+	{ "queue-tls-ca", OPT_PATH, OFF(queue_tls_ca), CAP(queue_tls_ca), 0, 0,
+	  "FILE", "CA certificates (PEM) to verify the NATS servers; implies TLS" },
+	{ "queue-accept-only", OPT_BOOL, OFF(queue_accept_only), 0, 0, 0, NULL,
+	  "store updates but forward none: other gateways on the stream forward them" },
 	{ "config", OPT_CONFIG, 0, 0, 0, 0, "FILE",
 	  "read `key = value` lines first (keys as these flags, without --)" },
 	{ "help", OPT_HELP, 0, 0, 0, 0, NULL, "print this help and exit" },
@@ -160,6 +181,12 @@ void gw_config_defaults(gw_config *c)
 	c->coap_source_rate = 100;
 	c->coap_max_sessions = 10000;
 	c->coap_session_timeout_s = 300;
+	snprintf(c->queue_stream, sizeof(c->queue_stream), "SESSIONWIRE");
+	c->queue_replicas = 3;
+	c->queue_partitions = 64;
+	c->queue_max_age_s = 86400;
+	c->queue_dedup_s = 120;
+	c->queue_ack_timeout_ms = 5000;
 }
 
 static const opt *find_opt(const char *name, size_t n)
@@ -621,10 +648,71 @@ int gw_config_finish(gw_config *c, char *err, size_t errlen)
 			 c->coap_host, c->coap_port);
 		return -1;
 	}
+	if (c->queue_urls[0] != '\0' && gw_config__check_queue(c, err, errlen) != 0)
+		return -1;
 	if (c->request_timeout_s != 0 && c->request_timeout_s <= c->client_timeout_s) {
 		/* an idle keep-alive connection runs the request clock too */
 		snprintf(err, errlen, "--request-timeout (%u s) must be longer than --client-timeout (%u s), or 0",
 			 c->request_timeout_s, c->client_timeout_s);
+		return -1;
+	}
+	return 0;
+}
+
+/* ==== --queue ==== */
+
+/* Whether s is a nats:// or tls:// URL list HOST:PORT[,...]. */
+static bool queue_urls_ok(const char *s)
+{
+	while (*s) {
+		const char *end = strchr(s, ',');
+		size_t n = end ? (size_t)(end - s) : strlen(s), k;
+
+		if (n > 7 && !strncmp(s, "nats://", 7))
+			k = 7;
+		else if (n > 6 && !strncmp(s, "tls://", 6))
+			k = 6;
+		else
+			return false;
+		for (; k < n; k++)
+			if ((unsigned char)s[k] <= 0x20 || s[k] == '/' ||
+			    (unsigned char)s[k] >= 0x7f)
+				return false;
+		if (end == NULL)
+			break;
+		s = end + 1;
+	}
+	return true;
+}
+
+int gw_config__check_queue(const gw_config *c, char *err, size_t errlen)
+{
+	const char *p;
+
+	if (c->spool_dir[0] != '\0') {
+		snprintf(err, errlen, "--queue and --spool exclude each other: give one store");
+		return -1;
+	}
+	if (!queue_urls_ok(c->queue_urls)) {
+		snprintf(err, errlen, "--queue: expected nats://HOST:PORT or tls://HOST:PORT, comma-separated, found \"%.200s\"",
+			 c->queue_urls);
+		return -1;
+	}
+	if (c->queue_stream[0] == '\0' || strlen(c->queue_stream) > 24) {
+		snprintf(err, errlen, "--queue-stream: a name of 1 to 24 characters");
+		return -1;
+	}
+	for (p = c->queue_stream; *p; p++) {
+		if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+		      (*p >= '0' && *p <= '9') || *p == '_' || *p == '-')) {
+			snprintf(err, errlen, "--queue-stream: \"%s\": only letters, digits, _ and - (it names subjects too)",
+				 c->queue_stream);
+			return -1;
+		}
+	}
+	if (c->queue_dedup_s > c->queue_max_age_s) {
+		snprintf(err, errlen, "--queue-dedup-window (%ld s) is longer than --queue-max-age (%ld s)",
+			 c->queue_dedup_s, c->queue_max_age_s);
 		return -1;
 	}
 	return 0;
@@ -704,7 +792,9 @@ void gw_config_usage(FILE *f)
 	      "Signals: SIGHUP reloads --device-tokens (the CoAP PSKs too);\n"
 	      "SIGTERM/SIGINT stop accepting, finish requests in flight and exit 0.\n"
 	      "With --spool, `session-gateway spool --help` shows the admin\n"
-	      "command (stats, list, retry, drop on the spool directory).\n", f);
+	      "command (stats, list, retry, drop on the spool directory);\n"
+	      "with --queue, `session-gateway queue --help` (the same on the\n"
+	      "JetStream stream).\n", f);
 }
 
 void gw_config_free(gw_config *c)

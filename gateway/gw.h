@@ -15,6 +15,10 @@
  *      --spool DIR:  spool.c (SQLite, group commit; the writer thread)
  *                      `-> spool_forward.c drains it on the loops,
  *                          per-session FIFO, through upstream.c
+ *      --queue URLS: queue.c (NATS JetStream; libnats's threads post
+ *                    to the loops), queue_publish.c (put, acknowledged)
+ *                      `-> queue_forward.c: one durable consumer per
+ *                          partition, pulled and forwarded on the loops
  *
  * server.c   the running gateway: loops, threads, listening sockets,
  *            device tokens, start and graceful stop
@@ -29,6 +33,9 @@
  * retry.c    the one retry policy: retryable?, backoff, Retry-After
  * upstream.c libcurl on a loop: PATCH with retries
  * spool.c, spool_forward.c, spool_admin.c   --spool DIR and its command
+ * queue.c, queue_publish.c, queue_forward.c, queue_admin.c   --queue URLS
+ *            and its command (internals in queue_int.h)
+ * waiters.c  JSON clients waiting for a stored update's answer
  * request.c  decisions without sockets; config.c flags, config file and
  * environment; auth.c device tokens; log.c one JSON object per line;
  * metrics.c Prometheus counters; main.c signals.
@@ -91,6 +98,17 @@ typedef struct gw_config {
 	unsigned coap_max_sessions;/* 10000 sessions per endpoint, the
 				    * oldest idle one closed above it */
 	unsigned coap_session_timeout_s; /* 300: idle sessions closed */
+	/* --queue: store-and-forward on a NATS JetStream cluster (queue.c) */
+	char queue_urls[1024];     /* "" = none; nats://H:P[,nats://H:P...] */
+	char queue_stream[32];     /* "SESSIONWIRE" */
+	unsigned queue_replicas;   /* 3 */
+	unsigned queue_partitions; /* 64: subjects STREAM.0 .. STREAM.63 */
+	long queue_max_age_s;      /* 86400: the stream's MaxAge */
+	long queue_dedup_s;        /* 120: the stream's Duplicates window */
+	long queue_ack_timeout_ms; /* 5000: no JetStream ack by then: 503 */
+	char queue_creds[512];     /* "" = none; a NATS .creds file */
+	char queue_tls_ca[512];    /* "" = none; CA certificates (PEM) */
+	bool queue_accept_only;    /* publish only: other gateways forward */
 } gw_config;
 
 /* Fills the documented defaults. */
@@ -108,6 +126,8 @@ int gw_config_parse_args(gw_config *c, int argc, char **argv, char *err,
 int gw_config_finish(gw_config *c, char *err, size_t errlen);
 /* --help text, every option with its default. */
 void gw_config_usage(FILE *f);
+/* The --queue options together (gw_config_finish calls it). 0 or -1. */
+int gw_config__check_queue(const gw_config *c, char *err, size_t errlen);
 void gw_config_free(gw_config *c);
 
 /* ==== Logs (log.c) ==== */
@@ -179,6 +199,21 @@ void gw_metrics_spool_state(long long depth, long long bytes,
 void gw_metrics_spool_retry(void);
 void gw_metrics_spool_dead(void);
 void gw_metrics_spool_delivered(void);
+/* The queue: one publish acknowledged by JetStream after seconds (n
+ * updates); one update forwarded, retried (nak with a delay), dead, or
+ * seen again (a redelivery); the gauges. */
+void gw_metrics_queue_published(double seconds, unsigned n);
+void gw_metrics_queue_publish_failed(void);
+void gw_metrics_queue_delivered(void);
+void gw_metrics_queue_retry(void);
+void gw_metrics_queue_dead(void);
+void gw_metrics_queue_redelivered(void);
+/* A delivery acked without being sent: a later update of its partition
+ * was claimed already (a stale copy after a consumer leader change). */
+void gw_metrics_queue_stale(void);
+void gw_metrics_queue_acks_pending(int delta);
+void gw_metrics_queue_partitions(int owned_delta, int busy_delta);
+void gw_metrics_queue_connected(bool up);
 /* Appends the Prometheus text format (version 0.0.4) to out. */
 sw_status gw_metrics_render(sw_buf *out);
 
@@ -440,7 +475,27 @@ typedef struct gw_store_ops {
 	void (*quiet)(gw_store *st);
 	/* After every lane is freed. */
 	void (*fwd_close)(gw_store *st);
+	/* Whether it takes updates now (/readyz); false with why filled (a
+	 * sentence). Any thread. */
+	bool (*ready)(gw_store *st, char *why, size_t cap);
 } gw_store_ops;
+
+/* ==== Waiters of one store (waiters.c) ==== */
+
+typedef struct gw_waiters gw_waiters;
+
+/* A table of waiters by id. keep_early: an answer settled before its
+ * waiter is listed is kept a while (60 s, the last 256) and answers the
+ * listing at once. NULL when out of memory. */
+gw_waiters *gw_waiters_new(bool keep_early);
+void gw_waiters_free(gw_waiters *t);
+/* Lists w under w->id (or answers it at once, see keep_early). */
+void gw_waiters_list(gw_waiters *t, gw_waiter *w);
+/* Unlists w: true when it was listed; false when its answer is posted. */
+bool gw_waiters_unwait(gw_waiters *t, gw_waiter *w);
+/* The final answer of id: its waiter (if any) is unlisted and gets a copy
+ * of resp on its loop. Any thread. */
+void gw_waiters_settle(gw_waiters *t, int64_t id, const gw_response *resp);
 
 struct gw_store {
 	const gw_store_ops *ops;
@@ -549,6 +604,35 @@ void gw_spool_lane_free(gw_spool_lane *ln);
 /* `session-gateway spool stats|list|retry|drop --spool DIR ...`; argv[0]
  * is "spool". Returns the exit status. */
 int gw_spool_admin(int argc, char **argv, FILE *out, FILE *errf);
+
+/* ==== The queue (queue.c, queue_forward.c, queue_admin.c) ====
+ *
+ * --queue nats://...: store-and-forward on a NATS JetStream cluster. An
+ * update is published to its session's partition subject STREAM.<p> with
+ * a message id naming the session and the device's seq (or the request),
+ * and acknowledged (202) once JetStream's publish acknowledgement came
+ * back: a majority of the stream's replicas holds it. Each partition has
+ * one durable pull consumer (MaxAckPending 1) shared by every gateway;
+ * the loops pull, forward through their upstream links, and ack, nak
+ * with a delay (retry.c's persistent policy) or move the update to the
+ * dead-letter stream STREAM_DEAD. libnats's threads only post to the
+ * loops. Internals: queue_int.h.
+ */
+
+typedef struct gw_queue gw_queue;
+
+/* Connects to c->queue_urls, creates or checks the stream, the dead-
+ * letter stream and the partitions' consumers. c is borrowed. NULL with
+ * err (a sentence naming what is wrong and the fix) on failure. */
+gw_queue *gw_queue_open(const gw_config *c, char *err, size_t errlen);
+/* The queue as a store. */
+gw_store *gw_queue_store(gw_queue *q);
+/* Flushes what is buffered (acks), closes the connection. NULL is fine.
+ * After the server using it has stopped. */
+void gw_queue_close(gw_queue *q);
+/* `session-gateway queue stats|list|retry|drop --queue URLS ...`; argv[0]
+ * is "queue". Returns the exit status. */
+int gw_queue_admin(int argc, char **argv, FILE *out, FILE *errf);
 
 /* ==== Request decisions (request.c): no sockets ====
  *

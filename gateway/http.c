@@ -642,6 +642,13 @@ static enum MHD_Result handle_get(req *r)
 		if (w->c->upstream[0] == '\0')
 			return reject(r, 503, NULL, "not_ready",
 				      "no upstream configured", NULL, NULL);
+		if (w->store != NULL && w->store->ops->ready != NULL) {
+			char why[300];
+
+			if (!w->store->ops->ready(w->store, why, sizeof(why)))
+				return reject(r, 503, NULL, "not_ready", why,
+					      NULL, NULL);
+		}
 		return send_resp(r, 200, resp_new("ready\n", 6, "text/plain"), 6);
 	}
 	sw_buf_init(&b, 0, NULL);

@@ -9,7 +9,11 @@
  * order: no new requests, forwarding stopped (an upstream call in flight
  * finishes and is marked), commits in flight finished, the database
  * closed.
- * `session-gateway spool ...` is the spool admin command (spool_admin.c).
+ * With --queue nats://... the queue (queue.c) is opened instead: its
+ * connection, stream and consumers are ready before the server starts,
+ * and it is closed (buffered acks flushed) after the server stopped.
+ * `session-gateway spool ...` is the spool admin command (spool_admin.c),
+ * `session-gateway queue ...` the queue's (queue_admin.c).
  * Exit status 2 for a configuration error, 1 when the server cannot start. */
 #include <errno.h>
 #include <pthread.h>
@@ -40,12 +44,15 @@ int main(int argc, char **argv)
 	gw_upstream *up = NULL;
 	gw_server *srv = NULL;
 	gw_spool *sp = NULL;
-	char err[512], msg[600];
+	gw_queue *q = NULL;
+	char err[1400], msg[600];
 	sigset_t set;
 	int rc;
 
 	if (argc >= 2 && strcmp(argv[1], "spool") == 0)
 		return gw_spool_admin(argc - 1, argv + 1, stdout, stderr);
+	if (argc >= 2 && strcmp(argv[1], "queue") == 0)
+		return gw_queue_admin(argc - 1, argv + 1, stdout, stderr);
 	gw_config_defaults(&c);
 	rc = gw_config_parse_args(&c, argc, argv, err, sizeof(err));
 	if (rc == 1)
@@ -100,7 +107,23 @@ int main(int argc, char **argv)
 			goto out_spool;
 		}
 	}
-	srv = gw_server_start_spool(&c, up, sp, tokens, err, sizeof(err));
+	if (c.queue_urls[0] != '\0') {
+		q = gw_queue_open(&c, err, sizeof(err));
+		if (q == NULL) {
+			gw_log_fields f = GW_LOG_FIELDS_INIT;
+
+			f.error = err;
+			gw_log(GW_LOG_ERROR, "cannot open the queue", &f);
+			fprintf(stderr, "session-gateway: %s\n", err);
+			rc = 1;
+			goto out_spool;
+		}
+	}
+	if (q != NULL)
+		srv = gw_server_start_store(&c, up, gw_queue_store(q), tokens,
+					    err, sizeof(err));
+	else
+		srv = gw_server_start_spool(&c, up, sp, tokens, err, sizeof(err));
 	if (srv == NULL) {
 		gw_log_fields f = GW_LOG_FIELDS_INIT;
 
@@ -181,10 +204,13 @@ int main(int argc, char **argv)
 	gw_server_stop(srv);
 	gw_spool_close(sp);
 	sp = NULL;
+	gw_queue_close(q);
+	q = NULL;
 	gw_log(GW_LOG_INFO, "stopped", NULL);
 	rc = 0;
 out_spool:
 	gw_spool_close(sp);
+	gw_queue_close(q);
 
 	gw_upstream_free(up);
 out_curl:

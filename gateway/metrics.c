@@ -60,6 +60,13 @@ typedef struct counters {
 	unsigned long long upstream_json_bytes;
 	histo request_duration[GW_ROUTE_COUNT];
 	histo upstream_duration;
+	/* the queue: its loops count here too */
+	unsigned long long queue_published, queue_publish_failed;
+	unsigned long long queue_delivered, queue_retries, queue_dead;
+	unsigned long long queue_redelivered, queue_stale;
+	unsigned long long queue_pubs_started, queue_pubs_done;
+	unsigned long long queue_taken, queue_released;
+	histo queue_publish_duration;
 } counters;
 
 static pthread_mutex_t blocks_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -73,6 +80,10 @@ static atomic_llong spool_depth, spool_bytes, spool_dead, spool_oldest_ms;
 static atomic_ullong spool_commits, spool_commit_rows, spool_stored;
 static atomic_ullong spool_retries, spool_dead_total, spool_delivered;
 static histo spool_commit_duration;
+/* The queue (rendered only once a queue reported its connection); its
+ * counters are in the per-thread blocks. */
+static atomic_bool queue_used, queue_up;
+static atomic_llong queue_owned;
 
 /* Slot of an HTTP status in the fixed set. */
 static size_t code_slot(int status)
@@ -241,6 +252,73 @@ void gw_metrics_spool_delivered(void)
 	atomic_fetch_add_explicit(&spool_delivered, 1, memory_order_relaxed);
 }
 
+/* ==== The queue ==== */
+
+void gw_metrics_queue_published(double seconds, unsigned n)
+{
+	counters *c = my_block();
+
+	add(&c->queue_published, n);
+	histo_observe(&c->queue_publish_duration, seconds);
+}
+
+void gw_metrics_queue_publish_failed(void)
+{
+	add(&my_block()->queue_publish_failed, 1);
+}
+
+void gw_metrics_queue_delivered(void)
+{
+	add(&my_block()->queue_delivered, 1);
+}
+
+void gw_metrics_queue_retry(void)
+{
+	add(&my_block()->queue_retries, 1);
+}
+
+void gw_metrics_queue_dead(void)
+{
+	add(&my_block()->queue_dead, 1);
+}
+
+void gw_metrics_queue_redelivered(void)
+{
+	add(&my_block()->queue_redelivered, 1);
+}
+
+void gw_metrics_queue_stale(void)
+{
+	add(&my_block()->queue_stale, 1);
+}
+
+void gw_metrics_queue_acks_pending(int delta)
+{
+	counters *c = my_block();
+
+	if (delta > 0)
+		add(&c->queue_pubs_started, (unsigned long long)delta);
+	else
+		add(&c->queue_pubs_done, (unsigned long long)-delta);
+}
+
+void gw_metrics_queue_partitions(int owned_delta, int busy_delta)
+{
+	if (owned_delta != 0)
+		atomic_fetch_add_explicit(&queue_owned, owned_delta,
+					  memory_order_relaxed);
+	if (busy_delta > 0)
+		add(&my_block()->queue_taken, (unsigned long long)busy_delta);
+	else if (busy_delta < 0)
+		add(&my_block()->queue_released, (unsigned long long)-busy_delta);
+}
+
+void gw_metrics_queue_connected(bool up)
+{
+	atomic_store(&queue_up, up);
+	atomic_store(&queue_used, true);
+}
+
 /* ==== Rendering ==== */
 
 static sw_status put(sw_buf *out, const char *s)
@@ -375,6 +453,68 @@ static sw_status render_spool(sw_buf *out)
 	return st;
 }
 
+/* The queue's connection, publishes, forwarding and partitions. */
+static sw_status render_queue(sw_buf *out)
+{
+	sw_status st;
+	histo h;
+
+	st = render_gauge(out, "sessionwire_queue_connected",
+			  "1 while the gateway is connected to the NATS cluster.",
+			  atomic_load(&queue_up) ? 1 : 0);
+	if (st == SW_OK)
+		st = render_gauge(out, "sessionwire_queue_acks_pending",
+				  "Updates published and waiting for JetStream's acknowledgement.",
+				  (double)(long long)(SUM(queue_pubs_started) -
+						      SUM(queue_pubs_done)));
+	if (st == SW_OK)
+		st = render_gauge(out, "sessionwire_queue_partitions_owned",
+				  "Partitions whose durable consumer this gateway pulls from.",
+				  (double)atomic_load(&queue_owned));
+	if (st == SW_OK)
+		st = render_gauge(out, "sessionwire_queue_partitions_busy",
+				  "Partitions with an update in this gateway's hands (at the upstream or being acked).",
+				  (double)(long long)(SUM(queue_taken) -
+						      SUM(queue_released)));
+	if (st == SW_OK)
+		st = render_counter(out, "sessionwire_queue_published_total",
+				    "Updates JetStream acknowledged (stored; duplicates included).",
+				    SUM(queue_published));
+	if (st == SW_OK)
+		st = render_counter(out, "sessionwire_queue_publish_failures_total",
+				    "Stores refused (no acknowledgement in time, cluster unreachable, stream full).",
+				    SUM(queue_publish_failed));
+	if (st == SW_OK)
+		st = render_counter(out, "sessionwire_queue_delivered_total",
+				    "Queued updates the upstream accepted (2xx), acked.",
+				    SUM(queue_delivered));
+	if (st == SW_OK)
+		st = render_counter(out, "sessionwire_queue_retries_total",
+				    "Queued updates given back with a delay after a retryable failure.",
+				    SUM(queue_retries));
+	if (st == SW_OK)
+		st = render_counter(out, "sessionwire_queue_dead_letters_total",
+				    "Queued updates moved to the dead-letter stream by this process.",
+				    SUM(queue_dead));
+	if (st == SW_OK)
+		st = render_counter(out, "sessionwire_queue_redeliveries_total",
+				    "Updates JetStream delivered to this gateway more than once.",
+				    SUM(queue_redelivered));
+	if (st == SW_OK)
+		st = render_counter(out, "sessionwire_queue_stale_total",
+				    "Deliveries acked without being sent: a later update of their partition was already claimed.",
+				    SUM(queue_stale));
+	if (st == SW_OK)
+		st = put(out, "# HELP sessionwire_queue_publish_duration_seconds Time from publishing an update to JetStream's acknowledgement.\n"
+			      "# TYPE sessionwire_queue_publish_duration_seconds histogram\n");
+	if (st == SW_OK) {
+		histo_sum(offsetof(counters, queue_publish_duration), &h);
+		st = render_histo(out, "sessionwire_queue_publish_duration_seconds",
+				  "", &h);
+	}
+	return st;
+}
+
 sw_status gw_metrics_render(sw_buf *out)
 {
 	char line[256], code[16], labels[64];
@@ -464,5 +604,7 @@ sw_status gw_metrics_render(sw_buf *out)
 		st = render_spool(out);
 	if (st == SW_OK)
 		st = gw_metrics_coap_render(out); /* coap_metrics.c */
+	if (st == SW_OK && atomic_load(&queue_used))
+		st = render_queue(out);
 	return st;
 }

@@ -84,8 +84,6 @@ typedef struct job {
 	gw_store_rec recs_copy[]; /* JOB_PUT: the records */
 } job;
 
-#define WAIT_BUCKETS 1024
-
 struct gw_spool {
 	gw_store store;           /* first: the store interface's view */
 	gw_spool_fwd *fwd;        /* forwarding on the loops, once opened */
@@ -106,10 +104,7 @@ struct gw_spool {
 	long long depth, bytes, dead;
 	void (*news)(void *arg);  /* after commits that stored updates */
 	void *news_arg;
-	/* waiters by row id */
-	pthread_mutex_t wmu;
-	int n_waiters;            /* atomic: settle skips the lock at 0 */
-	gw_waiter *wait[WAIT_BUCKETS];
+	gw_waiters *waiters;      /* by row id */
 };
 
 static double mono_s(void)
@@ -360,7 +355,12 @@ gw_spool *gw_spool_open(const gw_config *c, char *err, size_t errlen)
 	sp->store.ops = &spool_ops;
 	sp->c = c;
 	sp->lock_fd = -1;
-	pthread_mutex_init(&sp->wmu, NULL);
+	sp->waiters = gw_waiters_new(false);
+	if (sp->waiters == NULL) {
+		free(sp);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
 	snprintf(sp->dir, sizeof(sp->dir), "%s", c->spool_dir);
 	snprintf(sp->db_path, sizeof(sp->db_path), "%s/spool.db", sp->dir);
 	if (make_dir(sp->dir, err, errlen) != 0)
@@ -439,78 +439,14 @@ fail:
 
 /* ==== Waiters ==== */
 
-static gw_waiter **wait_bucket(gw_spool *sp, int64_t id)
-{
-	return &sp->wait[(uint64_t)id % WAIT_BUCKETS];
-}
-
-/* Under sp->wmu. */
-static void wait_list(gw_spool *sp, gw_waiter *w)
-{
-	gw_waiter **b = wait_bucket(sp, w->id);
-
-	w->hnext = *b;
-	*b = w;
-	w->listed = true;
-	__atomic_add_fetch(&sp->n_waiters, 1, __ATOMIC_RELEASE);
-}
-
-/* Under sp->wmu: unlists the waiter of id (or w itself when w is given). */
-static gw_waiter *wait_take(gw_spool *sp, int64_t id, const gw_waiter *w)
-{
-	gw_waiter **pp = wait_bucket(sp, id), *x;
-
-	for (; (x = *pp) != NULL; pp = &x->hnext) {
-		if (w != NULL ? x != w : x->id != id)
-			continue;
-		*pp = x->hnext;
-		x->hnext = NULL;
-		x->listed = false;
-		__atomic_sub_fetch(&sp->n_waiters, 1, __ATOMIC_RELEASE);
-		return x;
-	}
-	return NULL;
-}
-
-static void waiter_answered(void *arg)
-{
-	gw_waiter *w = arg;
-
-	w->answered(w);
-}
-
 void gw_spool_settle(gw_spool *sp, int64_t id, const gw_response *resp)
 {
-	gw_waiter *w;
-
-	if (__atomic_load_n(&sp->n_waiters, __ATOMIC_ACQUIRE) == 0)
-		return;
-	pthread_mutex_lock(&sp->wmu);
-	w = wait_take(sp, id, NULL);
-	pthread_mutex_unlock(&sp->wmu);
-	if (w == NULL)
-		return;
-	w->resp = *resp;
-	w->resp.body = NULL;
-	w->resp.body_len = 0;
-	if (resp->body != NULL) {
-		w->resp.body = malloc(resp->body_len + 1);
-		if (w->resp.body != NULL) {
-			memcpy(w->resp.body, resp->body, resp->body_len + 1);
-			w->resp.body_len = resp->body_len;
-		}
-	}
-	gw_loop_post(w->loop, &w->post, waiter_answered, w);
+	gw_waiters_settle(sp->waiters, id, resp);
 }
 
 bool gw_spool_unwait(gw_spool *sp, gw_waiter *w)
 {
-	bool listed;
-
-	pthread_mutex_lock(&sp->wmu);
-	listed = w->listed && wait_take(sp, w->id, w) != NULL;
-	pthread_mutex_unlock(&sp->wmu);
-	return listed;
+	return gw_waiters_unwait(sp->waiters, w);
 }
 
 /* Lists (or, after a failed transaction, unlists) the waiters of list's
@@ -520,7 +456,6 @@ static void waiters_list(gw_spool *sp, job *list, bool on)
 	job *j;
 	size_t i;
 
-	pthread_mutex_lock(&sp->wmu);
 	for (j = list; j != NULL; j = j->next) {
 		if (j->kind != JOB_PUT)
 			continue;
@@ -530,12 +465,11 @@ static void waiters_list(gw_spool *sp, job *list, bool on)
 			if (w == NULL || w->id <= 0)
 				continue;
 			if (on)
-				wait_list(sp, w);
-			else if (w->listed)
-				wait_take(sp, w->id, w);
+				gw_waiters_list(sp->waiters, w);
+			else
+				gw_waiters_unwait(sp->waiters, w);
 		}
 	}
-	pthread_mutex_unlock(&sp->wmu);
 }
 
 /* ==== The writer ==== */
@@ -965,7 +899,7 @@ void gw_spool_close(gw_spool *sp)
 		       NULL);
 	if (sp->lock_fd >= 0)
 		close(sp->lock_fd); /* drops the flock */
-	pthread_mutex_destroy(&sp->wmu);
+	gw_waiters_free(sp->waiters);
 	free(sp);
 }
 
@@ -1044,7 +978,17 @@ static void st_fwd_close(gw_store *st)
 	sp->fwd = NULL;
 }
 
+/* The spool takes updates while it is open (a failed commit answers 503
+ * or 507 for itself). */
+static bool st_ready(gw_store *st, char *why, size_t cap)
+{
+	(void)st;
+	if (cap > 0)
+		why[0] = '\0';
+	return true;
+}
+
 static const gw_store_ops spool_ops = {
 	"spool", st_put, st_unwait, st_fwd_open, st_lane_new, st_lane_stop,
-	st_lane_idle, st_lane_free, st_quiet, st_fwd_close
+	st_lane_idle, st_lane_free, st_quiet, st_fwd_close, st_ready
 };

@@ -4,7 +4,7 @@
 # fails) and render without a warning from man/groff (what lintian runs);
 # and every command and long option that the programs' own --help lists
 # (session-codec and each of its commands, session-gateway and its spool
-# command) must appear in the matching page, so a new flag cannot ship
+# and queue commands) must appear in the matching page, so a new flag cannot ship
 # undocumented. Fails naming each missing flag.
 set -eu
 build=${1:-build}
@@ -78,7 +78,8 @@ for c in $cmds; do
 	check "$codec_man" "session-codec $c --help" $("$codec" "$c" --help | flags_of)
 done
 
-# session-gateway: every option, then the spool command and its options
+# session-gateway: every option, then the spool and queue commands and
+# their options
 gw_flags=$(env -u ORQ_API_KEY "$gw" --help | flags_of)
 [ -n "$gw_flags" ] || { echo "man_check: no options in session-gateway --help" >&2; exit 1; }
 # shellcheck disable=SC2086
@@ -89,6 +90,12 @@ spool_cmds=$(printf '%s\n' "$spool_help" | sed -n '/^Commands:/,/^$/p' | sed -n 
 check "$gw_man" "session-gateway spool --help" $spool_cmds
 # shellcheck disable=SC2046
 check "$gw_man" "session-gateway spool --help" $(printf '%s\n' "$spool_help" | flags_of)
+queue_help=$("$gw" queue --help)
+queue_cmds=$(printf '%s\n' "$queue_help" | sed -n '/^Commands:/,/^$/p' | sed -n 's/^  \([a-z][a-z]*\) .*/\1/p')
+# shellcheck disable=SC2086
+check "$gw_man" "session-gateway queue --help" $queue_cmds
+# shellcheck disable=SC2046
+check "$gw_man" "session-gateway queue --help" $(printf '%s\n' "$queue_help" | flags_of)
 
 if [ "$fail" != 0 ]; then
 	echo "man_check: FAILED (edit docs/man/)" >&2
