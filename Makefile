@@ -193,11 +193,12 @@ deps:
 
 # ==== Running ====
 # The CUnit runner, then the man pages (lint, and every flag of --help
-# documented).
+# documented) and gw.h's module map (every gateway source named).
 test: deps
 	$(MAKE) all
 	$(TEST_BIN) --vectors $(VECTORS) --data tests/data --bin $(O)
 	tests/man_check.sh $(O)
+	tests/map_check.sh
 	$(MAKE) --no-print-directory deb
 	tests/deb_test.sh $(DEB_FILE)
 

@@ -7,7 +7,7 @@
  * thread), which post their completion back to the caller's loop.
  *
  *   device --HTTP--> http.c (libmicrohttpd, one daemon per loop)
- *   device --CoAP--> coap.c (libcoap: UDP, DTLS-PSK; its own loops)
+ *   device --CoAP--> coap.c (libcoap: UDP, DTLS-PSK; on loop 0)
  *                      |  request.c, coap_req.c: route, auth, limits,
  *                      |  translation (no sockets: fuzzed as they are)
  *                      v
@@ -28,7 +28,8 @@
  * coap.c     the CoAP ingress: libcoap on a loop (--coap-listen plain
  *            UDP, --coaps-listen DTLS 1.2 PSK), answers piggybacked or
  *            separate; coap_req.c its decisions without sockets;
- *            coap_dedup.c what it answered already (message ids, seqs)
+ *            coap_dedup.c what it answered already (message ids, seqs);
+ *            coap_metrics.c its counters
  * batch.c    POST /v1/updates: a batch's items in (session, seq) order
  * retry.c    the one retry policy: retryable?, backoff, Retry-After
  * upstream.c libcurl on a loop: PATCH with retries
@@ -39,6 +40,7 @@
  * request.c  decisions without sockets; config.c flags, config file and
  * environment; auth.c device tokens; log.c one JSON object per line;
  * metrics.c Prometheus counters; main.c signals.
+ * (tests/map_check.sh fails when a gateway/*.c is not named here.)
  */
 #ifndef GW_H
 #define GW_H
