@@ -39,11 +39,11 @@ struct gw_batch_run {
 	gw_batch_done_fn done;
 	void *ud;
 	gw_post done_post;
-	/* spool mode */
+	/* store mode (--spool, --queue) */
 	gw_store_rec *recs;
 	size_t *rec_item, n_recs;
-	int spool_rc;
-	char spool_err[200];
+	int store_rc;
+	char store_err[200];
 	bool finished;       /* results filled */
 };
 
@@ -208,8 +208,8 @@ static void on_stored(void *arg, int result, const char *err)
 {
 	gw_batch_run *run = arg;
 
-	run->spool_rc = result;
-	snprintf(run->spool_err, sizeof(run->spool_err), "%s", err);
+	run->store_rc = result;
+	snprintf(run->store_err, sizeof(run->store_err), "%s", err);
 	part_done(run);
 }
 
@@ -247,8 +247,8 @@ static int store_start(gw_batch_run *run)
 	if (st->ops->put(st, run->w->loop, run->recs, run->n_recs, on_stored,
 			 run) != 0) {
 		run->open--;
-		run->spool_rc = GW_STORE_ERROR;
-		gw_format(run->spool_err, sizeof(run->spool_err),
+		run->store_rc = GW_STORE_ERROR;
+		gw_format(run->store_err, sizeof(run->store_err),
 			  "the %s is closing or out of memory; nothing was stored",
 			  st->ops->name);
 	}
@@ -258,11 +258,16 @@ static int store_start(gw_batch_run *run)
 /* The stored items' Results: 202, or 507/503 for all of them. */
 static void store_results(gw_batch_run *run)
 {
-	int rc = run->spool_rc;
+	int rc = run->store_rc;
 	size_t k;
 
-	if (run->n_recs > 0 && rc != GW_STORE_OK)
-		gw_metrics_reject(rc == GW_STORE_FULL ? "spool_full" : "spool_error");
+	if (run->n_recs > 0 && rc != GW_STORE_OK) {
+		char reason[32];
+
+		snprintf(reason, sizeof(reason), "%s_%s", run->w->store->ops->name,
+			 rc == GW_STORE_FULL ? "full" : "error");
+		gw_metrics_reject(reason);
+	}
 	for (k = 0; k < run->n_recs; k++) {
 		gw_batch_item *it = &run->b.items[run->rec_item[k]];
 		sw_result *rs = &run->res[it->idx];
@@ -275,7 +280,7 @@ static void store_results(gw_batch_run *run)
 		rs->status = rc == GW_STORE_FULL ? 507 : 503;
 		rs->has_retry_after = true;
 		rs->retry_after_ms = rc == GW_STORE_FULL ? 30000 : 5000;
-		gw_format(it->msg, sizeof(it->msg), "%s", run->spool_err);
+		gw_format(it->msg, sizeof(it->msg), "%s", run->store_err);
 	}
 }
 
@@ -342,6 +347,6 @@ int gw_batch_attempts(const gw_batch_run *run)
 
 const char *gw_batch_error(const gw_batch_run *run)
 {
-	return run->n_recs > 0 && run->spool_rc != GW_STORE_OK ? run->spool_err
+	return run->n_recs > 0 && run->store_rc != GW_STORE_OK ? run->store_err
 							       : "";
 }

@@ -40,7 +40,7 @@
  * request.c  decisions without sockets; config.c flags, config file and
  * environment; auth.c device tokens; log.c one JSON object per line;
  * metrics.c Prometheus counters; main.c signals.
- * (tests/map_check.sh fails when a gateway/*.c is not named here.)
+ * (tests/map_check.sh fails when a gateway source file is not named here.)
  */
 #ifndef GW_H
 #define GW_H

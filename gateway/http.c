@@ -12,7 +12,7 @@
  * translated and sent on its way with the connection suspended:
  *
  *   BODY -> FORWARD (direct: the loop's upstream link)      -> READY
- *        -> STORE   (spool: the writer's commit)            -> READY
+ *        -> STORE   (--spool, --queue: the put, durable)    -> READY
  *                   `-> SYNC (a JSON client: the forwarder's answer,
  *                             at most --sync-wait-ms)        -> READY
  *        -> BATCH   (batch.c)                                -> READY
@@ -56,7 +56,7 @@ typedef enum req_state {
 	REQ_BODY,       /* the head passed: reading the body */
 	REQ_DISCARD,    /* over max_body: dropping the rest, then 413 */
 	REQ_FORWARD,    /* direct PATCH at the upstream (suspended) */
-	REQ_STORE,      /* spool PATCH: waiting for the commit (suspended) */
+	REQ_STORE,      /* a stored PATCH: waiting until it is durable */
 	REQ_SYNC,       /* stored; a JSON client waits for the answer */
 	REQ_BATCH,      /* a batch's items away (suspended) */
 	REQ_READY,      /* resumed with its outcome: answer on the next call */
@@ -66,7 +66,7 @@ typedef enum req_state {
 /* What a READY request answers. */
 typedef enum outcome {
 	OUT_UPSTREAM,   /* up: the upstream's answer (status 0: none) */
-	OUT_STORED,     /* spool_rc: the commit's result */
+	OUT_STORED,     /* store_rc: the commit's result */
 	OUT_SYNC_LATE,  /* stored, no final answer in time: 202 */
 	OUT_BATCH       /* batch: every item's Result */
 } outcome;
@@ -103,9 +103,9 @@ typedef struct req {
 	char *log_body;           /* canonical JSON, only with --log-bodies */
 	size_t log_body_len;
 	gw_response up;           /* OUT_UPSTREAM, and SYNC's answer */
-	int spool_rc;
-	char spool_err[200];
-	gw_waiter waiter;         /* spool mode, a JSON client */
+	int store_rc;
+	char store_err[200];
+	gw_waiter waiter;         /* store mode, a JSON client */
 	bool sync, stored, answered;
 	gw_timer sync_timer;
 	struct req *sync_prev, *sync_next;
@@ -306,16 +306,20 @@ static enum MHD_Result reply_upstream(req *r, const gw_response *u)
 
 /* ==== Spool answers ==== */
 
-static const char accepted_msg[] =
-	"accepted: stored in the spool, forwarded in order";
-static const char late_msg[] =
-	"stored in the spool; the API has not answered yet: the update will be delivered, do not send it again";
-
-/* 202: an Ack with one Result (protobuf) or {"status":"accepted",...}. */
-static enum MHD_Result spool_accepted(req *r, const char *m, bool applied)
+/* 202: an Ack with one Result (protobuf) or {"status":"accepted",...};
+ * late: the JSON client's wait for the API's answer is over. */
+static enum MHD_Result store_accepted(req *r, bool late, bool applied)
 {
 	struct MHD_Response *resp = NULL;
 	size_t len = 0;
+	char m[200];
+
+	if (late)
+		gw_format(m, sizeof(m), "stored in the %s; the API has not answered yet: the update will be delivered, do not send it again",
+			  r->h->w->store->ops->name);
+	else
+		gw_format(m, sizeof(m), "accepted: stored in the %s, forwarded in order",
+			  r->h->w->store->ops->name);
 
 	if (r->head.accept_pb) {
 		sw_result res;
@@ -361,14 +365,18 @@ static enum MHD_Result spool_accepted(req *r, const char *m, bool applied)
 	return send_resp(r, 202, resp, len);
 }
 
-/* After a commit that did not store: 507 full, 503 not writable. */
-static enum MHD_Result spool_refused(req *r)
+/* After a put that did not store: 507 full, 503 not writable. Codes and
+ * metrics reasons carry the store's name ("spool_full", "queue_error"). */
+static enum MHD_Result store_refused(req *r)
 {
-	if (r->spool_rc == GW_STORE_FULL)
-		return reject(r, 507, "spool_full", "spool_full", r->spool_err,
-			      MHD_HTTP_HEADER_RETRY_AFTER, "30");
-	return reject(r, 503, "spool_error", "spool_unavailable", r->spool_err,
-		      MHD_HTTP_HEADER_RETRY_AFTER, "5");
+	const char *name = r->h->w->store->ops->name;
+	char code[32], reason[32];
+	bool full = r->store_rc == GW_STORE_FULL;
+
+	snprintf(code, sizeof(code), "%s_%s", name, full ? "full" : "unavailable");
+	snprintf(reason, sizeof(reason), "%s_%s", name, full ? "full" : "error");
+	return reject(r, full ? 507 : 503, reason, code, r->store_err,
+		      MHD_HTTP_HEADER_RETRY_AFTER, full ? "30" : "5");
 }
 
 /* ==== Suspension ==== */
@@ -484,9 +492,9 @@ static void on_stored(void *arg, int result, const char *err)
 	req *r = arg;
 	gw_http *h = r->h;
 
-	r->spool_rc = result;
-	if (err != r->spool_err)
-		snprintf(r->spool_err, sizeof(r->spool_err), "%s", err);
+	r->store_rc = result;
+	if (err != r->store_err)
+		snprintf(r->store_err, sizeof(r->store_err), "%s", err);
 	if (result != GW_STORE_OK || !r->sync) {
 		ready(r, OUT_STORED);
 		return;
@@ -546,10 +554,10 @@ static enum MHD_Result handle_patch(req *r)
 	suspend(r, REQ_STORE);
 	if (w->store->ops->put(w->store, w->loop, &rec, 1, on_stored, r) != 0) {
 		r->sync = false;
-		gw_format(r->spool_err, sizeof(r->spool_err),
+		gw_format(r->store_err, sizeof(r->store_err),
 			  "the %s is closing or out of memory; nothing was stored",
 			  w->store->ops->name);
-		on_stored(r, GW_STORE_ERROR, r->spool_err);
+		on_stored(r, GW_STORE_ERROR, r->store_err);
 	}
 	return MHD_YES;
 }
@@ -668,12 +676,12 @@ static enum MHD_Result answer(req *r)
 	case OUT_UPSTREAM:
 		return reply_upstream(r, &r->up);
 	case OUT_STORED:
-		if (r->spool_rc != GW_STORE_OK)
-			return spool_refused(r);
-		return spool_accepted(r, accepted_msg, r->head.respond_async &&
+		if (r->store_rc != GW_STORE_OK)
+			return store_refused(r);
+		return store_accepted(r, false, r->head.respond_async &&
 					     r->head.kind == GW_BODY_JSON);
 	case OUT_SYNC_LATE:
-		return spool_accepted(r, late_msg, false);
+		return store_accepted(r, true, false);
 	case OUT_BATCH:
 		return batch_answer(r);
 	}

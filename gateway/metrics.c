@@ -34,7 +34,7 @@ static const char *const reasons[] = {
 	"auth", "too_big", "too_many_items", "content_type", "method",
 	"not_found", "bad_request", "invalid_body", "overload",
 	"shutting_down", "upstream", "spool_full", "spool_error", "slow_client",
-	"other"
+	"queue_full", "queue_error", "other"
 };
 #define N_REASONS (sizeof(reasons) / sizeof(reasons[0]))
 

@@ -800,6 +800,9 @@ static void queue_json_client_gets_the_api_answer(void)
 			fprintf(stderr, "\n  %s: %ld %s\n", sid, r.status, r.body);
 	}
 	CU_ASSERT_EQUAL(ok, 16);
+	/* with Prefer: respond-async, 202 naming the queue */
+	CU_ASSERT_EQUAL(patch_n(&a, "sync-async", 3, true, &r), 202);
+	CU_ASSERT_PTR_NOT_NULL(r.body && strstr(r.body, "stored in the queue"));
 	/* a final 4xx comes back as it is */
 	{
 		fu_step st = { FU_STATUS, 404, "{\"message\":\"no such session\"}", NULL, 0 };
