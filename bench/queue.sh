@@ -155,9 +155,24 @@ for m in direct queue accept; do
 done
 awk -v d="$direct_rps" -v q="$queue_rps" -v a="$accept_rps" 'BEGIN {
 	printf "queue/direct: %.2f forwarding too, %.2f accept-only (target >= 0.5)\n", q / d, a / d }'
-echo "publish to ack (JetStream), accept-only gateway: $(curl -s "http://127.0.0.1:$accept/metrics" |
+ack_ms=$(curl -s "http://127.0.0.1:$accept/metrics" |
 	awk '/^sessionwire_queue_publish_duration_seconds_(sum|count)/ { v[$1] = $2 }
-	END { printf "mean %.2f ms over %d publishes", 1000 * v["sessionwire_queue_publish_duration_seconds_sum"] / v["sessionwire_queue_publish_duration_seconds_count"], v["sessionwire_queue_publish_duration_seconds_count"] }')"
+	END { printf "%.2f", 1000 * v["sessionwire_queue_publish_duration_seconds_sum"] / v["sessionwire_queue_publish_duration_seconds_count"] }')
+echo "publish to ack (JetStream), accept-only gateway: mean $ack_ms ms"
+# queue.* keys for summary.json (merged at the end)
+J=$build/bench/queue.json
+mkdir -p "$build/bench"
+{
+	echo "  \"queue.direct_rps\": $direct_rps,"
+	echo "  \"queue.accept_only_rps\": $accept_rps,"
+	echo "  \"queue.forwarding_rps\": $queue_rps,"
+	awk -v d="$direct_rps" -v q="$queue_rps" -v a="$accept_rps" 'BEGIN {
+		printf "  \"queue.accept_only_ratio_vs_direct\": %.3f,\n", a / d
+		printf "  \"queue.forwarding_ratio_vs_direct\": %.3f,\n", q / d }'
+	echo "  \"queue.accept_only_p99_ms\": $(awk '{ print $3 }' "$work/accept.runs" | median),"
+	echo "  \"queue.publish_ack_mean_ms\": $ack_ms,"
+	echo "  \"queue.connections\": $CONNS,"
+} > "$J"
 stop direct
 stop queue
 stop accept
@@ -174,6 +189,8 @@ drain() { # stream partitions
 	d=$(metric "$port" sessionwire_queue_delivered_total)
 	awk -v n="$n" -v d="$d" -v d0="$d0" -v t0="$t0" -v t1="$t1" -v p="$2" 'BEGIN {
 		printf "drain, %3d partitions: %6d waiting, %6.0f updates/s to the upstream (%.1f s)\n", p, n + d0, (d - d0) / (t1 - t0), t1 - t0 }'
+	awk -v d="$d" -v d0="$d0" -v t0="$t0" -v t1="$t1" -v p="$2" 'BEGIN {
+		printf "  \"queue.drain_rps_%d_partitions\": %.0f,\n", p, (d - d0) / (t1 - t0) }' >> "$build/bench/queue.json"
 	stop "drain$2"
 }
 drain BENCHA "$PARTS"
@@ -196,3 +213,13 @@ for p in $DRAIN_PARTS; do
 	stop fill
 	drain "DRAIN$p" "$p"
 done
+
+# ==== Merge into summary.json: its queue.* keys replaced ====
+S=$build/bench/summary.json
+{
+	[ -f "$S" ] && sed -e 's/,$//' "$S" | grep '^ *"' | grep -v '^ *"queue\.' || :
+	sed -e 's/,$//' "$build/bench/queue.json" | grep '^ *"'
+} | awk 'NR > 1 { print prev "," } { prev = $0 } END { print prev }' |
+	{ echo "{"; cat; echo "}"; } > "$S.tmp"
+mv "$S.tmp" "$S"
+echo "queue.* keys merged into $S"

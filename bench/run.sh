@@ -4,7 +4,8 @@
 #   $O/bench/report.md     the tables, the targets met or missed
 #   $O/bench/sizes.svg     bytes per update in every encoding (gnuplot)
 #   $O/bench/speed.svg     ns and instructions per message (gnuplot)
-# and then runs bench/gateway.sh (gateway.*, wire.*: see there).
+# and then runs bench/gateway.sh (gateway.*, wire.*), bench/coap.sh
+# (wire.coap*, coap.*) and bench/queue.sh (queue.*): see there.
 # It builds nothing. Usage: bench/run.sh [O] [VECTORS]
 #
 # Corpora: tests/vectors/typical.jsonl (200 updates made with the SDK)
@@ -53,6 +54,8 @@ if command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null; t
 		k["pass_pb_to_json"] = "pb_to_json"
 		k["pass_cjson"] = "cjson_pb_to_json"
 		k["pass_json_to_pb"] = "json_to_pb"
+		k["pass_json_parse"] = "json_parse"
+		k["pass_session_parse"] = "session_parse"
 		k["pass_pc_pack"] = "protobuf_c_pack"
 		k["pass_pc_unpack"] = "protobuf_c_unpack"
 		k["pass_npb_encode"] = "nanopb_encode"
@@ -312,6 +315,12 @@ if [ -x "$O/session-gateway" ] && [ -x "$O/fake-upstream" ] && [ -x "$O/bench-wi
 	# CoAP: bytes from captured packets, updates/s next to HTTP's
 	if [ -x "$O/bench-coap" ]; then
 		bench/coap.sh "$O" "$V"
+	fi
+	# --queue on a 3-node cluster: accepted updates/s against direct
+	# mode, publish-to-ack time, drain rate (queue.* keys)
+	if command -v nats-server >/dev/null; then
+		say "the queue (bench/queue.sh)"
+		bench/queue.sh "$O"
 	fi
 else
 	say "gateway: session-gateway, fake-upstream or bench-wire not built: skipped"
