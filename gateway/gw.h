@@ -36,6 +36,7 @@
  * spool.c, spool_forward.c, spool_admin.c   --spool DIR and its command
  * queue.c, queue_publish.c, queue_forward.c, queue_admin.c   --queue URLS
  *            and its command (internals in queue_int.h)
+ * admin.c    what the two admin commands share: flags, check, JSON lines
  * waiters.c  JSON clients waiting for a stored update's answer
  * request.c  decisions without sockets; config.c flags, config file and
  * environment; auth.c device tokens; log.c one JSON object per line;
@@ -602,6 +603,33 @@ void gw_spool_lane_stop(gw_spool_lane *ln);
 /* Nothing at the upstream or being marked. */
 bool gw_spool_lane_idle(const gw_spool_lane *ln);
 void gw_spool_lane_free(gw_spool_lane *ln);
+
+/* What the admin commands share (admin.c). */
+typedef struct gw_admin_args {
+	const char *prog;   /* "spool", "queue": in messages */
+	const char *cmd;    /* stats, list, retry, drop */
+	long long id;       /* --id N; -1: none */
+	long long limit;    /* --limit N; 100 */
+	bool all, pending, json;
+} gw_admin_args;
+
+void gw_admin_args_init(gw_admin_args *a, const char *prog);
+/* argv[*i], not one of the command's own flags: --id N, --limit N (*i
+ * moves past N), --all, --pending, --json, or the command word. 0 taken,
+ * -1 refused (said on errf: a bad value, an unexpected argument). */
+int gw_admin_arg(gw_admin_args *a, int argc, char **argv, int *i,
+		 FILE *errf);
+/* After the flags: a known command, and for retry and drop exactly one
+ * of --id and --all. 0 or -1 (said on errf). */
+int gw_admin_check(const gw_admin_args *a, FILE *errf);
+/* One JSON object per line, built in b (initialised, empty): members
+ * "key":"escaped" and "key":number; gw_jl_end closes it, writes it to out
+ * and frees b. */
+void gw_jl_str(sw_buf *b, const char *key, const void *v, size_t n);
+void gw_jl_int(sw_buf *b, const char *key, long long v);
+/* "key":text, text a number already written ("0.250"). */
+void gw_jl_num(sw_buf *b, const char *key, const char *text);
+void gw_jl_end(sw_buf *b, FILE *out);
 
 /* `session-gateway spool stats|list|retry|drop --spool DIR ...`; argv[0]
  * is "spool". Returns the exit status. */

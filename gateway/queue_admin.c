@@ -53,12 +53,7 @@ static void usage(FILE *f)
 	      "Exit status: 0 done, 1 error, 2 usage error.\n", f);
 }
 
-typedef struct args {
-	const char *cmd;
-	long long id;      /* -1: none */
-	bool all, pending, json;
-	long long limit;
-} args;
+typedef gw_admin_args args;
 
 /* Copies v into dst[cap]; false when it does not fit. */
 static bool set_str(char *dst, size_t cap, const char *v)
@@ -73,20 +68,15 @@ static int parse(int argc, char **argv, args *a, gw_config *c, FILE *errf)
 {
 	int i;
 
-	memset(a, 0, sizeof(*a));
-	a->id = -1;
-	a->limit = 100;
+	gw_admin_args_init(a, "queue");
 	for (i = 1; i < argc; i++) {
 		const char *s = argv[i];
 
 		if (!strcmp(s, "--help") || !strcmp(s, "-h"))
 			return 1;
 		if (!strcmp(s, "--queue") || !strcmp(s, "--queue-stream") ||
-		    !strcmp(s, "--queue-creds") || !strcmp(s, "--queue-tls-ca") ||
-		    !strcmp(s, "--id") || !strcmp(s, "--limit")) {
-			char *end;
-			long long v;
-			bool ok = true;
+		    !strcmp(s, "--queue-creds") || !strcmp(s, "--queue-tls-ca")) {
+			bool ok;
 
 			if (i + 1 >= argc) {
 				fprintf(errf, "session-gateway queue: %s needs a value\n", s);
@@ -98,100 +88,24 @@ static int parse(int argc, char **argv, args *a, gw_config *c, FILE *errf)
 				ok = set_str(c->queue_stream, sizeof(c->queue_stream), argv[++i]);
 			else if (!strcmp(s, "--queue-creds"))
 				ok = set_str(c->queue_creds, sizeof(c->queue_creds), argv[++i]);
-			else if (!strcmp(s, "--queue-tls-ca"))
+			else
 				ok = set_str(c->queue_tls_ca, sizeof(c->queue_tls_ca), argv[++i]);
-			else {
-				errno = 0;
-				v = strtoll(argv[++i], &end, 10);
-				if (errno || *end || end == argv[i] || v < 0) {
-					fprintf(errf, "session-gateway queue: %s expects a whole number >= 0, found \"%.64s\"\n",
-						s, argv[i]);
-					return -1;
-				}
-				if (!strcmp(s, "--id"))
-					a->id = v;
-				else
-					a->limit = v;
-			}
 			if (!ok) {
 				fprintf(errf, "session-gateway queue: %s: too long\n", s);
 				return -1;
 			}
 			continue;
 		}
-		if (!strcmp(s, "--all")) {
-			a->all = true;
-			continue;
-		}
-		if (!strcmp(s, "--pending")) {
-			a->pending = true;
-			continue;
-		}
-		if (!strcmp(s, "--json")) {
-			a->json = true;
-			continue;
-		}
-		if (s[0] == '-' || a->cmd != NULL) {
-			fprintf(errf, "session-gateway queue: unexpected argument \"%.64s\" (see --help)\n", s);
+		if (gw_admin_arg(a, argc, argv, &i, errf) != 0)
 			return -1;
-		}
-		a->cmd = s;
 	}
-	if (a->cmd == NULL) {
-		fprintf(errf, "session-gateway queue: missing command: stats, list, retry or drop (see --help)\n");
+	if (gw_admin_check(a, errf) != 0)
 		return -1;
-	}
-	if (strcmp(a->cmd, "stats") && strcmp(a->cmd, "list") &&
-	    strcmp(a->cmd, "retry") && strcmp(a->cmd, "drop")) {
-		fprintf(errf, "session-gateway queue: unknown command \"%.64s\": stats, list, retry or drop\n",
-			a->cmd);
-		return -1;
-	}
 	if (c->queue_urls[0] == '\0') {
 		fprintf(errf, "session-gateway queue: --queue URLS is required\n");
 		return -1;
 	}
-	if ((!strcmp(a->cmd, "retry") || !strcmp(a->cmd, "drop")) &&
-	    (a->id < 0) == !a->all) {
-		fprintf(errf, "session-gateway queue %s: give exactly one of --id N or --all\n",
-			a->cmd);
-		return -1;
-	}
 	return 0;
-}
-
-/* ==== Output ==== */
-
-static void app(sw_buf *b, const char *s)
-{
-	if (sw_buf_append(b, s, strlen(s)) != SW_OK)
-		return;
-}
-
-static void put_str(sw_buf *b, const char *key, const char *v, size_t n)
-{
-	app(b, ",\"");
-	app(b, key);
-	app(b, "\":\"");
-	if (gw_json_escape(b, v ? v : "", v ? n : 0) != SW_OK)
-		return;
-	app(b, "\"");
-}
-
-static void put_int(sw_buf *b, const char *key, long long v)
-{
-	char tmp[96];
-
-	snprintf(tmp, sizeof(tmp), ",\"%s\":%lld", key, v);
-	app(b, tmp);
-}
-
-static void line_out(sw_buf *b, FILE *out)
-{
-	app(b, "}\n");
-	if (b->data)
-		fputs(b->data, out);
-	sw_buf_free(b);
 }
 
 /* ==== Reading the cluster ==== */
@@ -326,23 +240,22 @@ static int cmd_stats(conn *k, FILE *out, FILE *errf)
 	}
 	clock_gettime(CLOCK_REALTIME, &ts);
 	sw_buf_init(&b, 0, NULL);
-	snprintf(tmp, sizeof(tmp), "{\"depth\":%lld", depth);
-	app(&b, tmp);
-	put_int(&b, "retrying", retrying);
-	snprintf(tmp, sizeof(tmp), ",\"oldest_age_seconds\":%.3f",
+	gw_jl_int(&b, "depth", depth);
+	gw_jl_int(&b, "retrying", retrying);
+	snprintf(tmp, sizeof(tmp), "%.3f",
 		 oldest > 0 ? ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9) -
 				      (double)oldest / 1e9 : 0.0);
-	app(&b, tmp);
-	put_int(&b, "dead_letters", (long long)di->State.Msgs);
-	put_int(&b, "partitions", k->parts);
-	put_int(&b, "pull_requests", waiting_pulls);
-	put_int(&b, "stream_messages", (long long)si->State.Msgs);
-	put_int(&b, "stream_bytes", (long long)si->State.Bytes);
-	put_int(&b, "replicas", si->Config->Replicas);
-	put_str(&b, "leader",
+	gw_jl_num(&b, "oldest_age_seconds", tmp);
+	gw_jl_int(&b, "dead_letters", (long long)di->State.Msgs);
+	gw_jl_int(&b, "partitions", k->parts);
+	gw_jl_int(&b, "pull_requests", waiting_pulls);
+	gw_jl_int(&b, "stream_messages", (long long)si->State.Msgs);
+	gw_jl_int(&b, "stream_bytes", (long long)si->State.Bytes);
+	gw_jl_int(&b, "replicas", si->Config->Replicas);
+	gw_jl_str(&b, "leader",
 		si->Cluster && si->Cluster->Leader ? si->Cluster->Leader : "",
 		si->Cluster && si->Cluster->Leader ? strlen(si->Cluster->Leader) : 0);
-	line_out(&b, out);
+	gw_jl_end(&b, out);
 	jsStreamInfo_Destroy(si);
 	jsStreamInfo_Destroy(di);
 	return 0;
@@ -356,9 +269,9 @@ static void put_sid(sw_buf *b, const char *path)
 
 	sw_buf_init(&sid, 4096, NULL);
 	if (seg != NULL && sw_uri_decode(seg + 1, strlen(seg + 1), &sid, NULL) == SW_OK)
-		put_str(b, "session_id", sid.data ? sid.data : "", sid.len);
+		gw_jl_str(b, "session_id", sid.data ? sid.data : "", sid.len);
 	else
-		put_str(b, "session_id", "", 0);
+		gw_jl_str(b, "session_id", "", 0);
 	sw_buf_free(&sid);
 }
 
@@ -394,7 +307,6 @@ static int list_pending(conn *k, const args *a, FILE *out, FILE *errf)
 			natsMsg *m = NULL;
 			const char *path;
 			sw_buf b;
-			char tmp[48];
 
 			memset(&dg, 0, sizeof(dg));
 			dg.Sequence = from;
@@ -407,20 +319,18 @@ static int list_pending(conn *k, const args *a, FILE *out, FILE *errf)
 			from = natsMsg_GetSequence(m) + 1;
 			path = hdr(m, GW_QUEUE_HDR_PATH);
 			sw_buf_init(&b, 0, NULL);
-			snprintf(tmp, sizeof(tmp), "{\"id\":%" PRIu64,
-				 natsMsg_GetSequence(m));
-			app(&b, tmp);
-			put_int(&b, "partition", p);
+			gw_jl_int(&b, "id", (long long)natsMsg_GetSequence(m));
+			gw_jl_int(&b, "partition", p);
 			put_sid(&b, path);
-			put_int(&b, "seq", strtoll(hdr(m, GW_QUEUE_HDR_SEQ), NULL, 10));
-			put_str(&b, "path", path, strlen(path));
-			put_str(&b, "msg_id", hdr(m, "Nats-Msg-Id"),
+			gw_jl_int(&b, "seq", strtoll(hdr(m, GW_QUEUE_HDR_SEQ), NULL, 10));
+			gw_jl_str(&b, "path", path, strlen(path));
+			gw_jl_str(&b, "msg_id", hdr(m, "Nats-Msg-Id"),
 				strlen(hdr(m, "Nats-Msg-Id")));
 			if (a->json)
-				put_str(&b, "json", natsMsg_GetData(m),
+				gw_jl_str(&b, "json", natsMsg_GetData(m),
 					(size_t)natsMsg_GetDataLength(m));
-			put_int(&b, "arrived_ms", natsMsg_GetTime(m) / 1000000);
-			line_out(&b, out);
+			gw_jl_int(&b, "arrived_ms", natsMsg_GetTime(m) / 1000000);
+			gw_jl_end(&b, out);
 			natsMsg_Destroy(m);
 			lines++;
 		}
@@ -487,7 +397,6 @@ static int list_dead(conn *k, const args *a, FILE *out, FILE *errf)
 		jsErrCode je;
 		cJSON *j = dead_get(k, seq, &s, &je);
 		sw_buf b;
-		char tmp[48];
 		const char *v;
 
 		if (j == NULL) {
@@ -496,24 +405,23 @@ static int list_dead(conn *k, const args *a, FILE *out, FILE *errf)
 			return fail(errf, "reading a dead letter", s, je);
 		}
 		sw_buf_init(&b, 0, NULL);
-		snprintf(tmp, sizeof(tmp), "{\"id\":%" PRIu64, seq);
-		app(&b, tmp);
+		gw_jl_int(&b, "id", (long long)seq);
 		put_sid(&b, jstr(j, "path"));
-		put_int(&b, "seq", jnum(j, "seq"));
+		gw_jl_int(&b, "seq", jnum(j, "seq"));
 		v = jstr(j, "path");
-		put_str(&b, "path", v, strlen(v));
-		put_int(&b, "attempts", jnum(j, "attempts"));
-		put_int(&b, "status", jnum(j, "status"));
+		gw_jl_str(&b, "path", v, strlen(v));
+		gw_jl_int(&b, "attempts", jnum(j, "attempts"));
+		gw_jl_int(&b, "status", jnum(j, "status"));
 		v = jstr(j, "body");
-		put_str(&b, "body", v, strlen(v));
+		gw_jl_str(&b, "body", v, strlen(v));
 		if (a->json) {
 			v = jstr(j, "json");
-			put_str(&b, "json", v, strlen(v));
+			gw_jl_str(&b, "json", v, strlen(v));
 		}
-		put_int(&b, "stream_seq", jnum(j, "stream_seq"));
-		put_int(&b, "arrived_ms", jnum(j, "arrived_ms"));
-		put_int(&b, "failed_ms", jnum(j, "failed_ms"));
-		line_out(&b, out);
+		gw_jl_int(&b, "stream_seq", jnum(j, "stream_seq"));
+		gw_jl_int(&b, "arrived_ms", jnum(j, "arrived_ms"));
+		gw_jl_int(&b, "failed_ms", jnum(j, "failed_ms"));
+		gw_jl_end(&b, out);
 		cJSON_Delete(j);
 		lines++;
 	}

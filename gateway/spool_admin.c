@@ -42,126 +42,46 @@ static void usage(FILE *f)
 }
 
 typedef struct args {
-	const char *cmd;
+	gw_admin_args x;   /* what the queue's command takes too */
 	const char *dir;
-	long long id;      /* -1: none */
-	bool all, pending, json;
-	long long limit;
 } args;
 
 static int parse(int argc, char **argv, args *a, FILE *errf)
 {
 	int i;
 
-	memset(a, 0, sizeof(*a));
-	a->id = -1;
-	a->limit = 100;
+	gw_admin_args_init(&a->x, "spool");
+	a->dir = NULL;
 	for (i = 1; i < argc; i++) {
 		const char *s = argv[i];
 
 		if (!strcmp(s, "--help") || !strcmp(s, "-h"))
 			return 1;
-		if (!strcmp(s, "--spool") || !strcmp(s, "--id") ||
-		    !strcmp(s, "--limit")) {
-			char *end;
-			long long v;
-
+		if (!strcmp(s, "--spool")) {
 			if (i + 1 >= argc) {
-				fprintf(errf, "session-gateway spool: %s needs a value\n", s);
+				fprintf(errf, "session-gateway spool: --spool needs a value\n");
 				return -1;
 			}
-			if (!strcmp(s, "--spool")) {
-				a->dir = argv[++i];
-				continue;
-			}
-			errno = 0;
-			v = strtoll(argv[++i], &end, 10);
-			if (errno || *end || end == argv[i] || v < 0) {
-				fprintf(errf, "session-gateway spool: %s expects a whole number >= 0, found \"%.64s\"\n",
-					s, argv[i]);
-				return -1;
-			}
-			if (!strcmp(s, "--id"))
-				a->id = v;
-			else
-				a->limit = v;
+			a->dir = argv[++i];
 			continue;
 		}
 		if (!strncmp(s, "--spool=", 8)) {
 			a->dir = s + 8;
 			continue;
 		}
-		if (!strcmp(s, "--all")) {
-			a->all = true;
-			continue;
-		}
-		if (!strcmp(s, "--pending")) {
-			a->pending = true;
-			continue;
-		}
-		if (!strcmp(s, "--json")) {
-			a->json = true;
-			continue;
-		}
-		if (s[0] == '-' || a->cmd != NULL) {
-			fprintf(errf, "session-gateway spool: unexpected argument \"%.64s\" (see --help)\n", s);
+		if (gw_admin_arg(&a->x, argc, argv, &i, errf) != 0)
 			return -1;
-		}
-		a->cmd = s;
 	}
-	if (a->cmd == NULL) {
-		fprintf(errf, "session-gateway spool: missing command: stats, list, retry or drop (see --help)\n");
+	if (gw_admin_check(&a->x, errf) != 0)
 		return -1;
-	}
-	if (strcmp(a->cmd, "stats") && strcmp(a->cmd, "list") &&
-	    strcmp(a->cmd, "retry") && strcmp(a->cmd, "drop")) {
-		fprintf(errf, "session-gateway spool: unknown command \"%.64s\": stats, list, retry or drop\n",
-			a->cmd);
-		return -1;
-	}
 	if (a->dir == NULL) {
 		fprintf(errf, "session-gateway spool: --spool DIR is required\n");
-		return -1;
-	}
-	if ((!strcmp(a->cmd, "retry") || !strcmp(a->cmd, "drop")) &&
-	    (a->id < 0) == !a->all) {
-		fprintf(errf, "session-gateway spool %s: give exactly one of --id N or --all\n",
-			a->cmd);
 		return -1;
 	}
 	return 0;
 }
 
-/* ==== Output ==== */
-
-/* Appends; a failed append (out of memory) shortens the line, no more. */
-static void app(sw_buf *b, const void *p, size_t n)
-{
-	if (sw_buf_append(b, p, n) != SW_OK)
-		return;
-}
-
-/* Writes "key":"escaped" into b (with a leading comma unless first). */
-static void put_str(sw_buf *b, const char *key, const void *v, size_t n,
-		    bool first)
-{
-	if (!first && sw_buf_append(b, ",", 1) != SW_OK)
-		return;
-	if (sw_buf_append(b, "\"", 1) != SW_OK ||
-	    sw_buf_append(b, key, strlen(key)) != SW_OK ||
-	    sw_buf_append(b, "\":\"", 3) != SW_OK ||
-	    gw_json_escape(b, v ? v : "", v ? n : 0) != SW_OK)
-		return;
-	app(b, "\"", 1);
-}
-
-static void put_int(sw_buf *b, const char *key, long long v)
-{
-	char tmp[96];
-
-	snprintf(tmp, sizeof(tmp), ",\"%s\":%lld", key, v);
-	app(b, tmp, strlen(tmp));
-}
+/* ==== Commands ==== */
 
 static int fail(FILE *errf, sqlite3 *db, const char *what)
 {
@@ -192,6 +112,7 @@ static int cmd_stats(sqlite3 *db, FILE *out, FILE *errf)
 	int rc;
 	long long depth, bytes, dead, retrying, oldest, sessions;
 	double age = 0;
+	char num[32];
 	sw_buf b;
 
 	depth = one_int(db, "SELECT count(*) FROM spool", &rc);
@@ -210,30 +131,19 @@ static int cmd_stats(sqlite3 *db, FILE *out, FILE *errf)
 	if (oldest > 0)
 		age = (double)(gw_spool__now_ms() - oldest) / 1e3;
 	sw_buf_init(&b, 0, NULL);
-	{
-		char tmp[64];
-
-		snprintf(tmp, sizeof(tmp), "{\"depth\":%lld", depth);
-		app(&b, tmp, strlen(tmp));
-	}
-	put_int(&b, "sessions", sessions);
-	put_int(&b, "retrying", retrying);
-	{
-		char tmp[64];
-
-		snprintf(tmp, sizeof(tmp), ",\"oldest_age_seconds\":%.3f", age);
-		app(&b, tmp, strlen(tmp));
-	}
-	put_int(&b, "bytes", bytes);
-	put_int(&b, "dead_letters", dead);
-	app(&b, "}\n", 2);
-	if (b.data)
-		fputs(b.data, out);
-	sw_buf_free(&b);
+	gw_jl_int(&b, "depth", depth);
+	gw_jl_int(&b, "sessions", sessions);
+	gw_jl_int(&b, "retrying", retrying);
+	snprintf(num, sizeof(num), "%.3f", age);
+	gw_jl_num(&b, "oldest_age_seconds", num);
+	gw_jl_int(&b, "bytes", bytes);
+	gw_jl_int(&b, "dead_letters", dead);
+	gw_jl_end(&b, out);
 	return 0;
 }
 
-static int cmd_list(sqlite3 *db, const args *a, FILE *out, FILE *errf)
+static int cmd_list(sqlite3 *db, const gw_admin_args *a, FILE *out,
+		    FILE *errf)
 {
 	sqlite3_stmt *st = NULL;
 	const char *sql = a->pending
@@ -248,34 +158,24 @@ static int cmd_list(sqlite3 *db, const args *a, FILE *out, FILE *errf)
 		sw_buf b;
 
 		sw_buf_init(&b, 0, NULL);
-		app(&b, "{", 1);
-		{
-			char tmp[48];
-
-			snprintf(tmp, sizeof(tmp), "\"id\":%lld",
-				 (long long)sqlite3_column_int64(st, 0));
-			app(&b, tmp, strlen(tmp));
-		}
-		put_str(&b, "session_id", sqlite3_column_blob(st, 1),
-			(size_t)sqlite3_column_bytes(st, 1), false);
-		put_int(&b, "seq", sqlite3_column_int64(st, 2));
-		put_str(&b, "path", sqlite3_column_text(st, 3),
-			(size_t)sqlite3_column_bytes(st, 3), false);
-		put_int(&b, "attempts", sqlite3_column_int64(st, 4));
-		put_int(&b, "status", sqlite3_column_int64(st, 5));
-		put_str(&b, a->pending ? "last_error" : "body",
-			sqlite3_column_blob(st, 6),
-			(size_t)sqlite3_column_bytes(st, 6), false);
+		gw_jl_int(&b, "id", sqlite3_column_int64(st, 0));
+		gw_jl_str(&b, "session_id", sqlite3_column_blob(st, 1),
+			  (size_t)sqlite3_column_bytes(st, 1));
+		gw_jl_int(&b, "seq", sqlite3_column_int64(st, 2));
+		gw_jl_str(&b, "path", sqlite3_column_text(st, 3),
+			  (size_t)sqlite3_column_bytes(st, 3));
+		gw_jl_int(&b, "attempts", sqlite3_column_int64(st, 4));
+		gw_jl_int(&b, "status", sqlite3_column_int64(st, 5));
+		gw_jl_str(&b, a->pending ? "last_error" : "body",
+			  sqlite3_column_blob(st, 6),
+			  (size_t)sqlite3_column_bytes(st, 6));
 		if (a->json)
-			put_str(&b, "json", sqlite3_column_blob(st, 7),
-				(size_t)sqlite3_column_bytes(st, 7), false);
-		put_int(&b, "arrived_ms", sqlite3_column_int64(st, 8));
-		put_int(&b, a->pending ? "next_attempt_ms" : "failed_ms",
-			sqlite3_column_int64(st, 9));
-		app(&b, "}\n", 2);
-		if (b.data)
-			fputs(b.data, out);
-		sw_buf_free(&b);
+			gw_jl_str(&b, "json", sqlite3_column_blob(st, 7),
+				  (size_t)sqlite3_column_bytes(st, 7));
+		gw_jl_int(&b, "arrived_ms", sqlite3_column_int64(st, 8));
+		gw_jl_int(&b, a->pending ? "next_attempt_ms" : "failed_ms",
+			  sqlite3_column_int64(st, 9));
+		gw_jl_end(&b, out);
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
@@ -284,7 +184,8 @@ static int cmd_list(sqlite3 *db, const args *a, FILE *out, FILE *errf)
 }
 
 /* retry or drop of the dead letters chosen by ?1 (-1: all). */
-static int cmd_move(sqlite3 *db, const args *a, FILE *out, FILE *errf)
+static int cmd_move(sqlite3 *db, const gw_admin_args *a, FILE *out,
+		    FILE *errf)
 {
 	static const char *const retry_sql[] = {
 		"UPDATE meta SET value = value - (SELECT coalesce(sum(length(body)),0) FROM dead_letters WHERE ?1 < 0 OR id = ?1) WHERE key='bytes'",
@@ -364,12 +265,12 @@ int gw_spool_admin(int argc, char **argv, FILE *out, FILE *errf)
 		return rc;
 	}
 	sqlite3_busy_timeout(db, 10000);
-	if (!strcmp(a.cmd, "stats"))
+	if (!strcmp(a.x.cmd, "stats"))
 		rc = cmd_stats(db, out, errf);
-	else if (!strcmp(a.cmd, "list"))
-		rc = cmd_list(db, &a, out, errf);
+	else if (!strcmp(a.x.cmd, "list"))
+		rc = cmd_list(db, &a.x, out, errf);
 	else
-		rc = cmd_move(db, &a, out, errf);
+		rc = cmd_move(db, &a.x, out, errf);
 	sqlite3_close(db);
 	return rc;
 }
