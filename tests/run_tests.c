@@ -10,19 +10,20 @@
 static void usage(void)
 {
 	puts("usage: run-tests [--vectors DIR] [--data DIR] [--bin DIR] "
-	     "[--quick] [--suite NAME]\n"
+	     "[--quick] [--suite NAME] [--test NAME]\n"
 	     "Runs every CUnit suite of sessionwire.\n"
 	     "  --vectors DIR  the SDK vectors (tests/vectors)\n"
 	     "  --data DIR     test data (tests/data)\n"
 	     "  --bin DIR      where session-codec, session-gateway and\n"
 	     "                 fake-upstream are (build)\n"
 	     "  --quick        smaller exhaustive loops (for valgrind)\n"
-	     "  --suite NAME   run only suites whose name contains NAME");
+	     "  --suite NAME   run only suites whose name contains NAME\n"
+	     "  --test NAME    run only tests whose name contains NAME");
 }
 
 int main(int argc, char **argv)
 {
-	const char *only = NULL;
+	const char *only = NULL, *only_test = NULL;
 	unsigned failed;
 	int i;
 
@@ -35,6 +36,8 @@ int main(int argc, char **argv)
 			tu_bin_dir = argv[++i];
 		else if (!strcmp(argv[i], "--suite") && i + 1 < argc)
 			only = argv[++i];
+		else if (!strcmp(argv[i], "--test") && i + 1 < argc)
+			only_test = argv[++i];
 		else if (!strcmp(argv[i], "--quick"))
 			tu_quick = 1;
 		else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -72,6 +75,24 @@ int main(int argc, char **argv)
 	}
 #include "test_list.h"
 #undef SW_TEST_SUITE
+	if (only_test != NULL) {
+		CU_pSuite su;
+		CU_pTest t;
+
+		CU_set_fail_on_inactive(CU_FALSE);
+		for (su = CU_get_registry()->pSuite; su; su = su->pNext) {
+			bool any = false;
+
+			for (t = su->pTest; t; t = t->pNext) {
+				bool on = strstr(t->pName, only_test) != NULL;
+
+				CU_set_test_active(t, on ? CU_TRUE : CU_FALSE);
+				any |= on;
+			}
+			if (!any)
+				CU_set_suite_active(su, CU_FALSE);
+		}
+	}
 	CU_basic_set_mode(CU_BRM_NORMAL);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();

@@ -12,7 +12,6 @@
  * API's answer whichever gateway forwarded its update; /readyz and the
  * metrics show the connection. */
 #include <CUnit/CUnit.h>
-#include <curl/curl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,69 +132,32 @@ typedef struct res {
 	char retry_after[32];
 } res;
 
-static size_t on_body(char *p, size_t sz, size_t nm, void *ud)
-{
-	res *r = ud;
-	size_t n = sz * nm, k = n;
-
-	if (k > sizeof(r->body) - 1 - r->len)
-		k = sizeof(r->body) - 1 - r->len;
-	memcpy(r->body + r->len, p, k);
-	r->len += k;
-	r->body[r->len] = '\0';
-	return n;
-}
-
-static size_t on_header(char *p, size_t sz, size_t nm, void *ud)
-{
-	res *r = ud;
-	size_t n = sz * nm;
-
-	if (n > 13 && strncasecmp(p, "Retry-After: ", 13) == 0)
-		snprintf(r->retry_after, sizeof(r->retry_after), "%.*s",
-			 (int)(n - 13 > 20 ? 20 : n - 13), p + 13);
-	return n;
-}
-
 /* method path with body; prefer: a Prefer header or NULL. */
 static long req(const qgw *g, const char *method, const char *path,
 		const char *ctype, const char *prefer, const void *body,
 		size_t len, res *r)
 {
-	CURL *h = curl_easy_init();
-	struct curl_slist *hl = NULL;
-	char url[1024], hdr[160];
+	char ct[160], pf[160];
+	const char *hl[3] = { NULL, NULL, NULL };
+	int n = 0;
+	tu_http_res h;
 
-	memset(r, 0, sizeof(*r));
-	if (h == NULL)
-		return 0;
-	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s",
-		 (unsigned)gw_server_port(g->srv), path);
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 30000L);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
-	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
-	hl = curl_slist_append(hl, "Expect:");
 	if (ctype) {
-		snprintf(hdr, sizeof(hdr), "Content-Type: %s", ctype);
-		hl = curl_slist_append(hl, hdr);
+		snprintf(ct, sizeof(ct), "Content-Type: %s", ctype);
+		hl[n++] = ct;
 	}
 	if (prefer) {
-		snprintf(hdr, sizeof(hdr), "Prefer: %s", prefer);
-		hl = curl_slist_append(hl, hdr);
+		snprintf(pf, sizeof(pf), "Prefer: %s", prefer);
+		hl[n++] = pf;
 	}
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
-	if (body) {
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-	}
-	if (curl_easy_perform(h) == CURLE_OK)
-		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
-	curl_slist_free_all(hl);
-	curl_easy_cleanup(h);
+	memset(r, 0, sizeof(*r));
+	r->status = tu_http(gw_server_port(g->srv), method, path, hl, body,
+			    len, 30, &h);
+	r->len = h.body_len < sizeof(r->body) ? h.body_len : sizeof(r->body) - 1;
+	if (h.body)
+		memcpy(r->body, h.body, r->len);
+	memcpy(r->retry_after, h.retry_after, sizeof(r->retry_after));
+	tu_http_free(&h);
 	return r->status;
 }
 

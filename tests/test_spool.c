@@ -7,7 +7,6 @@
  * databases give clean errors; a restart resumes; direct mode is as
  * before. */
 #include <CUnit/CUnit.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -143,64 +142,39 @@ typedef struct res {
 	size_t len;
 } res;
 
-static size_t on_body(char *p, size_t sz, size_t nm, void *ud)
-{
-	res *r = ud;
-	size_t n = sz * nm, k = n;
-
-	if (k > sizeof(r->body) - 1 - r->len)
-		k = sizeof(r->body) - 1 - r->len;
-	memcpy(r->body + r->len, p, k);
-	r->len += k;
-	r->body[r->len] = '\0';
-	return n;
-}
-
-/* method path with body; ctype and accept may be NULL. Returns status. */
 /* The Prefer header req() sends: respond-async (202 once stored) unless
  * a test of the synchronous JSON answers clears it. */
 static const char *prefer = "respond-async";
 
+/* method path with body; ctype and accept may be NULL. Returns status. */
 static long req(const gw *g, const char *method, const char *path,
 		const char *ctype, const char *accept, const void *body,
 		size_t len, res *r)
 {
-	CURL *h = curl_easy_init();
-	struct curl_slist *hl = NULL;
-	char url[1024], hdr[160];
+	char ct[160], ac[160], pf[160];
+	const char *hl[4] = { NULL, NULL, NULL, NULL };
+	int n = 0;
+	tu_http_res h;
 
-	memset(r, 0, sizeof(*r));
-	if (h == NULL)
-		return 0;
-	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s",
-		 (unsigned)gw_server_port(g->srv), path);
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 20000L);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
-	hl = curl_slist_append(hl, "Expect:");
 	if (ctype) {
-		snprintf(hdr, sizeof(hdr), "Content-Type: %s", ctype);
-		hl = curl_slist_append(hl, hdr);
+		snprintf(ct, sizeof(ct), "Content-Type: %s", ctype);
+		hl[n++] = ct;
 	}
 	if (accept) {
-		snprintf(hdr, sizeof(hdr), "Accept: %s", accept);
-		hl = curl_slist_append(hl, hdr);
+		snprintf(ac, sizeof(ac), "Accept: %s", accept);
+		hl[n++] = ac;
 	}
 	if (prefer) {
-		snprintf(hdr, sizeof(hdr), "Prefer: %s", prefer);
-		hl = curl_slist_append(hl, hdr);
+		snprintf(pf, sizeof(pf), "Prefer: %s", prefer);
+		hl[n++] = pf;
 	}
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
-	if (body) {
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-	}
-	if (curl_easy_perform(h) == CURLE_OK)
-		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
-	curl_slist_free_all(hl);
-	curl_easy_cleanup(h);
+	memset(r, 0, sizeof(*r));
+	r->status = tu_http(gw_server_port(g->srv), method, path, hl, body,
+			    len, 20, &h);
+	r->len = h.body_len < sizeof(r->body) ? h.body_len : sizeof(r->body) - 1;
+	if (h.body)
+		memcpy(r->body, h.body, r->len);
+	tu_http_free(&h);
 	return r->status;
 }
 
