@@ -173,6 +173,11 @@ natsOptions *gw_queue__options(const gw_config *c, char *err, size_t errlen)
 		s = natsOptions_SetReconnectWait(o, 250);
 	if (s == NATS_OK)
 		s = natsOptions_SetReconnectJitter(o, 100, 500);
+	/* a publish is written by the loop that makes it: libnats's flusher
+	 * thread would first sleep a millisecond, on every claim, ack and
+	 * update (measured: drain 3.6k/s, publish ack 1.66 ms before) */
+	if (s == NATS_OK)
+		s = natsOptions_SetSendAsap(o, true);
 	/* a server that stops answering without closing the socket */
 	if (s == NATS_OK)
 		s = natsOptions_SetPingInterval(o, 5000);

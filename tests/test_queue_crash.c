@@ -20,6 +20,7 @@
 #include <CUnit/CUnit.h>
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -32,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <nats/nats.h>
+
 #include "fake_upstream.h"
 #include "gw.h"
 #include "testutil.h"
@@ -39,6 +42,9 @@
 #define SESSIONS 16
 #define GATEWAYS 2
 #define COUNTER_MAX 1000000
+#define STALL_S 45      /* no delivery for this long (> AckWait + a dead
+			 * gateway's pull requests' 20 s): what is missing is lost */
+#define DRAIN_MAX_S 300 /* a run's whole time at most */
 
 static fake_upstream *fu;
 static tu_nats *cl;
@@ -326,10 +332,34 @@ static void load_start(const char *pfx, const char *stream_name)
 	}
 }
 
+/* For a failure's log: each partition's consumer that has updates left. */
+static int print_consumers(void *js, void *ud)
+{
+	int p;
+
+	(void)ud;
+	for (p = 0; p < 16; p++) {
+		char name[16];
+		jsConsumerInfo *ci = NULL;
+
+		snprintf(name, sizeof(name), "p%d", p);
+		if (js_GetConsumerInfo(&ci, js, stream, name, NULL, NULL) != NATS_OK)
+			continue;
+		if (ci->NumPending > 0 || ci->NumAckPending > 0)
+			fprintf(stderr, "  consumer %s: pending %" PRIu64 ", ack pending %" PRId64
+				", waiting %" PRId64 ", redelivered %" PRId64
+				", delivered stream seq %" PRIu64 ", ack floor %" PRIu64 "\n",
+				name, ci->NumPending, ci->NumAckPending, ci->NumWaiting,
+				ci->NumRedelivered, ci->Delivered.Stream,
+				ci->AckFloor.Stream);
+		jsConsumerInfo_Destroy(ci);
+	}
+	return 0;
+}
+
 /* Stops the devices, lets the gateways drain, SIGTERMs them; the tally. */
 static void load_finish(const char *what, int kills, tally *t)
 {
-	double end;
 	long k;
 	int g;
 
@@ -337,13 +367,32 @@ static void load_finish(const char *what, int kills, tally *t)
 	atomic_store(&load_stop, true);
 	for (k = 0; k < SESSIONS; k++)
 		pthread_join(th[k], NULL);
-	end = tu_mono() + 60;
-	do {
-		check(t);
-		if (t->missing == 0)
-			break;
-		tu_sleep_ms(100);
-	} while (tu_mono() < end);
+	/* the backlog drains at its own pace (each partition one update at
+	 * a time, on the same cores as everything else): wait while it
+	 * shrinks; what stays missing without progress for STALL_S is lost */
+	{
+		double last_progress = tu_mono(), next_note = tu_mono() + 10;
+		long before = -1;
+
+		for (;;) {
+			check(t);
+			if (t->missing == 0)
+				break;
+			if (before < 0 || t->missing < before) {
+				before = t->missing;
+				last_progress = tu_mono();
+			}
+			if (tu_mono() - last_progress > STALL_S ||
+			    tu_mono() - t0 > DRAIN_MAX_S)
+				break;
+			if (tu_mono() > next_note) {
+				fprintf(stderr, "\n  draining: %ld acknowledged updates not delivered yet",
+					t->missing);
+				next_note = tu_mono() + 10;
+			}
+			tu_sleep_ms(100);
+		}
+	}
 	if (t->missing > 0) {
 		/* what the queue says is still waiting, for the failure's log */
 		char *sa[] = { (char *)"queue", (char *)"stats", (char *)"--queue",
@@ -356,9 +405,11 @@ static void load_finish(const char *what, int kills, tally *t)
 
 		char cmd[512];
 
-		fprintf(stderr, "\n  %ld missing after 60 s; the queue:\n", t->missing);
+		fprintf(stderr, "\n  %ld missing, none delivered for %d s; the queue:\n",
+			t->missing, STALL_S);
 		gw_queue_admin(6, sa, stderr, stderr);
 		gw_queue_admin(9, la, stderr, stderr);
+		tu_nats_exec(cl, print_consumers, NULL);
 		snprintf(cmd, sizeof(cmd), "tail -q -n 5 %s/gw-*.log >&2", root);
 		if (system(cmd) != 0)
 			fprintf(stderr, "  (no gateway logs)\n");
