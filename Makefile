@@ -28,9 +28,10 @@ DEB_PACKAGES := build-essential pkg-config protobuf-c-compiler \
 	fakeroot lintian libcoap3-dev libcoap3-bin libnats-dev nats-server
 # Only `make bench` (bench-deps) installs these; `make test` never needs them.
 # tcpdump: bench/coap.sh counts CoAP's bytes from captured packets.
+# libh2o-evloop-dev: bench/ingress.sh's other HTTP server library.
 BENCH_PACKAGES := gnuplot-nox libzstd-dev zlib1g-dev libcbor-dev \
 	libmsgpack-dev libnanopb-dev gcc-arm-none-eabi \
-	libnewlib-arm-none-eabi wrk nginx-light tcpdump
+	libnewlib-arm-none-eabi wrk nginx-light tcpdump libh2o-evloop-dev
 
 # ==== Toolchain and flags ====
 CC ?= cc
@@ -295,6 +296,14 @@ bench-queue: deps
 	$(MAKE) bench-deps
 	$(MAKE) $(GW_BIN) $(FAKE_UPSTREAM)
 	bench/queue.sh $(O)
+
+# The HTTP ingress alone (issue 11's spike): libmicrohttpd as the gateway
+# drives it, libh2o-evloop and nginx answering a fixed 200, CPU per
+# request side by side (bench/ingress.sh; not part of make bench).
+.PHONY: bench-ingress
+bench-ingress: deps
+	$(MAKE) bench-deps
+	bench/ingress.sh $(O)
 
 # The bench programs also build in `make all`, with whatever bench-only
 # package is installed: $(O)/gen/bench_have.h says which (BENCH_HAVE_zstd
