@@ -564,6 +564,20 @@ static void fence_step(gw_queue_part *pt)
 	}
 	if (pt->sseq < pt->fence_w) {
 		/* a later update of this partition went upstream already */
+		gw_log_fields f = GW_LOG_FIELDS_INIT;
+		const char *path = NULL;
+		char why[96];
+
+		natsMsgHeader_Get(pt->held->m, GW_QUEUE_HDR_PATH, &path);
+		snprintf(why, sizeof(why),
+			 "stream seq %" PRIu64 " < %" PRIu64 " claimed",
+			 pt->sseq, pt->fence_w);
+		f.route = "queue";
+		f.session_id = path;
+		f.attempts = (int)pt->delivered;
+		f.error = why;
+		gw_log(GW_LOG_WARN, "queue: an update came after a later one of its partition went upstream: acked as a stale copy",
+		       &f);
 		publish_str(q, natsMsg_GetReply(pt->held->m), "+ACK");
 		if (pt->sseq > pt->last_done)
 			pt->last_done = pt->sseq;

@@ -473,7 +473,9 @@ static void load_finish(const char *what, int kills, tally *t)
 		gw_queue_admin(9, la, stderr, stderr);
 		tu_nats_exec(cl, print_consumers, NULL);
 		tu_nats_exec(cl, find_missing, t);
-		snprintf(cmd, sizeof(cmd), "tail -q -n 5 %s/gw-*.log >&2", root);
+		snprintf(cmd, sizeof(cmd),
+			 "tail -q -n 5 %s/gw-*.log >&2; grep -h 'stale copy' %s/gw-*.log | tail -n 20 >&2",
+			 root, root);
 		if (system(cmd) != 0)
 			fprintf(stderr, "  (no gateway logs)\n");
 	}
