@@ -95,7 +95,9 @@ int main(int argc, char **argv)
 	}
 	CU_basic_set_mode(CU_BRM_NORMAL);
 	CU_basic_run_tests();
-	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+	/* a suite whose set-up failed ran none of its tests: that fails too */
+	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed() +
+		 CU_get_number_of_suites_failed();
 	if (CU_get_number_of_tests_run() == 0) {
 		fprintf(stderr, "no test ran\n");
 		failed = 1;

@@ -282,26 +282,6 @@ static bool wait_all(expect *e, double timeout_s)
 	return false;
 }
 
-static double metric(const char *name)
-{
-	sw_buf b;
-	double v = -1;
-	const char *p;
-	size_t n = strlen(name);
-
-	sw_buf_init(&b, 0, NULL);
-	if (gw_metrics_render(&b) == SW_OK && b.data) {
-		for (p = b.data; (p = strstr(p, name)) != NULL; p += n) {
-			if ((p == b.data || p[-1] == '\n') && p[n] == ' ') {
-				v = strtod(p + n + 1, NULL);
-				break;
-			}
-		}
-	}
-	sw_buf_free(&b);
-	return v;
-}
-
 /* The admin command with args (NULL-terminated); stdout and stderr in
  * out. Returns its exit status. */
 static int admin(char *out, size_t cap, const char *stream, const char *a0,
@@ -532,10 +512,10 @@ static void queue_keeps_session_order_across_partitions_and_gateways(void)
 	CU_ASSERT_EQUAL(e.order_violations, 0);
 	CU_ASSERT_EQUAL(e.duplicates, 0);
 	CU_ASSERT_TRUE(wait_drained(stream, 10));
-	CU_ASSERT_EQUAL(metric("sessionwire_queue_connected"), 1);
+	CU_ASSERT_EQUAL(tu_gw_metric("sessionwire_queue_connected"), 1);
 	/* both gateways pull every partition (3 loops each) */
-	CU_ASSERT_EQUAL(metric("sessionwire_queue_partitions_owned"), 16);
-	CU_ASSERT_TRUE(metric("sessionwire_queue_publish_duration_seconds_count") >= 300);
+	CU_ASSERT_EQUAL(tu_gw_metric("sessionwire_queue_partitions_owned"), 16);
+	CU_ASSERT_TRUE(tu_gw_metric("sessionwire_queue_publish_duration_seconds_count") >= 300);
 	CU_ASSERT_EQUAL(admin(out, sizeof(out), stream, "stats", NULL, NULL, NULL), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"stream_messages\":300"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"partitions\":8"));
@@ -600,7 +580,7 @@ static void queue_rides_out_retryable_answers_in_order(void)
 		{ FU_STATUS, 429, NULL, "1", 0 },
 		{ FU_STATUS, 502, NULL, NULL, 0 },
 	};
-	double retries0 = metric("sessionwire_queue_retries_total");
+	double retries0 = tu_gw_metric("sessionwire_queue_retries_total");
 	long n;
 
 	fu_clear(fu);
@@ -621,7 +601,7 @@ static void queue_rides_out_retryable_answers_in_order(void)
 	/* 4 failed requests for rt-0's first update: repeats, in order */
 	CU_ASSERT_EQUAL(e.duplicates, 4);
 	/* (curl itself tries a reset reused connection once more) */
-	CU_ASSERT_TRUE(metric("sessionwire_queue_retries_total") - retries0 >= 3);
+	CU_ASSERT_TRUE(tu_gw_metric("sessionwire_queue_retries_total") - retries0 >= 3);
 	CU_ASSERT_TRUE(wait_drained(stream, 10));
 	qgw_down(&g);
 }
@@ -635,7 +615,7 @@ static void queue_moves_final_4xx_to_dead_letters_and_admin_replays(void)
 		{ FU_STATUS, 404, "{\"message\":\"session not found\"}", NULL, 0 },
 		{ FU_STATUS, 400, "{\"message\":\"bad\"}", NULL, 0 },
 	};
-	double dead0 = metric("sessionwire_queue_dead_letters_total");
+	double dead0 = tu_gw_metric("sessionwire_queue_dead_letters_total");
 	const char *p;
 	expect e;
 
@@ -653,7 +633,7 @@ static void queue_moves_final_4xx_to_dead_letters_and_admin_replays(void)
 	CU_ASSERT_TRUE(wait_all(&e, 20));
 	CU_ASSERT_TRUE(wait_drained(stream, 10));
 	CU_ASSERT_EQUAL(fu_count(fu), 3);
-	CU_ASSERT_EQUAL(metric("sessionwire_queue_dead_letters_total") - dead0, 2);
+	CU_ASSERT_EQUAL(tu_gw_metric("sessionwire_queue_dead_letters_total") - dead0, 2);
 	CU_ASSERT_EQUAL(admin(out, sizeof(out), stream, "stats", NULL, NULL, NULL), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"dead_letters\":2"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "{\"depth\":0,"));
@@ -798,7 +778,7 @@ static void queue_accept_only_gateway_leaves_forwarding_to_others(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(a.up);
 	a.q = gw_queue_open(&a.c, err, sizeof(err));
 	CU_ASSERT_PTR_NOT_NULL_FATAL(a.q);
-	owned0 = metric("sessionwire_queue_partitions_owned");
+	owned0 = tu_gw_metric("sessionwire_queue_partitions_owned");
 	a.srv = gw_server_start_store(&a.c, a.up, gw_queue_store(a.q), NULL, err,
 				      sizeof(err));
 	CU_ASSERT_PTR_NOT_NULL_FATAL(a.srv);
@@ -806,7 +786,7 @@ static void queue_accept_only_gateway_leaves_forwarding_to_others(void)
 		CU_ASSERT_EQUAL(patch_n(&a, "ao-0", n, true, &r), 202);
 	tu_sleep_ms(300);
 	CU_ASSERT_EQUAL(fu_count(fu), 0); /* nobody forwards yet */
-	CU_ASSERT_EQUAL(metric("sessionwire_queue_partitions_owned"), owned0);
+	CU_ASSERT_EQUAL(tu_gw_metric("sessionwire_queue_partitions_owned"), owned0);
 	CU_ASSERT_FATAL(qgw_up(&f, stream, 4) == 0);
 	memset(&e, 0, sizeof(e));
 	e.sessions = 1;

@@ -330,27 +330,6 @@ static bool all_arrived(void *arg)
 	return e->missing == 0;
 }
 
-/* A counter's value from the metrics text ("name value" line). */
-static double metric(const char *name)
-{
-	sw_buf b;
-	double v = -1;
-	const char *p;
-	size_t n = strlen(name);
-
-	sw_buf_init(&b, 0, NULL);
-	if (gw_metrics_render(&b) == SW_OK && b.data) {
-		for (p = b.data; (p = strstr(p, name)) != NULL; p += n) {
-			if ((p == b.data || p[-1] == '\n') && p[n] == ' ') {
-				v = strtod(p + n + 1, NULL);
-				break;
-			}
-		}
-	}
-	sw_buf_free(&b);
-	return v;
-}
-
 /* Runs the admin command with args (NULL-terminated); output in out. */
 static int admin(char *out, size_t cap, const char *a0, const char *a1,
 		 const char *a2, const char *a3, const char *a4)
@@ -492,7 +471,7 @@ static void spool_rides_out_503_resets_and_429_retry_after(void)
 	size_t ns = 0, i;
 	int k;
 	long n;
-	double retries0 = metric("sessionwire_spool_retries_total");
+	double retries0 = tu_gw_metric("sessionwire_spool_retries_total");
 	double t0;
 
 	fu_clear(fu);
@@ -525,18 +504,18 @@ static void spool_rides_out_503_resets_and_429_retry_after(void)
 	CU_ASSERT_EQUAL(e.order_violations, 0);
 	/* the failed attempts were retried (curl itself may resend once on
 	 * a reused connection the upstream reset, which takes a step) */
-	CU_ASSERT_TRUE(metric("sessionwire_spool_retries_total") - retries0 >= 14);
+	CU_ASSERT_TRUE(tu_gw_metric("sessionwire_spool_retries_total") - retries0 >= 14);
 	CU_ASSERT_TRUE(fu_count(fu) >= 30 + 18);
 	/* the spool is empty again */
 	{
 		double end = tu_mono() + 10;
 
-		while (metric("sessionwire_spool_depth") != 0 && tu_mono() < end)
+		while (tu_gw_metric("sessionwire_spool_depth") != 0 && tu_mono() < end)
 			tu_sleep_ms(5);
 	}
-	CU_ASSERT_EQUAL(metric("sessionwire_spool_depth"), 0);
+	CU_ASSERT_EQUAL(tu_gw_metric("sessionwire_spool_depth"), 0);
 	fprintf(stderr, "\n  outage: %zu upstream requests for 30 updates, %.0f retries\n",
-		fu_count(fu), metric("sessionwire_spool_retries_total") - retries0);
+		fu_count(fu), tu_gw_metric("sessionwire_spool_retries_total") - retries0);
 	gw_down(&g);
 }
 
@@ -546,7 +525,7 @@ static void wait_spool_empty(void)
 {
 	double end = tu_mono() + 10;
 
-	while (metric("sessionwire_spool_depth") != 0 && tu_mono() < end)
+	while (tu_gw_metric("sessionwire_spool_depth") != 0 && tu_mono() < end)
 		tu_sleep_ms(5);
 }
 
@@ -560,7 +539,7 @@ static void spool_moves_final_4xx_to_dead_letters_and_admin_replays(void)
 		{ FU_STATUS, 400, "{\"message\":\"bad\"}", NULL, 0 },
 	};
 	expect e;
-	double dead0 = metric("sessionwire_spool_dead_letters_total");
+	double dead0 = tu_gw_metric("sessionwire_spool_dead_letters_total");
 	char idbuf[32];
 	const char *p;
 
@@ -578,8 +557,8 @@ static void spool_moves_final_4xx_to_dead_letters_and_admin_replays(void)
 	e.want[0] = 3;
 	CU_ASSERT_TRUE(wait_for(all_arrived, &e, 20));
 	CU_ASSERT_EQUAL(fu_count(fu), 3);
-	CU_ASSERT_EQUAL(metric("sessionwire_spool_dead_letters_total") - dead0, 2);
-	CU_ASSERT_EQUAL(metric("sessionwire_spool_dead_letters"), 2);
+	CU_ASSERT_EQUAL(tu_gw_metric("sessionwire_spool_dead_letters_total") - dead0, 2);
+	CU_ASSERT_EQUAL(tu_gw_metric("sessionwire_spool_dead_letters"), 2);
 
 	/* the upstream records a request before answering it: wait for the
 	 * last mark */
@@ -735,7 +714,7 @@ static void spool_full_answers_507_and_loses_nothing(void)
 	}
 	CU_ASSERT_TRUE(acked > 5);
 	CU_ASSERT_EQUAL(refused, 3);
-	CU_ASSERT_EQUAL(metric("sessionwire_spool_depth"), acked);
+	CU_ASSERT_EQUAL(tu_gw_metric("sessionwire_spool_depth"), acked);
 	/* drain: now every acknowledged update arrives, in order */
 	CU_ASSERT_FATAL(gw_forward_now(&g) == 0);
 	memset(&e, 0, sizeof(e));
@@ -749,7 +728,7 @@ static void spool_full_answers_507_and_loses_nothing(void)
 	{
 		double end = tu_mono() + 10;
 
-		while (metric("sessionwire_spool_depth") != 0 && tu_mono() < end)
+		while (tu_gw_metric("sessionwire_spool_depth") != 0 && tu_mono() < end)
 			tu_sleep_ms(5);
 	}
 	CU_ASSERT_EQUAL(patch_n(&g, "full-0", acked + 1, &r), 202);
@@ -1087,8 +1066,8 @@ static void spool_group_commit_shares_fsyncs(void)
 	new_dir(dir, sizeof(dir));
 	CU_ASSERT_FATAL(gw_up(&g, dir, 0, false) == 0);
 	gc_gw = &g;
-	c0 = metric("sessionwire_spool_commits_total");
-	u0 = metric("sessionwire_spool_stored_total");
+	c0 = tu_gw_metric("sessionwire_spool_commits_total");
+	u0 = tu_gw_metric("sessionwire_spool_stored_total");
 	t0 = tu_mono();
 	for (i = 0; i < GC_THREADS; i++) {
 		gc_ok[i] = 0;
@@ -1100,8 +1079,8 @@ static void spool_group_commit_shares_fsyncs(void)
 		ok += gc_ok[i];
 	}
 	dt = tu_mono() - t0;
-	c1 = metric("sessionwire_spool_commits_total");
-	u1 = metric("sessionwire_spool_stored_total");
+	c1 = tu_gw_metric("sessionwire_spool_commits_total");
+	u1 = tu_gw_metric("sessionwire_spool_stored_total");
 	CU_ASSERT_EQUAL(ok, GC_THREADS * GC_EACH);
 	CU_ASSERT_EQUAL(u1 - u0, GC_THREADS * GC_EACH);
 	/* concurrent arrivals share commits: fewer fsyncs than updates */

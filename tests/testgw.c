@@ -2,6 +2,8 @@
  * start from: loopback, any free port, in front of a stand-in upstream,
  * quick timeouts and backoffs. Each suite then sets what it tests. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "gw.h"
 #include "testutil.h"
@@ -20,4 +22,24 @@ void tu_gw_config(gw_config *c, uint16_t upstream_port, char *api_key)
 	c->backoff_base_ms = 1;
 	c->backoff_max_ms = 5;
 	c->log_level = GW_LOG_WARN;
+}
+
+double tu_gw_metric(const char *name)
+{
+	sw_buf b;
+	double v = -1;
+	const char *p;
+	size_t n = strlen(name);
+
+	sw_buf_init(&b, 0, NULL);
+	if (gw_metrics_render(&b) == SW_OK && b.data) {
+		for (p = b.data; (p = strstr(p, name)) != NULL; p += n) {
+			if ((p == b.data || p[-1] == '\n') && p[n] == ' ') {
+				v = strtod(p + n + 1, NULL);
+				break;
+			}
+		}
+	}
+	sw_buf_free(&b);
+	return v;
 }

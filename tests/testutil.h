@@ -54,6 +54,9 @@ char *tu_hex(const uint8_t *p, size_t n);
  * 1-5 ms backoff, warnings only. */
 struct gw_config;
 void tu_gw_config(struct gw_config *c, uint16_t upstream_port, char *api_key);
+/* A sample's value in this process's metrics (a "name value" line), -1
+ * when there is none. */
+double tu_gw_metric(const char *name);
 
 /* ==== The upstream on a loop of its own (testloop.c) ==== */
 
