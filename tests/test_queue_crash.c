@@ -12,7 +12,7 @@
  *   cluster         all three nodes are stopped at once (SIGTERM) and
  *                   restarted 4 s later: the gateways answer 503
  *                   meanwhile and acknowledge nothing (a SIGKILL of all
- *                   three lost 1-2 updates in 2 of ~12 runs: the
+ *                   three lost 1-2 updates in 3 of 30 runs: the
  *                   README's known bug)
  *
  * Asserted each time: every acknowledged counter reached the upstream;
