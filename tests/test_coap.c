@@ -1038,7 +1038,7 @@ static void overload_limits_one_source(void)
 
 static void spool_mode_answers_once_committed(void)
 {
-	char dir[] = "/tmp/sw-coap-spool-XXXXXX", err[256] = "", cmd[128];
+	char dir[] = "/tmp/sw-coap-spool-XXXXXX", err[256] = "";
 	gw_config c;
 	gw_spool *sp;
 	gw_server *s;
@@ -1079,8 +1079,7 @@ static void spool_mode_answers_once_committed(void)
 	cc_close(cl);
 	gw_server_stop(s);
 	gw_spool_close(sp);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	CU_ASSERT_EQUAL(system(cmd), 0);
+	CU_ASSERT_EQUAL(tu_rmrf(dir), 0);
 }
 
 typedef struct stopper {

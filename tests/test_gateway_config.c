@@ -556,10 +556,7 @@ static int suite_init(void)
 
 static int suite_clean(void)
 {
-	char cmd[200];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return tu_rmrf(dir);
 }
 
 int init_gateway_config_tests(void)

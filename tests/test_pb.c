@@ -1903,8 +1903,7 @@ static void pb_nanopb_options_bound_every_field(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(h, "sessionwire_v1_Session_size"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(h, "char tags[16][65];"));
 	free(h);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	CU_ASSERT_EQUAL(system(cmd), 0);
+	CU_ASSERT_EQUAL(tu_rmrf(dir), 0);
 }
 
 /* ==== The SDK vectors (tests/vectors) ==== */

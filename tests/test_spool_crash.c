@@ -58,12 +58,8 @@ static int suite_init(void)
 
 static int suite_clean(void)
 {
-	char cmd[256];
-
 	fu_stop(fu);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", root);
+	tu_rmrf(root);
 	return 0;
 }
 

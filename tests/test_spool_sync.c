@@ -418,11 +418,8 @@ static int suite_init(void)
 
 static int suite_clean(void)
 {
-	char cmd[128];
-
 	fu_stop(fu);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-	return system(cmd) == 0 ? 0 : -1;
+	return tu_rmrf(root);
 }
 
 int init_spool_sync_tests(void)

@@ -45,6 +45,10 @@ typedef struct tu_failalloc {
 } tu_failalloc;
 sw_alloc tu_failalloc_hook(tu_failalloc *fa);
 
+/* Removes path and everything under it (no shell). 0, or -1 with a
+ * message on stderr. */
+int tu_rmrf(const char *path);
+
 /* Lowercase hex of bytes into a malloc'd string. */
 char *tu_hex(const uint8_t *p, size_t n);
 
