@@ -214,6 +214,7 @@ void gw_metrics_queue_redelivered(void);
 /* A delivery acked without being sent: a later update of its partition
  * was claimed already (a stale copy after a consumer leader change). */
 void gw_metrics_queue_stale(void);
+void gw_metrics_queue_skipped(void);
 void gw_metrics_queue_acks_pending(int delta);
 void gw_metrics_queue_partitions(int owned_delta, int busy_delta);
 void gw_metrics_queue_connected(bool up);

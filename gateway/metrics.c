@@ -63,7 +63,7 @@ typedef struct counters {
 	/* the queue: its loops count here too */
 	unsigned long long queue_published, queue_publish_failed;
 	unsigned long long queue_delivered, queue_retries, queue_dead;
-	unsigned long long queue_redelivered, queue_stale;
+	unsigned long long queue_redelivered, queue_stale, queue_skipped;
 	unsigned long long queue_pubs_started, queue_pubs_done;
 	unsigned long long queue_taken, queue_released;
 	histo queue_publish_duration;
@@ -292,6 +292,11 @@ void gw_metrics_queue_stale(void)
 	add(&my_block()->queue_stale, 1);
 }
 
+void gw_metrics_queue_skipped(void)
+{
+	add(&my_block()->queue_skipped, 1);
+}
+
 void gw_metrics_queue_acks_pending(int delta)
 {
 	counters *c = my_block();
@@ -504,6 +509,10 @@ static sw_status render_queue(sw_buf *out)
 		st = render_counter(out, "sessionwire_queue_stale_total",
 				    "Deliveries acked without being sent: a later update of their partition was already claimed.",
 				    SUM(queue_stale));
+	if (st == SW_OK)
+		st = render_counter(out, "sessionwire_queue_skipped_total",
+				    "Updates their partition's consumer passed over, read from the stream and forwarded by this process.",
+				    SUM(queue_skipped));
 	if (st == SW_OK)
 		st = put(out, "# HELP sessionwire_queue_publish_duration_seconds Time from publishing an update to JetStream's acknowledgement.\n"
 			      "# TYPE sessionwire_queue_publish_duration_seconds histogram\n");

@@ -39,6 +39,15 @@
  * Redeliveries of an update this lane already finished (its ack was
  * lost) are acked again without going upstream.
  *
+ * Passed over: after all of a cluster's nodes were killed at once (kill
+ * -9), a consumer can hand out a partition's update and never the one
+ * before it (the crash tests saw it: seq 6546, then 6572, never 6557 nor
+ * 6558, though both are in the stream). So a gateway forwards a partition
+ * strictly in stream order itself, whatever its consumer does: before it
+ * claims an update it asks the stream's leader for the partition's first
+ * message after the last claim; one older than the update in hand was
+ * passed over, and goes first (see "Claims" below).
+ *
  * At least once: a crash after the upstream's answer and before the ack
  * reaches the consumer's leader delivers the update again after AckWait,
  * and nothing later of its partition goes before it (MaxAckPending 1).
@@ -46,6 +55,7 @@
  * has given up on its attempt before the update goes again.
  */
 #include <inttypes.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -54,6 +64,7 @@
 #include <openssl/evp.h>
 
 #include "queue_int.h"
+#include "sessionwire/sw_date.h"
 
 #define PULL_BATCH 32
 #define PULL_EXPIRES_MS 20000
@@ -67,7 +78,8 @@
 typedef enum part_state {
 	P_IDLE,       /* nothing in hand */
 	P_READ,       /* reading the partition's claim */
-	P_CLAIM,      /* claiming the update in hand */
+	P_GAP,        /* reading the partition's next message after the claim */
+	P_CLAIM,      /* claiming the update in hand (or one passed over) */
 	P_UPSTREAM,   /* an update at the upstream */
 	P_DEAD        /* its dead letter being stored */
 } part_state;
@@ -87,16 +99,24 @@ struct gw_queue_part {
 	uint64_t sseq, delivered;
 	int64_t ts_ms;             /* its stream timestamp (unix ms) */
 	uint64_t last_done;        /* the highest sequence finished here */
+	/* the update being sent: the one in hand, or one its consumer passed
+	 * over (skip, read from the stream) that goes before it */
+	natsMsg *cur, *skip;
+	uint64_t cur_seq;
+	int64_t cur_ts;
+	char part_subj[96];        /* <stream>.<p> */
 	gw_response resp;          /* its final answer (dead letters) */
 	/* the partition's claim in STREAM_FWD as last seen: the sequence
 	 * claimed (w) and the claim's own sequence there (l) */
 	bool fence_known;
+	bool fence_skip;           /* the claim is for an update passed over */
 	uint64_t fence_w, fence_l;
 	int fence_tries;
 };
 
 static void part_take(gw_queue_part *pt, gw_inmsg *im);
 static void on_answer(void *ud, gw_response *resp);
+static void skip_done(gw_queue_part *pt);
 
 /* ==== Small pieces ==== */
 
@@ -231,6 +251,8 @@ static void release(gw_queue_part *pt)
 
 	inmsg_free(pt->held);
 	pt->held = NULL;
+	natsMsg_Destroy(pt->skip);
+	pt->skip = pt->cur = NULL;
 	gw_response_free(&pt->resp);
 	if (pt->state != P_IDLE)
 		gw_metrics_queue_partitions(0, -1);
@@ -251,8 +273,8 @@ static void ack(gw_queue_part *pt, const char *what)
 	publish_str(pt->ln->q, natsMsg_GetReply(pt->held->m), what);
 }
 
-/* Hands the final answer to the JSON client waiting for it: here, or on
- * the gateway that stored the update. */
+/* Hands the final answer of the update being sent to the JSON client
+ * waiting for it: here, or on the gateway that stored the update. */
 static void settle(gw_queue_part *pt, const gw_response *resp)
 {
 	gw_queue *q = pt->ln->q;
@@ -261,16 +283,16 @@ static void settle(gw_queue_part *pt, const gw_response *resp)
 	char seq[24], status[16];
 	natsStatus s;
 
-	if (natsMsgHeader_Get(pt->held->m, GW_QUEUE_HDR_ANSWER, &to) != NATS_OK ||
+	if (natsMsgHeader_Get(pt->cur, GW_QUEUE_HDR_ANSWER, &to) != NATS_OK ||
 	    to == NULL)
 		return;
 	if (strcmp(to, q->answer_subj) == 0) {
-		gw_waiters_settle(q->waiters, (int64_t)pt->sseq, resp);
+		gw_waiters_settle(q->waiters, (int64_t)pt->cur_seq, resp);
 		return;
 	}
 	if (strncmp(to, "_INBOX.", 7) != 0)
 		return;
-	snprintf(seq, sizeof(seq), "%" PRIu64, pt->sseq);
+	snprintf(seq, sizeof(seq), "%" PRIu64, pt->cur_seq);
 	snprintf(status, sizeof(status), "%d", resp->status);
 	s = natsMsg_Create(&m, to, NULL, resp->body,
 			   resp->body ? (int)resp->body_len : 0);
@@ -296,9 +318,13 @@ static void on_dead_stored(gw_queue_pub *p, int result, uint64_t seq,
 	(void)p;
 	(void)seq;
 	if (result == GW_STORE_OK) {
+		gw_metrics_queue_dead();
+		if (pt->skip != NULL) {
+			skip_done(pt);
+			return;
+		}
 		ack(pt, "+ACK");
 		pt->last_done = pt->sseq;
-		gw_metrics_queue_dead();
 	} else {
 		f.error = err;
 		gw_log(GW_LOG_WARN, "queue: the dead letter was not stored; the update comes again",
@@ -325,7 +351,7 @@ static void put_num(sw_buf *b, const char *key, long long v)
 static void to_dead_letters(gw_queue_part *pt)
 {
 	gw_queue *q = pt->ln->q;
-	natsMsg *m = pt->held->m;
+	natsMsg *m = pt->cur;
 	const gw_response *r = &pt->resp;
 	const char *path = "", *id = "", *dseq = "0";
 	char subj[64], msgid[128];
@@ -352,10 +378,10 @@ static void to_dead_letters(gw_queue_part *pt)
 	if (st == SW_OK)
 		st = gw_json_put_str(&b, "msg_id", id ? id : "");
 	put_num(&b, "seq", strtoll(dseq ? dseq : "0", NULL, 10));
-	put_num(&b, "stream_seq", (long long)pt->sseq);
+	put_num(&b, "stream_seq", (long long)pt->cur_seq);
 	put_num(&b, "attempts", (long long)pt->delivered);
 	put_num(&b, "status", r->status);
-	put_num(&b, "arrived_ms", pt->ts_ms);
+	put_num(&b, "arrived_ms", pt->cur_ts);
 	put_num(&b, "failed_ms", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 	if (st == SW_OK)
 		st = sw_buf_append(&b, ",\"body\":\"", 9);
@@ -369,7 +395,7 @@ static void to_dead_letters(gw_queue_part *pt)
 	if (st == SW_OK)
 		st = sw_buf_append(&b, "\"}", 2);
 	snprintf(subj, sizeof(subj), "%s.%u", q->dead, pt->p);
-	snprintf(msgid, sizeof(msgid), "dead:%s:%" PRIu64, q->stream, pt->sseq);
+	snprintf(msgid, sizeof(msgid), "dead:%s:%" PRIu64, q->stream, pt->cur_seq);
 	hdr[0] = "Nats-Msg-Id";
 	hdr[1] = msgid;
 	pt->state = P_DEAD;
@@ -399,9 +425,13 @@ static void on_answer(void *ud, gw_response *resp)
 	pt->resp = *resp; /* resp itself is gone after this call */
 	if (status >= 200 && status < 300) {
 		settle(pt, &pt->resp);
+		gw_metrics_queue_delivered();
+		if (pt->skip != NULL) {
+			skip_done(pt);
+			return;
+		}
 		ack(pt, "+ACK");
 		pt->last_done = pt->sseq;
-		gw_metrics_queue_delivered();
 		release(pt);
 		return;
 	}
@@ -438,19 +468,26 @@ static void on_answer(void *ud, gw_response *resp)
  * JetStream 2.9 replicates a consumer's acks and deliveries without
  * waiting for them: a consumer leader that dies can leave a successor
  * that delivers an update again after it delivered the next one (the
- * crash tests saw it: one session's 1 after 2). So before an update goes
- * upstream its gateway claims it in STREAM_FWD.<p> (one message per
- * partition: the stream sequence being forwarded), with JetStream's
- * compare-and-set (Nats-Expected-Last-Subject-Sequence, answered by the
- * stream's leader: a majority holds every claim it acknowledged):
- *   claim < update   claimed: it goes upstream
+ * crash tests saw it: one session's 1 after 2), or one that passes an
+ * update over (above). So before an update goes upstream its gateway
+ * claims it in STREAM_FWD.<p> (one message per partition: the stream
+ * sequence being forwarded), with JetStream's compare-and-set
+ * (Nats-Expected-Last-Subject-Sequence, answered by the stream's leader:
+ * a majority holds every claim it acknowledged):
+ *   claim < update   the partition's first message after the claim (read
+ *                    from the stream's leader) is the update: claimed, it
+ *                    goes upstream. An older one was passed over: it is
+ *                    claimed as such ("<seq> skip") and sent first, while
+ *                    the update in hand waits; when it cannot be sent now
+ *                    the update in hand is given back, and whoever holds
+ *                    it next sends the passed-over one, as the claim says
  *   claim = update   claimed again (a retry): it goes upstream
  *   claim > update   a later update of the partition went upstream: this
- *                    one was delivered before it, so it is a stale copy;
- *                    acked without being sent
+ *                    one was claimed before it (every message up to a
+ *                    claim was), so it is a stale copy; acked unsent
  * A claim that finds another claim since the last one read (error 10071)
  * reads the partition's claim from the stream's leader and decides again.
- * Cost: one replicated publish per update. */
+ * Cost: a read and a replicated publish per update. */
 
 #define FENCE_TRIES 8
 /* what an upstream call may lag behind its timeout (the loop's timers) */
@@ -470,6 +507,16 @@ static void give_back(gw_queue_part *pt, long ms)
 	release(pt);
 }
 
+/* The update being sent is the one in hand again. */
+static void cur_held(gw_queue_part *pt)
+{
+	natsMsg_Destroy(pt->skip);
+	pt->skip = NULL;
+	pt->cur = pt->held->m;
+	pt->cur_seq = pt->sseq;
+	pt->cur_ts = pt->ts_ms;
+}
+
 static void on_claimed(gw_queue_pub *p, int result, uint64_t seq,
 		       const char *err, void *ud)
 {
@@ -478,12 +525,14 @@ static void on_claimed(gw_queue_pub *p, int result, uint64_t seq,
 
 	if (result == GW_STORE_OK) {
 		pt->fence_known = true;
-		pt->fence_w = pt->sseq;
+		pt->fence_w = pt->cur_seq;
+		pt->fence_skip = pt->skip != NULL;
 		pt->fence_l = seq;
 		forward(pt);
 		return;
 	}
 	pt->fence_known = false;
+	cur_held(pt);
 	if (p->js_err == 10071 && ++pt->fence_tries < FENCE_TRIES) {
 		fence_step(pt); /* claimed by another since: read, decide again */
 		return;
@@ -493,8 +542,178 @@ static void on_claimed(gw_queue_pub *p, int result, uint64_t seq,
 	give_back(pt, 1000);
 }
 
+/* Claims the update being sent (on the claim last read). */
+static void claim(gw_queue_part *pt)
+{
+	gw_queue_lane *ln = pt->ln;
+	gw_queue *q = ln->q;
+	char subj[128], val[40], last[24];
+	const char *hdr[2];
+
+	pt->state = P_CLAIM;
+	snprintf(subj, sizeof(subj), "%s.%u", q->fwd, pt->p);
+	snprintf(val, sizeof(val), "%" PRIu64 "%s", pt->cur_seq,
+		 pt->skip != NULL ? " skip" : "");
+	snprintf(last, sizeof(last), "%" PRIu64, pt->fence_l);
+	hdr[0] = "Nats-Expected-Last-Subject-Sequence";
+	hdr[1] = last;
+	if (gw_queue__pub_start(ln, q->fwd, subj, val, strlen(val), hdr, 1,
+				q->c->queue_ack_timeout_ms, on_claimed, pt) != 0)
+		give_back(pt, 1000);
+}
+
+/* A $JS.API.STREAM.MSG.GET reply: its message's field name, decoded from
+ * base64 (malloc'ed, NUL-terminated; *n its length). "" when it has none
+ * (an empty payload), NULL when it does not decode. */
+static char *get_field(const cJSON *msg, const char *name, size_t *n)
+{
+	const cJSON *x = cJSON_GetObjectItemCaseSensitive(msg, name);
+	size_t len, pad = 0;
+	char *out;
+	int r;
+
+	*n = 0;
+	if (x == NULL)
+		return strdup("");
+	if (!cJSON_IsString(x) || (len = strlen(x->valuestring)) % 4 != 0 ||
+	    len > INT_MAX)
+		return NULL;
+	out = malloc(len / 4 * 3 + 1);
+	if (out == NULL)
+		return NULL;
+	r = len ? EVP_DecodeBlock((unsigned char *)out,
+				  (const unsigned char *)x->valuestring, (int)len) : 0;
+	if (r < 0) {
+		free(out);
+		return NULL;
+	}
+	while (pad < 2 && len > pad && x->valuestring[len - 1 - pad] == '=')
+		pad++;
+	*n = (size_t)r - pad;
+	out[*n] = '\0';
+	return out;
+}
+
+/* A stored message from a $JS.API.STREAM.MSG.GET reply's "message": its
+ * subject, headers ("NATS/1.0\r\nKey: value\r\n...\r\n\r\n") and data.
+ * NULL when something does not parse. */
+static natsMsg *stored_msg(const cJSON *msg)
+{
+	const cJSON *subj = cJSON_GetObjectItemCaseSensitive(msg, "subject");
+	natsMsg *m = NULL;
+	size_t hl, dl;
+	char *hdrs = get_field(msg, "hdrs", &hl), *data = get_field(msg, "data", &dl);
+	char *line, *save = NULL;
+	bool ok = hdrs != NULL && data != NULL && cJSON_IsString(subj) &&
+		  dl <= INT_MAX &&
+		  natsMsg_Create(&m, subj->valuestring, NULL, data, (int)dl) == NATS_OK;
+
+	/* the first line is the version */
+	for (line = ok ? strtok_r(hdrs, "\r\n", &save) : NULL;
+	     ok && (line = strtok_r(NULL, "\r\n", &save)) != NULL;) {
+		char *colon = strchr(line, ':'), *v;
+
+		if (colon == NULL)
+			continue;
+		*colon = '\0';
+		for (v = colon + 1; *v == ' ' || *v == '\t'; v++)
+			;
+		ok = natsMsgHeader_Add(m, line, v) == NATS_OK;
+	}
+	free(hdrs);
+	free(data);
+	if (!ok) {
+		natsMsg_Destroy(m);
+		return NULL;
+	}
+	return m;
+}
+
+/* The partition's first message from the claim on: the update in hand,
+ * or one passed over (a $JS.API.STREAM.MSG.GET reply; error 10037: none). */
+static void on_next_read(void *ud, natsMsg *r)
+{
+	gw_queue_part *pt = ud;
+	gw_log_fields f = GW_LOG_FIELDS_INIT;
+	cJSON *j = NULL, *msg, *e, *x;
+	const char *path = NULL;
+	uint64_t seq = 0;
+	int64_t ts = 0;
+	char why[128];
+
+	if (r != NULL)
+		j = cJSON_ParseWithLength(natsMsg_GetData(r),
+					  (size_t)natsMsg_GetDataLength(r));
+	natsMsg_Destroy(r);
+	e = cJSON_GetObjectItemCaseSensitive(j, "error");
+	msg = cJSON_GetObjectItemCaseSensitive(j, "message");
+	x = cJSON_GetObjectItemCaseSensitive(e, "err_code");
+	if (cJSON_IsObject(e) && cJSON_IsNumber(x) && x->valueint == 10037) {
+		cJSON_Delete(j); /* nothing there (the stream's leader is behind) */
+		claim(pt);
+		return;
+	}
+	x = cJSON_GetObjectItemCaseSensitive(msg, "seq");
+	if (cJSON_IsNumber(x) && x->valuedouble > 0)
+		seq = (uint64_t)x->valuedouble;
+	if (seq >= pt->sseq) {
+		cJSON_Delete(j); /* the update in hand is next */
+		claim(pt);
+		return;
+	}
+	if (seq > 0)
+		pt->skip = stored_msg(msg);
+	x = cJSON_GetObjectItemCaseSensitive(msg, "time");
+	if (cJSON_IsString(x) &&
+	    sw_date_parse(x->valuestring, strlen(x->valuestring), &ts, NULL) != SW_OK)
+		ts = 0;
+	cJSON_Delete(j);
+	if (pt->skip == NULL) {
+		gw_log(GW_LOG_WARN, "queue: a partition's next message could not be read; the update comes again",
+		       NULL);
+		give_back(pt, 1000);
+		return;
+	}
+	pt->cur = pt->skip;
+	pt->cur_seq = seq;
+	pt->cur_ts = ts;
+	if (natsMsgHeader_Get(pt->skip, GW_QUEUE_HDR_PATH, &path) != NATS_OK ||
+	    path == NULL || path[0] != '/') {
+		/* it cannot go (part_take terminates such a delivery) */
+		pt->fence_w = seq;
+		pt->fence_skip = false;
+		cur_held(pt);
+		fence_step(pt);
+		return;
+	}
+	snprintf(why, sizeof(why), "stream seq %" PRIu64 " passed over; %" PRIu64
+		 " in hand", seq, pt->sseq);
+	f.route = "queue";
+	f.session_id = path;
+	f.error = why;
+	gw_log(GW_LOG_WARN, "queue: its consumer passed an update over: it goes first",
+	       &f);
+	if (pt->fence_skip && seq == pt->fence_w)
+		forward(pt); /* claimed so by the gateway that found it */
+	else
+		claim(pt);
+}
+
+/* The passed-over update being sent is over (its final answer, or its
+ * dead letter stored): on to the next of the partition. */
+static void skip_done(gw_queue_part *pt)
+{
+	gw_metrics_queue_skipped();
+	pt->fence_w = pt->cur_seq; /* the next claim says so to the others */
+	pt->fence_skip = false;
+	gw_response_free(&pt->resp);
+	cur_held(pt);
+	fence_step(pt);
+}
+
 /* The partition's claim from STREAM_FWD (a $JS.API.STREAM.MSG.GET reply:
- * {"message":{"seq":L,"data":base64(W)}} or a 404 error: none yet). */
+ * {"message":{"seq":L,"data":base64("W" or "W skip")}} or a 404 error:
+ * none yet). */
 static void on_claim_read(void *ud, natsMsg *m)
 {
 	gw_queue_part *pt = ud;
@@ -510,23 +729,21 @@ static void on_claim_read(void *ud, natsMsg *m)
 		x = cJSON_GetObjectItemCaseSensitive(e, "err_code");
 		if (cJSON_IsNumber(x) && x->valueint == 10037) {
 			pt->fence_w = pt->fence_l = 0; /* no claim yet */
+			pt->fence_skip = false;
 			ok = true;
 		}
 	} else if (cJSON_IsObject(msg)) {
 		cJSON *seq = cJSON_GetObjectItemCaseSensitive(msg, "seq");
-		cJSON *data = cJSON_GetObjectItemCaseSensitive(msg, "data");
-		unsigned char raw[64];
-		int n;
+		size_t n;
+		char *raw = get_field(msg, "data", &n), *end = NULL;
 
-		if (cJSON_IsNumber(seq) && cJSON_IsString(data) &&
-		    strlen(data->valuestring) < 80 &&
-		    (n = EVP_DecodeBlock(raw, (const unsigned char *)data->valuestring,
-					 (int)strlen(data->valuestring))) > 0) {
-			raw[n < 63 ? n : 63] = '\0';
-			pt->fence_w = strtoull((const char *)raw, NULL, 10);
+		if (cJSON_IsNumber(seq) && raw != NULL) {
+			pt->fence_w = strtoull(raw, &end, 10);
+			pt->fence_skip = strcmp(end, " skip") == 0;
 			pt->fence_l = (uint64_t)seq->valuedouble;
 			ok = pt->fence_w > 0;
 		}
+		free(raw);
 	}
 	cJSON_Delete(j);
 	natsMsg_Destroy(m);
@@ -540,13 +757,12 @@ static void on_claim_read(void *ud, natsMsg *m)
 	fence_step(pt);
 }
 
-/* The next step to claim the update in hand. */
+/* The next step to send the update in hand. */
 static void fence_step(gw_queue_part *pt)
 {
 	gw_queue_lane *ln = pt->ln;
 	gw_queue *q = ln->q;
-	char subj[128], body[128], val[24], last[24];
-	const char *hdr[2];
+	char subj[128], body[160];
 
 	if (ln->stopping) {
 		give_back(pt, 0);
@@ -585,14 +801,21 @@ static void fence_step(gw_queue_part *pt)
 		release(pt);
 		return;
 	}
-	pt->state = P_CLAIM;
-	snprintf(subj, sizeof(subj), "%s.%u", q->fwd, pt->p);
-	snprintf(val, sizeof(val), "%" PRIu64, pt->sseq);
-	snprintf(last, sizeof(last), "%" PRIu64, pt->fence_l);
-	hdr[0] = "Nats-Expected-Last-Subject-Sequence";
-	hdr[1] = last;
-	if (gw_queue__pub_start(ln, q->fwd, subj, val, strlen(val), hdr, 1,
-				q->c->queue_ack_timeout_ms, on_claimed, pt) != 0)
+	if (pt->sseq == pt->fence_w) {
+		if (pt->fence_skip)
+			claim(pt); /* claimed as passed over: as itself now */
+		else
+			forward(pt); /* claimed again: a retry */
+		return;
+	}
+	/* the partition's first message from the claim on (past it, unless
+	 * the claim is for one passed over: not known to be sent) */
+	pt->state = P_GAP;
+	snprintf(subj, sizeof(subj), "$JS.API.STREAM.MSG.GET.%s", q->stream);
+	snprintf(body, sizeof(body), "{\"seq\":%" PRIu64 ",\"next_by_subj\":\"%s\"}",
+		 pt->fence_skip ? pt->fence_w : pt->fence_w + 1, pt->part_subj);
+	if (gw_queue__req_start(ln, subj, body, q->c->queue_ack_timeout_ms,
+				on_next_read, pt) != 0)
 		give_back(pt, 1000);
 }
 
@@ -604,7 +827,7 @@ static void forward(gw_queue_part *pt)
 {
 	gw_queue_lane *ln = pt->ln;
 	gw_queue *q = ln->q;
-	natsMsg *m = pt->held->m;
+	natsMsg *m = pt->cur;
 	const char *path = NULL;
 	int64_t held = gw_mono_ms() - pt->held->at;
 
@@ -675,6 +898,7 @@ static void part_take(gw_queue_part *pt, gw_inmsg *im)
 	pt->sseq = sseq;
 	pt->delivered = delivered;
 	pt->ts_ms = ts_ms;
+	cur_held(pt);
 	pt->fence_tries = 0;
 	pt->state = P_CLAIM;
 	gw_metrics_queue_partitions(0, 1);
@@ -840,6 +1064,8 @@ gw_queue_lane *gw_queue__lane_new(gw_queue *q, unsigned idx, gw_loop *loop,
 		pt->qtail = &pt->queued;
 		snprintf(pt->next_subj, sizeof(pt->next_subj),
 			 "$JS.API.CONSUMER.MSG.NEXT.%s.p%u", q->stream, p);
+		snprintf(pt->part_subj, sizeof(pt->part_subj), "%s.%u",
+			 q->stream, p);
 	}
 	/* before the loop runs: this post is its first work */
 	gw_loop_post(loop, &ln->start, on_start, ln);
@@ -902,6 +1128,7 @@ void gw_queue__lane_free(gw_queue_lane *ln)
 			inmsg_free(im);
 		}
 		inmsg_free(pt->held);
+		natsMsg_Destroy(pt->skip);
 		gw_response_free(&pt->resp);
 	}
 	gw_queue__pub_free_all(ln);

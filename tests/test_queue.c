@@ -796,6 +796,116 @@ static void queue_accept_only_gateway_leaves_forwarding_to_others(void)
 	qgw_down(&a);
 }
 
+/* After a kill -9 of a whole cluster, a consumer can pass an update over
+ * (hand out the next one and never it). Made so here: the partition's
+ * consumer is recreated to start at the 4th of 5 stored updates. The
+ * gateway still sends all five in stream order, the passed-over ones
+ * first, through a retryable answer (the update in hand is given back,
+ * the next holder goes on from the claim) and a final one (a dead
+ * letter). */
+typedef struct skip_ctx {
+	const char *stream;
+	uint64_t start;       /* the consumer's new start */
+} skip_ctx;
+
+static int consumer_skips(void *jsv, void *ud)
+{
+	jsCtx *js = jsv;
+	const skip_ctx *k = ud;
+	natsMsg *m = NULL;
+	jsConsumerInfo *ci = NULL, *ni = NULL;
+	jsConsumerConfig cc;
+	const char *subj, *dot;
+	char name[32];
+	int rc = -1;
+
+	/* the partition of the stream's first message: "<stream>.<p>" */
+	if (js_GetMsg(&m, js, k->stream, 1, NULL, NULL) != NATS_OK)
+		return -1;
+	subj = natsMsg_GetSubject(m);
+	dot = strrchr(subj, '.');
+	snprintf(name, sizeof(name), "p%s", dot ? dot + 1 : "");
+	if (js_GetConsumerInfo(&ci, js, k->stream, name, NULL, NULL) == NATS_OK) {
+		cc = *ci->Config;
+		cc.DeliverPolicy = js_DeliverByStartSequence;
+		cc.OptStartSeq = k->start;
+		if (js_DeleteConsumer(js, k->stream, name, NULL, NULL) == NATS_OK &&
+		    js_AddConsumer(&ni, js, k->stream, &cc, NULL, NULL) == NATS_OK)
+			rc = 0;
+	}
+	jsConsumerInfo_Destroy(ni);
+	jsConsumerInfo_Destroy(ci);
+	natsMsg_Destroy(m);
+	return rc;
+}
+
+static void queue_forwards_updates_its_consumer_passed_over(void)
+{
+	char stream[32], out[2048];
+	qgw a, f;
+	res r;
+	expect e;
+	char err[1400] = "";
+	fu_step steps[4] = {
+		{ FU_STATUS, 503, NULL, NULL, 0 },   /* the 1st: retryable */
+		{ FU_OK, 0, NULL, NULL, 0 },         /* the 1st again */
+		{ FU_OK, 0, NULL, NULL, 0 },         /* the 2nd */
+		{ FU_STATUS, 422, NULL, NULL, 0 },   /* the 3rd: final */
+	};
+	skip_ctx k;
+	double skipped0;
+	long n;
+	size_t i;
+
+	fu_clear(fu);
+	new_stream(stream, sizeof(stream));
+	memset(&a, 0, sizeof(a));
+	cfg_queue(&a.c, stream, 4);
+	a.c.queue_accept_only = true;
+	a.up = gw_upstream_new(&a.c, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a.up);
+	a.q = gw_queue_open(&a.c, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a.q);
+	a.srv = gw_server_start_store(&a.c, a.up, gw_queue_store(a.q), NULL, err,
+				      sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a.srv);
+	skipped0 = tu_gw_metric("sessionwire_queue_skipped_total");
+	/* a fresh stream: the updates are its messages 1..5 */
+	for (n = 1; n <= 5; n++)
+		CU_ASSERT_EQUAL(patch_n(&a, "sk-0", n, true, &r), 202);
+	k.stream = stream;
+	k.start = 4;
+	CU_ASSERT_FATAL(tu_nats_exec(cl, consumer_skips, &k) == 0);
+	fu_script_for(fu, "/sk-0", steps, 4);
+	CU_ASSERT_FATAL(qgw_up(&f, stream, 4) == 0);
+	memset(&e, 0, sizeof(e));
+	e.sessions = 1;
+	e.prefix = "sk-";
+	e.want[0] = 5;
+	CU_ASSERT_TRUE(wait_all(&e, 30));
+	CU_ASSERT_EQUAL(e.missing, 0);
+	CU_ASSERT_EQUAL(e.order_violations, 0);
+	CU_ASSERT_EQUAL(e.duplicates, 1); /* the 1st after its 503 */
+	CU_ASSERT_EQUAL(fu_count(fu), 6);
+	for (i = 0; i < fu_count(fu); i++) {
+		char sid[64];
+		static const long want[6] = { 1, 1, 2, 3, 4, 5 };
+
+		CU_ASSERT_EQUAL(got_n(i, sid, sizeof(sid)), want[i]);
+	}
+	CU_ASSERT_TRUE(wait_drained(stream, 10));
+	/* the 3rd (final 422) and the 1st (503, then 200) counted once each */
+	CU_ASSERT_EQUAL(tu_gw_metric("sessionwire_queue_skipped_total") - skipped0, 3);
+	CU_ASSERT_EQUAL(admin(out, sizeof(out), stream, "stats", NULL, NULL, NULL), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"dead_letters\":1"));
+	if (strstr(out, "\"dead_letters\":1") == NULL)
+		fprintf(stderr, "\n  stats: %s\n", out);
+	tu_sleep_ms(300);
+	CU_ASSERT_EQUAL(fu_count(fu), 6); /* and nothing more */
+	qgw_down(&f);
+	qgw_down(&a);
+}
+
 int init_queue_tests(void)
 {
 	CU_pSuite s = CU_add_suite("queue", suite_init, suite_clean);
@@ -817,6 +927,8 @@ int init_queue_tests(void)
 		    queue_admin_lists_waiting_updates);
 	CU_add_test(s, "queue_json_client_gets_the_api_answer",
 		    queue_json_client_gets_the_api_answer);
+	CU_add_test(s, "queue_forwards_updates_its_consumer_passed_over",
+		    queue_forwards_updates_its_consumer_passed_over);
 	CU_add_test(s, "queue_accept_only_gateway_leaves_forwarding_to_others",
 		    queue_accept_only_gateway_leaves_forwarding_to_others);
 	return 0;

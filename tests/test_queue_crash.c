@@ -51,6 +51,7 @@
 static fake_upstream *fu;
 static tu_nats *cl;
 static char root[128];
+static bool keep_root; /* a failure's logs and cluster data, for a look */
 static int run_no;
 
 static char stream[32];
@@ -80,7 +81,11 @@ static int suite_clean(void)
 {
 	tu_nats_stop(cl);
 	fu_stop(fu);
-	tu_rmrf(root);
+	if (keep_root)
+		fprintf(stderr, "  the failed run's gateway logs and cluster data: %s\n",
+			root);
+	else
+		tu_rmrf(root);
 	return 0;
 }
 
@@ -415,6 +420,25 @@ static int find_missing(void *js, void *ud)
 	return 0;
 }
 
+/* How many lines of every gateway log so far contain what. */
+static long log_lines(const char *what)
+{
+	long count = 0;
+	int r;
+
+	for (r = 1; r <= run_no; r++) {
+		char path[256], *text, *p;
+		size_t len;
+
+		snprintf(path, sizeof(path), "%s/gw-%d.log", root, r);
+		text = tu_read_file(path, &len);
+		for (p = text; p != NULL && (p = strstr(p, what)) != NULL; p++)
+			count++;
+		free(text);
+	}
+	return count;
+}
+
 /* Stops the devices, lets the gateways drain, SIGTERMs them; the tally. */
 static void load_finish(const char *what, int kills, tally *t)
 {
@@ -463,6 +487,7 @@ static void load_finish(const char *what, int kills, tally *t)
 
 		char cmd[512];
 
+		keep_root = true;
 		fprintf(stderr, "\n  %ld missing, none delivered for %d s; the queue:\n",
 			t->missing, STALL_S);
 		gw_queue_admin(6, sa, stderr, stderr);
@@ -478,10 +503,11 @@ static void load_finish(const char *what, int kills, tally *t)
 	for (g = 0; g < GATEWAYS; g++)
 		CU_ASSERT_EQUAL(gw_term(g), 0);
 	check(t);
-	fprintf(stderr, "\n  queue crash (%s): %d kills in %.1f s, %ld sends, %ld acknowledged, %ld refused (503), %ld delivered, %ld duplicates, %ld lost, %ld order violations\n",
+	fprintf(stderr, "\n  queue crash (%s): %d kills in %.1f s, %ld sends, %ld acknowledged, %ld refused (503), %ld delivered, %ld duplicates, %ld lost, %ld order violations; %ld passed over by a consumer and sent anyway, %ld stale copies\n",
 		what, kills, tu_mono() - t0, atomic_load(&sends_total),
 		atomic_load(&acks_total), atomic_load(&refused_total),
-		t->delivered, t->duplicates, t->missing, t->order_violations);
+		t->delivered, t->duplicates, t->missing, t->order_violations,
+		log_lines("passed an update over"), log_lines("stale copy"));
 	CU_ASSERT_TRUE(atomic_load(&acks_total) > 0);
 	CU_ASSERT_EQUAL(t->missing, 0);
 	CU_ASSERT_EQUAL(t->order_violations, 0);
@@ -539,7 +565,7 @@ static void queue_cluster_restart_acknowledges_nothing_it_did_not_store(void)
 	tu_sleep_ms(1500);
 	/* stopped, all three at once (SIGTERM: nats-server writes out what it
 	 * holds; see the README on a SIGKILL of all three) */
-	tu_nats_signal_all(cl, SIGTERM);
+	tu_nats_signal_all(cl, getenv("SW_TEST_CLUSTER_SIGKILL") ? SIGKILL : SIGTERM);
 	/* requests in flight when it stopped may still be acknowledged (their
 	 * publish was acknowledged first); from then on nothing is */
 	tu_sleep_ms(500);
