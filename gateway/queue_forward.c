@@ -43,9 +43,9 @@
  * -9), a consumer can hand out a partition's update and never the one
  * before it (the crash tests saw it: seq 6546, then 6572, never 6557 nor
  * 6558, though both are in the stream). So a gateway forwards a partition
- * strictly in stream order itself, whatever its consumer does: before it
+ * strictly in stream order itself, whatever its consumer does: after it
  * claims an update it asks the stream's leader for the partition's first
- * message after the last claim; one older than the update in hand was
+ * message after the claim before; one older than the update in hand was
  * passed over, and goes first (see "Claims" below).
  *
  * At least once: a crash after the upstream's answer and before the ack
@@ -109,8 +109,9 @@ struct gw_queue_part {
 	/* the partition's claim in STREAM_FWD as last seen: the sequence
 	 * claimed (w) and the claim's own sequence there (l) */
 	bool fence_known;
-	bool fence_skip;           /* the claim is for an update passed over */
 	uint64_t fence_w, fence_l;
+	uint64_t fence_prev;       /* the claim's W: what went before it */
+	uint64_t claim_prev;       /* the claim being made's */
 	int fence_tries;
 };
 
@@ -463,31 +464,32 @@ static void on_answer(void *ud, gw_response *resp)
 	to_dead_letters(pt);
 }
 
-/* ==== Claims: never an update after a later one of its partition ====
+/* ==== Claims: every update of a partition, in stream order, once ====
  *
  * JetStream 2.9 replicates a consumer's acks and deliveries without
  * waiting for them: a consumer leader that dies can leave a successor
  * that delivers an update again after it delivered the next one (the
  * crash tests saw it: one session's 1 after 2), or one that passes an
- * update over (above). So before an update goes upstream its gateway
- * claims it in STREAM_FWD.<p> (one message per partition: the stream
- * sequence being forwarded), with JetStream's compare-and-set
+ * update over (above). So the consumer only says which partition has
+ * work; what goes upstream, in which order, the stream decides:
+ *
+ * Before an update S goes upstream its gateway claims it in
+ * STREAM_FWD.<p> (one message per partition: "S W", S claimed after W,
+ * the claim before), with JetStream's compare-and-set
  * (Nats-Expected-Last-Subject-Sequence, answered by the stream's leader:
- * a majority holds every claim it acknowledged):
- *   claim < update   the partition's first message after the claim (read
- *                    from the stream's leader) is the update: claimed, it
- *                    goes upstream. An older one was passed over: it is
- *                    claimed as such ("<seq> skip") and sent first, while
- *                    the update in hand waits; when it cannot be sent now
- *                    the update in hand is given back, and whoever holds
- *                    it next sends the passed-over one, as the claim says
- *   claim = update   claimed again (a retry): it goes upstream
- *   claim > update   a later update of the partition went upstream: this
- *                    one was claimed before it (every message up to a
- *                    claim was), so it is a stale copy; acked unsent
+ * a majority holds every claim it acknowledged). Then it reads, from the
+ * stream's leader, the partition's first message after W: S itself, or
+ * one passed over G, which goes upstream first (claim "S G" once it is
+ * over, then the next after G). The update in hand decides by the claim:
+ *   claim < update   claim it, then what follows the claim (as above)
+ *   claim = update   claimed already, a retry or a crash on the way:
+ *                    what follows the claim's W, from there on
+ *   claim > update   a later update of the partition was claimed, and
+ *                    everything before it went (or goes) first: a stale
+ *                    copy, acked without being sent
  * A claim that finds another claim since the last one read (error 10071)
- * reads the partition's claim from the stream's leader and decides again.
- * Cost: a read and a replicated publish per update. */
+ * reads the partition's claim and decides again. Cost per update: a
+ * replicated publish and a read of the stream's leader. */
 
 #define FENCE_TRIES 8
 /* what an upstream call may lag behind its timeout (the loop's timers) */
@@ -495,6 +497,7 @@ static void on_answer(void *ud, gw_response *resp)
 
 static void forward(gw_queue_part *pt);
 static void fence_step(gw_queue_part *pt);
+static void scan(gw_queue_part *pt);
 
 /* Gives the update in hand back (to any gateway) after ms. */
 static void give_back(gw_queue_part *pt, long ms)
@@ -525,14 +528,13 @@ static void on_claimed(gw_queue_pub *p, int result, uint64_t seq,
 
 	if (result == GW_STORE_OK) {
 		pt->fence_known = true;
-		pt->fence_w = pt->cur_seq;
-		pt->fence_skip = pt->skip != NULL;
+		pt->fence_w = pt->sseq;
+		pt->fence_prev = pt->claim_prev;
 		pt->fence_l = seq;
-		forward(pt);
+		scan(pt);
 		return;
 	}
 	pt->fence_known = false;
-	cur_held(pt);
 	if (p->js_err == 10071 && ++pt->fence_tries < FENCE_TRIES) {
 		fence_step(pt); /* claimed by another since: read, decide again */
 		return;
@@ -542,18 +544,18 @@ static void on_claimed(gw_queue_pub *p, int result, uint64_t seq,
 	give_back(pt, 1000);
 }
 
-/* Claims the update being sent (on the claim last read). */
-static void claim(gw_queue_part *pt)
+/* Claims the update in hand as "S prev" (on the claim last read). */
+static void claim(gw_queue_part *pt, uint64_t prev)
 {
 	gw_queue_lane *ln = pt->ln;
 	gw_queue *q = ln->q;
-	char subj[128], val[40], last[24];
+	char subj[128], val[48], last[24];
 	const char *hdr[2];
 
 	pt->state = P_CLAIM;
+	pt->claim_prev = prev;
 	snprintf(subj, sizeof(subj), "%s.%u", q->fwd, pt->p);
-	snprintf(val, sizeof(val), "%" PRIu64 "%s", pt->cur_seq,
-		 pt->skip != NULL ? " skip" : "");
+	snprintf(val, sizeof(val), "%" PRIu64 " %" PRIu64, pt->sseq, prev);
 	snprintf(last, sizeof(last), "%" PRIu64, pt->fence_l);
 	hdr[0] = "Nats-Expected-Last-Subject-Sequence";
 	hdr[1] = last;
@@ -562,7 +564,7 @@ static void claim(gw_queue_part *pt)
 		give_back(pt, 1000);
 }
 
-/* A $JS.API.STREAM.MSG.GET reply: its message's field name, decoded from
+/* A $JS.API.STREAM.MSG.GET reply's message's field name, decoded from
  * base64 (malloc'ed, NUL-terminated; *n its length). "" when it has none
  * (an empty payload), NULL when it does not decode. */
 static char *get_field(const cJSON *msg, const char *name, size_t *n)
@@ -629,7 +631,7 @@ static natsMsg *stored_msg(const cJSON *msg)
 	return m;
 }
 
-/* The partition's first message from the claim on: the update in hand,
+/* The partition's first message after the claim's W: the update in hand,
  * or one passed over (a $JS.API.STREAM.MSG.GET reply; error 10037: none). */
 static void on_next_read(void *ud, natsMsg *r)
 {
@@ -650,7 +652,7 @@ static void on_next_read(void *ud, natsMsg *r)
 	x = cJSON_GetObjectItemCaseSensitive(e, "err_code");
 	if (cJSON_IsObject(e) && cJSON_IsNumber(x) && x->valueint == 10037) {
 		cJSON_Delete(j); /* nothing there (the stream's leader is behind) */
-		claim(pt);
+		forward(pt);
 		return;
 	}
 	x = cJSON_GetObjectItemCaseSensitive(msg, "seq");
@@ -658,13 +660,13 @@ static void on_next_read(void *ud, natsMsg *r)
 		seq = (uint64_t)x->valuedouble;
 	if (seq >= pt->sseq) {
 		cJSON_Delete(j); /* the update in hand is next */
-		claim(pt);
+		forward(pt);
 		return;
 	}
 	if (seq > 0)
 		pt->skip = stored_msg(msg);
 	x = cJSON_GetObjectItemCaseSensitive(msg, "time");
-	if (cJSON_IsString(x) &&
+	if (!cJSON_IsString(x) ||
 	    sw_date_parse(x->valuestring, strlen(x->valuestring), &ts, NULL) != SW_OK)
 		ts = 0;
 	cJSON_Delete(j);
@@ -680,10 +682,9 @@ static void on_next_read(void *ud, natsMsg *r)
 	if (natsMsgHeader_Get(pt->skip, GW_QUEUE_HDR_PATH, &path) != NATS_OK ||
 	    path == NULL || path[0] != '/') {
 		/* it cannot go (part_take terminates such a delivery) */
-		pt->fence_w = seq;
-		pt->fence_skip = false;
+		pt->fence_prev = seq;
 		cur_held(pt);
-		fence_step(pt);
+		scan(pt);
 		return;
 	}
 	snprintf(why, sizeof(why), "stream seq %" PRIu64 " passed over; %" PRIu64
@@ -693,27 +694,43 @@ static void on_next_read(void *ud, natsMsg *r)
 	f.error = why;
 	gw_log(GW_LOG_WARN, "queue: its consumer passed an update over: it goes first",
 	       &f);
-	if (pt->fence_skip && seq == pt->fence_w)
-		forward(pt); /* claimed so by the gateway that found it */
-	else
-		claim(pt);
+	forward(pt);
+}
+
+/* Reads the partition's first message after the claim's W. */
+static void scan(gw_queue_part *pt)
+{
+	gw_queue_lane *ln = pt->ln;
+	gw_queue *q = ln->q;
+	char subj[128], body[160];
+
+	if (ln->stopping) {
+		give_back(pt, 0);
+		return;
+	}
+	pt->state = P_GAP;
+	snprintf(subj, sizeof(subj), "$JS.API.STREAM.MSG.GET.%s", q->stream);
+	snprintf(body, sizeof(body), "{\"seq\":%" PRIu64 ",\"next_by_subj\":\"%s\"}",
+		 pt->fence_prev + 1, pt->part_subj);
+	if (gw_queue__req_start(ln, subj, body, q->c->queue_ack_timeout_ms,
+				on_next_read, pt) != 0)
+		give_back(pt, 1000);
 }
 
 /* The passed-over update being sent is over (its final answer, or its
- * dead letter stored): on to the next of the partition. */
+ * dead letter stored): the claim says so, then the next one. */
 static void skip_done(gw_queue_part *pt)
 {
+	uint64_t g = pt->cur_seq;
+
 	gw_metrics_queue_skipped();
-	pt->fence_w = pt->cur_seq; /* the next claim says so to the others */
-	pt->fence_skip = false;
 	gw_response_free(&pt->resp);
 	cur_held(pt);
-	fence_step(pt);
+	claim(pt, g);
 }
 
 /* The partition's claim from STREAM_FWD (a $JS.API.STREAM.MSG.GET reply:
- * {"message":{"seq":L,"data":base64("W" or "W skip")}} or a 404 error:
- * none yet). */
+ * {"message":{"seq":L,"data":base64("S W")}} or a 404 error: none yet). */
 static void on_claim_read(void *ud, natsMsg *m)
 {
 	gw_queue_part *pt = ud;
@@ -728,8 +745,8 @@ static void on_claim_read(void *ud, natsMsg *m)
 	if (cJSON_IsObject(e)) {
 		x = cJSON_GetObjectItemCaseSensitive(e, "err_code");
 		if (cJSON_IsNumber(x) && x->valueint == 10037) {
-			pt->fence_w = pt->fence_l = 0; /* no claim yet */
-			pt->fence_skip = false;
+			/* no claim yet */
+			pt->fence_w = pt->fence_prev = pt->fence_l = 0;
 			ok = true;
 		}
 	} else if (cJSON_IsObject(msg)) {
@@ -739,9 +756,10 @@ static void on_claim_read(void *ud, natsMsg *m)
 
 		if (cJSON_IsNumber(seq) && raw != NULL) {
 			pt->fence_w = strtoull(raw, &end, 10);
-			pt->fence_skip = strcmp(end, " skip") == 0;
+			pt->fence_prev = *end == ' ' ? strtoull(end + 1, NULL, 10)
+						     : pt->fence_w;
 			pt->fence_l = (uint64_t)seq->valuedouble;
-			ok = pt->fence_w > 0;
+			ok = pt->fence_w > 0 && pt->fence_prev <= pt->fence_w;
 		}
 		free(raw);
 	}
@@ -762,7 +780,7 @@ static void fence_step(gw_queue_part *pt)
 {
 	gw_queue_lane *ln = pt->ln;
 	gw_queue *q = ln->q;
-	char subj[128], body[160];
+	char subj[128], body[128];
 
 	if (ln->stopping) {
 		give_back(pt, 0);
@@ -779,7 +797,7 @@ static void fence_step(gw_queue_part *pt)
 		return;
 	}
 	if (pt->sseq < pt->fence_w) {
-		/* a later update of this partition went upstream already */
+		/* a later update of this partition was claimed */
 		gw_log_fields f = GW_LOG_FIELDS_INIT;
 		const char *path = NULL;
 		char why[96];
@@ -792,7 +810,7 @@ static void fence_step(gw_queue_part *pt)
 		f.session_id = path;
 		f.attempts = (int)pt->delivered;
 		f.error = why;
-		gw_log(GW_LOG_WARN, "queue: an update came after a later one of its partition went upstream: acked as a stale copy",
+		gw_log(GW_LOG_WARN, "queue: an update came after a later one of its partition was claimed: acked as a stale copy",
 		       &f);
 		publish_str(q, natsMsg_GetReply(pt->held->m), "+ACK");
 		if (pt->sseq > pt->last_done)
@@ -801,28 +819,16 @@ static void fence_step(gw_queue_part *pt)
 		release(pt);
 		return;
 	}
-	if (pt->sseq == pt->fence_w) {
-		if (pt->fence_skip)
-			claim(pt); /* claimed as passed over: as itself now */
-		else
-			forward(pt); /* claimed again: a retry */
-		return;
-	}
-	/* the partition's first message from the claim on (past it, unless
-	 * the claim is for one passed over: not known to be sent) */
-	pt->state = P_GAP;
-	snprintf(subj, sizeof(subj), "$JS.API.STREAM.MSG.GET.%s", q->stream);
-	snprintf(body, sizeof(body), "{\"seq\":%" PRIu64 ",\"next_by_subj\":\"%s\"}",
-		 pt->fence_skip ? pt->fence_w : pt->fence_w + 1, pt->part_subj);
-	if (gw_queue__req_start(ln, subj, body, q->c->queue_ack_timeout_ms,
-				on_next_read, pt) != 0)
-		give_back(pt, 1000);
+	if (pt->sseq == pt->fence_w)
+		scan(pt); /* claimed already: what follows its W */
+	else
+		claim(pt, pt->fence_w);
 }
 
-/* Sends the claimed update upstream. Not when its claim took so long
- * that the upstream call could outlast AckWait: JetStream would deliver
- * it again meanwhile, another gateway could forward it and the next one,
- * and this call land after them. */
+/* Sends the update being sent upstream. Not when the update in hand
+ * was held so long that the upstream call could outlast AckWait:
+ * JetStream would deliver it again meanwhile, another gateway could
+ * forward it and the next one, and this call land after them. */
 static void forward(gw_queue_part *pt)
 {
 	gw_queue_lane *ln = pt->ln;
