@@ -318,6 +318,10 @@ static int list_pending(conn *k, const args *a, FILE *out, FILE *errf)
 				return fail(errf, "reading the stream", s, 0);
 			from = natsMsg_GetSequence(m) + 1;
 			path = hdr(m, GW_QUEUE_HDR_PATH);
+			if (path[0] == '\0') {
+				natsMsg_Destroy(m); /* a nudge, no update */
+				continue;
+			}
 			sw_buf_init(&b, 0, NULL);
 			gw_jl_int(&b, "id", (long long)natsMsg_GetSequence(m));
 			gw_jl_int(&b, "partition", p);

@@ -46,7 +46,12 @@
  * strictly in stream order itself, whatever its consumer does: after it
  * claims an update it asks the stream's leader for the partition's first
  * message after the claim before; one older than the update in hand was
- * passed over, and goes first (see "Claims" below).
+ * passed over, and goes first (see "Claims" below). That needs an update
+ * in hand; a partition whose consumer passed its last updates over has
+ * none. So each lane looks, every AckWait, at its idle partitions: one
+ * with messages after its claim and no claim since the last look gets a
+ * nudge, a message of no update (Sw-Nudge, no Sw-Path) that its consumer
+ * does hand out: its holder sends what was passed over, then acks it.
  *
  * At least once: a crash after the upstream's answer and before the ack
  * reaches the consumer's leader delivers the update again after AckWait,
@@ -112,6 +117,11 @@ struct gw_queue_part {
 	uint64_t fence_w, fence_l;
 	uint64_t fence_prev;       /* the claim's W: what went before it */
 	uint64_t claim_prev;       /* the claim being made's */
+	/* the sweep: the claim and the partition's last message at the
+	 * last look, and when the next one is due */
+	bool sweeping;
+	int64_t sweep_at;
+	uint64_t sweep_w, sweep_last, sweep_w0, sweep_last0;
 	int fence_tries;
 };
 
@@ -729,24 +739,24 @@ static void skip_done(gw_queue_part *pt)
 	claim(pt, g);
 }
 
-/* The partition's claim from STREAM_FWD (a $JS.API.STREAM.MSG.GET reply:
- * {"message":{"seq":L,"data":base64("S W")}} or a 404 error: none yet). */
-static void on_claim_read(void *ud, natsMsg *m)
+/* A partition's claim from STREAM_FWD (a $JS.API.STREAM.MSG.GET reply:
+ * {"message":{"seq":L,"data":base64("S W")}}, or error 10037: none yet
+ * (all 0)). Takes m; false when it is not a claim. */
+static bool parse_claim(natsMsg *m, uint64_t *w, uint64_t *prev, uint64_t *l)
 {
-	gw_queue_part *pt = ud;
 	cJSON *j = NULL, *msg, *x, *e;
 	bool ok = false;
 
 	if (m != NULL)
 		j = cJSON_ParseWithLength(natsMsg_GetData(m),
 					  (size_t)natsMsg_GetDataLength(m));
+	natsMsg_Destroy(m);
 	e = cJSON_GetObjectItemCaseSensitive(j, "error");
 	msg = cJSON_GetObjectItemCaseSensitive(j, "message");
 	if (cJSON_IsObject(e)) {
 		x = cJSON_GetObjectItemCaseSensitive(e, "err_code");
 		if (cJSON_IsNumber(x) && x->valueint == 10037) {
-			/* no claim yet */
-			pt->fence_w = pt->fence_prev = pt->fence_l = 0;
+			*w = *prev = *l = 0;
 			ok = true;
 		}
 	} else if (cJSON_IsObject(msg)) {
@@ -755,17 +765,22 @@ static void on_claim_read(void *ud, natsMsg *m)
 		char *raw = get_field(msg, "data", &n), *end = NULL;
 
 		if (cJSON_IsNumber(seq) && raw != NULL) {
-			pt->fence_w = strtoull(raw, &end, 10);
-			pt->fence_prev = *end == ' ' ? strtoull(end + 1, NULL, 10)
-						     : pt->fence_w;
-			pt->fence_l = (uint64_t)seq->valuedouble;
-			ok = pt->fence_w > 0 && pt->fence_prev <= pt->fence_w;
+			*w = strtoull(raw, &end, 10);
+			*prev = *end == ' ' ? strtoull(end + 1, NULL, 10) : *w;
+			*l = (uint64_t)seq->valuedouble;
+			ok = *w > 0 && *prev <= *w;
 		}
 		free(raw);
 	}
 	cJSON_Delete(j);
-	natsMsg_Destroy(m);
-	if (!ok) {
+	return ok;
+}
+
+static void on_claim_read(void *ud, natsMsg *m)
+{
+	gw_queue_part *pt = ud;
+
+	if (!parse_claim(m, &pt->fence_w, &pt->fence_prev, &pt->fence_l)) {
 		gw_log(GW_LOG_WARN, "queue: a partition's claim could not be read; the update comes again",
 		       NULL);
 		give_back(pt, 1000);
@@ -847,7 +862,14 @@ static void forward(gw_queue_part *pt)
 		give_back(pt, 0);
 		return;
 	}
-	natsMsgHeader_Get(m, GW_QUEUE_HDR_PATH, &path);
+	if (natsMsgHeader_Get(m, GW_QUEUE_HDR_PATH, &path) != NATS_OK ||
+	    path == NULL) {
+		/* a nudge: what it was for went before it */
+		ack(pt, "+ACK");
+		pt->last_done = pt->sseq;
+		release(pt);
+		return;
+	}
 	pt->state = P_UPSTREAM;
 	if (gw_uplink_patch(ln->ul, path, natsMsg_GetData(m),
 			    (size_t)natsMsg_GetDataLength(m), false, on_answer,
@@ -892,8 +914,9 @@ static void part_take(gw_queue_part *pt, gw_inmsg *im)
 		pt->qtail = &im->next;
 		return;
 	}
-	if (natsMsgHeader_Get(m, GW_QUEUE_HDR_PATH, &path) != NATS_OK ||
-	    path == NULL || path[0] != '/') {
+	if ((natsMsgHeader_Get(m, GW_QUEUE_HDR_PATH, &path) != NATS_OK ||
+	     path == NULL || path[0] != '/') &&
+	    natsMsgHeader_Get(m, GW_QUEUE_HDR_NUDGE, &path) != NATS_OK) {
 		gw_log(GW_LOG_ERROR, "queue: a message without Sw-Path in the stream: terminated",
 		       NULL);
 		publish_str(ln->q, reply, "+TERM");
@@ -942,6 +965,97 @@ static void on_pull_msg(gw_queue_lane *ln, gw_inmsg *im)
 
 /* ==== The lane ==== */
 
+/* ==== The sweep: partitions whose consumer has nothing for them ==== */
+
+static void on_nudged(gw_queue_pub *p, int result, uint64_t seq,
+		      const char *err, void *ud)
+{
+	gw_queue_part *pt = ud;
+
+	(void)p;
+	(void)result; /* not stored: the next look nudges again */
+	(void)seq;
+	(void)err;
+	pt->sweeping = false;
+}
+
+/* The partition's last message: after a claim that did not move since
+ * the last look, a nudge (once per claim: its message id says which). */
+static void on_sweep_last(void *ud, natsMsg *m)
+{
+	gw_queue_part *pt = ud;
+	gw_queue *q = pt->ln->q;
+	gw_log_fields f = GW_LOG_FIELDS_INIT;
+	cJSON *j = NULL, *x;
+	char id[96], w[24], why[96];
+	const char *hdr[4];
+
+	if (m != NULL)
+		j = cJSON_ParseWithLength(natsMsg_GetData(m),
+					  (size_t)natsMsg_GetDataLength(m));
+	natsMsg_Destroy(m);
+	x = cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(j, "message"), "seq");
+	pt->sweep_last = cJSON_IsNumber(x) ? (uint64_t)x->valuedouble : 0;
+	cJSON_Delete(j);
+	if (pt->sweep_last <= pt->sweep_w || pt->sweep_w != pt->sweep_w0 ||
+	    pt->sweep_last != pt->sweep_last0 || pt->ln->stopping) {
+		pt->sweep_w0 = pt->sweep_w; /* nothing after the claim, or moving */
+		pt->sweep_last0 = pt->sweep_last;
+		pt->sweeping = false;
+		return;
+	}
+	snprintf(why, sizeof(why), "partition %u: stream seq %" PRIu64
+		 " after the claim of %" PRIu64, pt->p, pt->sweep_last, pt->sweep_w);
+	f.route = "queue";
+	f.error = why;
+	gw_log(GW_LOG_WARN, "queue: a partition has updates its consumer does not hand out: nudged",
+	       &f);
+	snprintf(id, sizeof(id), "nudge:%u:%" PRIu64, pt->p, pt->sweep_w);
+	snprintf(w, sizeof(w), "%" PRIu64, pt->sweep_w);
+	hdr[0] = "Nats-Msg-Id";
+	hdr[1] = id;
+	hdr[2] = GW_QUEUE_HDR_NUDGE;
+	hdr[3] = w;
+	if (gw_queue__pub_start(pt->ln, q->stream, pt->part_subj, "nudge", 5, hdr,
+				2, q->c->queue_ack_timeout_ms, on_nudged, pt) != 0)
+		pt->sweeping = false;
+}
+
+static void on_sweep_claim(void *ud, natsMsg *m)
+{
+	gw_queue_part *pt = ud;
+	gw_queue *q = pt->ln->q;
+	uint64_t prev, l;
+	char subj[128], body[128];
+
+	if (!parse_claim(m, &pt->sweep_w, &prev, &l) || pt->ln->stopping) {
+		pt->sweeping = false;
+		return;
+	}
+	snprintf(subj, sizeof(subj), "$JS.API.STREAM.MSG.GET.%s", q->stream);
+	snprintf(body, sizeof(body), "{\"last_by_subj\":\"%s\"}", pt->part_subj);
+	if (gw_queue__req_start(pt->ln, subj, body, q->c->queue_ack_timeout_ms,
+				on_sweep_last, pt) != 0)
+		pt->sweeping = false;
+}
+
+static void sweep(gw_queue_part *pt, int64_t now)
+{
+	gw_queue *q = pt->ln->q;
+	char subj[128], body[128];
+
+	pt->sweep_at = now + q->ack_wait_ms;
+	if (!connected(q))
+		return;
+	pt->sweeping = true;
+	snprintf(subj, sizeof(subj), "$JS.API.STREAM.MSG.GET.%s", q->fwd);
+	snprintf(body, sizeof(body), "{\"last_by_subj\":\"%s.%u\"}", q->fwd, pt->p);
+	if (gw_queue__req_start(pt->ln, subj, body, q->c->queue_ack_timeout_ms,
+				on_sweep_claim, pt) != 0)
+		pt->sweeping = false;
+}
+
 static void on_tick(void *ud)
 {
 	gw_queue_lane *ln = ud;
@@ -958,6 +1072,8 @@ static void on_tick(void *ud)
 			pt->pulling = false; /* its server went away */
 		if (!pt->pulling)
 			pull(pt);
+		if (pt->state == P_IDLE && !pt->sweeping && now >= pt->sweep_at)
+			sweep(pt, now);
 	}
 	gw_timer_start(ln->loop, &ln->tick, TICK_MS);
 }
@@ -1068,6 +1184,7 @@ gw_queue_lane *gw_queue__lane_new(gw_queue *q, unsigned idx, gw_loop *loop,
 		pt->ln = ln;
 		pt->p = p;
 		pt->qtail = &pt->queued;
+		pt->sweep_at = gw_mono_ms() + q->ack_wait_ms;
 		snprintf(pt->next_subj, sizeof(pt->next_subj),
 			 "$JS.API.CONSUMER.MSG.NEXT.%s.p%u", q->stream, p);
 		snprintf(pt->part_subj, sizeof(pt->part_subj), "%s.%u",

@@ -40,6 +40,9 @@
 #define GW_QUEUE_HDR_STATUS "Sw-Status"
 #define GW_QUEUE_HDR_STREAM_SEQ "Sw-Stream-Seq"
 #define GW_QUEUE_HDR_CTYPE "Sw-Content-Type"
+/* a message of no update: its partition's consumer passed updates over
+ * (queue_forward.c, the sweep) */
+#define GW_QUEUE_HDR_NUDGE "Sw-Nudge"
 #define GW_QUEUE_MSGID_MAX 300
 
 typedef struct gw_queue_lane gw_queue_lane;

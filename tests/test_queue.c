@@ -906,6 +906,66 @@ static void queue_forwards_updates_its_consumer_passed_over(void)
 	qgw_down(&a);
 }
 
+/* The same with nothing after the passed-over updates: no update in hand
+ * to send them before, so the lane's sweep nudges the partition (after
+ * two looks an AckWait apart, 7 s here) and the nudge's holder sends
+ * them. */
+static void queue_nudges_a_partition_whose_consumer_has_nothing(void)
+{
+	char stream[32], out[2048];
+	qgw a, f;
+	res r;
+	expect e;
+	char err[1400] = "";
+	skip_ctx k;
+	double skipped0;
+	long n;
+	size_t i;
+
+	fu_clear(fu);
+	new_stream(stream, sizeof(stream));
+	memset(&a, 0, sizeof(a));
+	cfg_queue(&a.c, stream, 4);
+	a.c.queue_accept_only = true;
+	a.up = gw_upstream_new(&a.c, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a.up);
+	a.q = gw_queue_open(&a.c, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a.q);
+	a.srv = gw_server_start_store(&a.c, a.up, gw_queue_store(a.q), NULL, err,
+				      sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a.srv);
+	skipped0 = tu_gw_metric("sessionwire_queue_skipped_total");
+	for (n = 1; n <= 3; n++)
+		CU_ASSERT_EQUAL(patch_n(&a, "sq-0", n, true, &r), 202);
+	k.stream = stream;
+	k.start = 4; /* past the last one */
+	CU_ASSERT_FATAL(tu_nats_exec(cl, consumer_skips, &k) == 0);
+	CU_ASSERT_FATAL(qgw_up(&f, stream, 4) == 0);
+	tu_sleep_ms(2000);
+	CU_ASSERT_EQUAL(fu_count(fu), 0); /* its consumer hands out nothing */
+	memset(&e, 0, sizeof(e));
+	e.sessions = 1;
+	e.prefix = "sq-";
+	e.want[0] = 3;
+	CU_ASSERT_TRUE(wait_all(&e, 40));
+	CU_ASSERT_EQUAL(e.order_violations, 0);
+	CU_ASSERT_EQUAL(e.duplicates, 0);
+	for (i = 0; i < fu_count(fu); i++) {
+		char sid[64];
+
+		CU_ASSERT_EQUAL(got_n(i, sid, sizeof(sid)), (long)i + 1);
+	}
+	CU_ASSERT_EQUAL(tu_gw_metric("sessionwire_queue_skipped_total") - skipped0, 3);
+	CU_ASSERT_TRUE(wait_drained(stream, 10)); /* the nudge acked too */
+	/* and the nudge is no update to list */
+	CU_ASSERT_EQUAL(admin(out, sizeof(out), stream, "list", "--pending", NULL,
+			      NULL), 0);
+	CU_ASSERT_PTR_NULL(strstr(out, "\"id\""));
+	CU_ASSERT_EQUAL(fu_count(fu), 3);
+	qgw_down(&f);
+	qgw_down(&a);
+}
+
 int init_queue_tests(void)
 {
 	CU_pSuite s = CU_add_suite("queue", suite_init, suite_clean);
@@ -929,6 +989,8 @@ int init_queue_tests(void)
 		    queue_json_client_gets_the_api_answer);
 	CU_add_test(s, "queue_forwards_updates_its_consumer_passed_over",
 		    queue_forwards_updates_its_consumer_passed_over);
+	CU_add_test(s, "queue_nudges_a_partition_whose_consumer_has_nothing",
+		    queue_nudges_a_partition_whose_consumer_has_nothing);
 	CU_add_test(s, "queue_accept_only_gateway_leaves_forwarding_to_others",
 		    queue_accept_only_gateway_leaves_forwarding_to_others);
 	return 0;
