@@ -9,7 +9,7 @@
  *           being retried (redelivered), the oldest waiting update's age,
  *           dead letters, the stream's size and leader
  *   list    dead letters (--pending: the waiting updates, partition by
- *           partition, each from its consumer's ack floor)
+ *           partition, each from its claim: pending_from)
  *   retry   publishes dead letters again to their partition (message id
  *           retry:<dead sequence>: a retry run twice stores it once),
  *           then deletes them: they go after their session's waiting
@@ -282,7 +282,36 @@ static const char *hdr(natsMsg *m, const char *key)
 	return natsMsgHeader_Get(m, key, &v) == NATS_OK && v ? v : "";
 }
 
-/* The waiting updates: each partition's, from its ack floor on. */
+/* Where partition p's waiting updates start: after its claim ("S W" in
+ * <stream>_FWD.<p>, queue_forward.c: everything up to W went; S went
+ * too once its consumer acked it); with no claim, nothing went yet. The
+ * claim is exact where the consumer's ack floor is not: after
+ * a kill -9 of every node an ack floor can be far behind, and a
+ * passed-over update behind it. */
+static uint64_t pending_from(conn *k, unsigned p, uint64_t ack_floor)
+{
+	char fwd[48], subj[64], val[48];
+	natsMsg *m = NULL;
+	uint64_t w = 0;
+	natsStatus s;
+
+	snprintf(fwd, sizeof(fwd), "%s_FWD", k->stream);
+	snprintf(subj, sizeof(subj), "%s.%u", fwd, p);
+	s = js_GetLastMsg(&m, k->js, fwd, subj, NULL, NULL);
+	if (s == NATS_NOT_FOUND)
+		return 1; /* nothing of it went yet */
+	if (s != NATS_OK)
+		return ack_floor + 1;
+	snprintf(val, sizeof(val), "%.*s", natsMsg_GetDataLength(m),
+		 natsMsg_GetData(m));
+	natsMsg_Destroy(m);
+	w = strtoull(val, NULL, 10);
+	if (w == 0)
+		return ack_floor + 1;
+	return ack_floor >= w ? w + 1 : w;
+}
+
+/* The waiting updates: each partition's, from its claim on. */
 static int list_pending(conn *k, const args *a, FILE *out, FILE *errf)
 {
 	long long lines = 0;
@@ -299,7 +328,7 @@ static int list_pending(conn *k, const args *a, FILE *out, FILE *errf)
 		s = js_GetConsumerInfo(&ci, k->js, k->stream, name, NULL, &je);
 		if (s != NATS_OK)
 			return fail(errf, "consumer info", s, je);
-		from = ci->AckFloor.Stream + 1;
+		from = pending_from(k, p, ci->AckFloor.Stream);
 		jsConsumerInfo_Destroy(ci);
 		snprintf(subj, sizeof(subj), "%s.%u", k->stream, p);
 		while (lines < a->limit) {

@@ -576,13 +576,14 @@ static void queue_rides_out_retryable_answers_in_order(void)
 		{ FU_STATUS, 429, NULL, "1", 0 },
 		{ FU_STATUS, 502, NULL, NULL, 0 },
 	};
-	double retries0 = tu_gw_metric("sessionwire_queue_retries_total");
+	double retries0;
 	long n;
 
 	fu_clear(fu);
 	fu_script_for(fu, "/rt-0", steps, 4);
 	new_stream(stream, sizeof(stream));
 	CU_ASSERT_FATAL(qgw_up(&g, stream, 4) == 0);
+	retries0 = tu_gw_metric("sessionwire_queue_retries_total");
 	for (n = 1; n <= 5; n++) {
 		CU_ASSERT_EQUAL(patch_n(&g, "rt-0", n, true, &r), 202);
 		CU_ASSERT_EQUAL(patch_n(&g, "rt-1", n, true, &r), 202);
@@ -611,7 +612,7 @@ static void queue_moves_final_4xx_to_dead_letters_and_admin_replays(void)
 		{ FU_STATUS, 404, "{\"message\":\"session not found\"}", NULL, 0 },
 		{ FU_STATUS, 400, "{\"message\":\"bad\"}", NULL, 0 },
 	};
-	double dead0 = tu_gw_metric("sessionwire_queue_dead_letters_total");
+	double dead0;
 	const char *p;
 	expect e;
 
@@ -619,6 +620,7 @@ static void queue_moves_final_4xx_to_dead_letters_and_admin_replays(void)
 	fu_script_for(fu, "/dl-0", steps, 2);
 	new_stream(stream, sizeof(stream));
 	CU_ASSERT_FATAL(qgw_up(&g, stream, 4) == 0);
+	dead0 = tu_gw_metric("sessionwire_queue_dead_letters_total");
 	CU_ASSERT_EQUAL(patch_n(&g, "dl-0", 1, true, &r), 202);
 	CU_ASSERT_EQUAL(patch_n(&g, "dl-0", 2, true, &r), 202);
 	CU_ASSERT_EQUAL(patch_n(&g, "dl-0", 3, true, &r), 202);
@@ -940,6 +942,19 @@ static void queue_nudges_a_partition_whose_consumer_has_nothing(void)
 	k.stream = stream;
 	k.start = 4; /* past the last one */
 	CU_ASSERT_FATAL(tu_nats_exec(cl, consumer_skips, &k) == 0);
+	/* still waiting, says the admin (from the claims, not the consumer) */
+	CU_ASSERT_EQUAL(admin(out, sizeof(out), stream, "list", "--pending", NULL,
+			      NULL), 0);
+	{
+		const char *p = out;
+		int ids = 0;
+
+		while ((p = strstr(p, "\"id\"")) != NULL) {
+			ids++;
+			p++;
+		}
+		CU_ASSERT_EQUAL(ids, 3);
+	}
 	CU_ASSERT_FATAL(qgw_up(&f, stream, 4) == 0);
 	tu_sleep_ms(2000);
 	CU_ASSERT_EQUAL(fu_count(fu), 0); /* its consumer hands out nothing */
