@@ -904,7 +904,7 @@ static void sigterm_drains_updates_in_flight(void)
 	char bin[512], upstream[64];
 	char *argv[16];
 	int fds[2], st = 0, argc = 0;
-	pid_t pid;
+	pid_t pid, parent;
 	unsigned port;
 	client cl[N];
 	pthread_t rd;
@@ -924,11 +924,13 @@ static void sigterm_drains_updates_in_flight(void)
 	argv[argc++] = upstream;
 	argv[argc] = NULL;
 	CU_ASSERT_EQUAL_FATAL(pipe(fds), 0);
+	parent = getpid();
 	pid = fork();
 	CU_ASSERT_FATAL(pid >= 0);
 	if (pid == 0) {
 		int devnull = open("/dev/null", O_RDWR);
 
+		tu_child_dies_with_parent(parent);
 		dup2(devnull, 0);
 		dup2(devnull, 1);
 		dup2(fds[1], 2);

@@ -101,7 +101,7 @@ static int gw_spawn(int g)
 	static char key_env[] = "ORQ_API_KEY=sk-queue-crash-test";
 	char *envp[] = { key_env, NULL };
 	int argc = 0, fd;
-	pid_t p;
+	pid_t p, parent;
 	double end;
 
 	tu_bin("session-gateway", bin, sizeof(bin));
@@ -136,8 +136,10 @@ static int gw_spawn(int g)
 	fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -1;
+	parent = getpid();
 	p = fork();
 	if (p == 0) {
+		tu_child_dies_with_parent(parent);
 		dup2(fd, 2);
 		dup2(fd, 1);
 		execve(bin, argv, envp);

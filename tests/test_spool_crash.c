@@ -74,7 +74,7 @@ static pid_t gw_spawn(const char *spool, int run, uint16_t *port)
 	static char key_env[] = "ORQ_API_KEY=sk-crash-test";
 	char *envp[] = { key_env, NULL };
 	int argc = 0, fd;
-	pid_t pid;
+	pid_t pid, parent;
 	double end;
 
 	tu_bin("session-gateway", bin, sizeof(bin));
@@ -101,8 +101,10 @@ static pid_t gw_spawn(const char *spool, int run, uint16_t *port)
 	fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -1;
+	parent = getpid();
 	pid = fork();
 	if (pid == 0) {
+		tu_child_dies_with_parent(parent);
 		dup2(fd, 2);
 		dup2(fd, 1);
 		execve(bin, argv, envp);

@@ -79,7 +79,7 @@ static int write_conf(tu_nats *c, int i)
 int tu_nats_restart(tu_nats *c, int i)
 {
 	char conf[512], logp[512];
-	pid_t pid;
+	pid_t pid, parent;
 	int fd;
 
 	if (i < 0 || i >= c->n || c->pid[i] > 0)
@@ -89,10 +89,12 @@ int tu_nats_restart(tu_nats *c, int i)
 	fd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -1;
+	parent = getpid();
 	pid = fork();
 	if (pid == 0) {
 		int devnull = open("/dev/null", O_RDONLY);
 
+		tu_child_dies_with_parent(parent);
 		dup2(devnull, 0);
 		dup2(fd, 1);
 		dup2(fd, 2);

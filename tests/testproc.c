@@ -38,6 +38,7 @@ int tu_proc_spawn(tu_proc *p, const char *name, const char *const *args,
 	char bin[512];
 	char *argv[40];
 	int fds[2], argc = 0;
+	pid_t parent;
 
 	memset(p, 0, sizeof(*p));
 	p->out_fd = -1;
@@ -54,6 +55,7 @@ int tu_proc_spawn(tu_proc *p, const char *name, const char *const *args,
 	argv[argc] = NULL;
 	if (pipe(fds) != 0)
 		return -1;
+	parent = getpid();
 	p->pid = fork();
 	if (p->pid < 0) {
 		close(fds[0]);
@@ -63,6 +65,7 @@ int tu_proc_spawn(tu_proc *p, const char *name, const char *const *args,
 	if (p->pid == 0) {
 		int devnull = open("/dev/null", O_RDWR);
 
+		tu_child_dies_with_parent(parent);
 		dup2(devnull, 0);
 		dup2(fds[1], 1);
 		dup2(fds[1], 2);

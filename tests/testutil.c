@@ -1,10 +1,14 @@
 /* testutil.c - shared helpers of the CUnit suites. */
 #define _XOPEN_SOURCE 700 /* nftw */
 #include <ftw.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <sys/prctl.h>
 
 #include "testutil.h"
 
@@ -270,4 +274,12 @@ int tu_rmrf(const char *path)
 		return -1;
 	}
 	return 0;
+}
+
+void tu_child_dies_with_parent(int parent)
+{
+	/* PR_SET_PDEATHSIG follows the forking thread: the runner forks
+	 * from its main thread, which lives as long as it does */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+		_exit(127);
 }

@@ -49,6 +49,11 @@ sw_alloc tu_failalloc_hook(tu_failalloc *fa);
  * message on stderr. */
 int tu_rmrf(const char *path);
 
+/* In a child right after fork() from the runner's main thread: the child
+ * gets SIGKILL when the runner dies (a killed or crashed run leaves no
+ * gateway or nats-server behind). parent: getpid() before the fork. */
+void tu_child_dies_with_parent(int parent);
+
 /* Lowercase hex of bytes into a malloc'd string. */
 char *tu_hex(const uint8_t *p, size_t n);
 
