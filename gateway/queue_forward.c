@@ -574,6 +574,19 @@ static void claim(gw_queue_part *pt, uint64_t prev)
 		give_back(pt, 1000);
 }
 
+/* Asks stream's leader for a stored message ($JS.API.STREAM.MSG.GET:
+ * body {"seq":N,"next_by_subj":S} or {"last_by_subj":S}); the reply goes
+ * to done on the lane's loop (NULL: none in time). 0, or -1. */
+static int stream_get(gw_queue_lane *ln, const char *stream, const char *body,
+		      gw_queue_req_fn done, void *ud)
+{
+	char subj[128];
+
+	snprintf(subj, sizeof(subj), "$JS.API.STREAM.MSG.GET.%s", stream);
+	return gw_queue__req_start(ln, subj, body, ln->q->c->queue_ack_timeout_ms,
+				   done, ud);
+}
+
 /* A $JS.API.STREAM.MSG.GET reply's message's field name, decoded from
  * base64 (malloc'ed, NUL-terminated; *n its length). "" when it has none
  * (an empty payload), NULL when it does not decode. */
@@ -711,19 +724,16 @@ static void on_next_read(void *ud, natsMsg *r)
 static void scan(gw_queue_part *pt)
 {
 	gw_queue_lane *ln = pt->ln;
-	gw_queue *q = ln->q;
-	char subj[128], body[160];
+	char body[160];
 
 	if (ln->stopping) {
 		give_back(pt, 0);
 		return;
 	}
 	pt->state = P_GAP;
-	snprintf(subj, sizeof(subj), "$JS.API.STREAM.MSG.GET.%s", q->stream);
 	snprintf(body, sizeof(body), "{\"seq\":%" PRIu64 ",\"next_by_subj\":\"%s\"}",
 		 pt->fence_prev + 1, pt->part_subj);
-	if (gw_queue__req_start(ln, subj, body, q->c->queue_ack_timeout_ms,
-				on_next_read, pt) != 0)
+	if (stream_get(ln, ln->q->stream, body, on_next_read, pt) != 0)
 		give_back(pt, 1000);
 }
 
@@ -795,7 +805,7 @@ static void fence_step(gw_queue_part *pt)
 {
 	gw_queue_lane *ln = pt->ln;
 	gw_queue *q = ln->q;
-	char subj[128], body[128];
+	char body[128];
 
 	if (ln->stopping) {
 		give_back(pt, 0);
@@ -803,11 +813,9 @@ static void fence_step(gw_queue_part *pt)
 	}
 	if (!pt->fence_known) {
 		pt->state = P_READ;
-		snprintf(subj, sizeof(subj), "$JS.API.STREAM.MSG.GET.%s", q->fwd);
 		snprintf(body, sizeof(body), "{\"last_by_subj\":\"%s.%u\"}",
 			 q->fwd, pt->p);
-		if (gw_queue__req_start(ln, subj, body, q->c->queue_ack_timeout_ms,
-					on_claim_read, pt) != 0)
+		if (stream_get(ln, q->fwd, body, on_claim_read, pt) != 0)
 			give_back(pt, 1000);
 		return;
 	}
@@ -1025,34 +1033,29 @@ static void on_sweep_last(void *ud, natsMsg *m)
 static void on_sweep_claim(void *ud, natsMsg *m)
 {
 	gw_queue_part *pt = ud;
-	gw_queue *q = pt->ln->q;
 	uint64_t prev, l;
-	char subj[128], body[128];
+	char body[128];
 
 	if (!parse_claim(m, &pt->sweep_w, &prev, &l) || pt->ln->stopping) {
 		pt->sweeping = false;
 		return;
 	}
-	snprintf(subj, sizeof(subj), "$JS.API.STREAM.MSG.GET.%s", q->stream);
 	snprintf(body, sizeof(body), "{\"last_by_subj\":\"%s\"}", pt->part_subj);
-	if (gw_queue__req_start(pt->ln, subj, body, q->c->queue_ack_timeout_ms,
-				on_sweep_last, pt) != 0)
+	if (stream_get(pt->ln, pt->ln->q->stream, body, on_sweep_last, pt) != 0)
 		pt->sweeping = false;
 }
 
 static void sweep(gw_queue_part *pt, int64_t now)
 {
 	gw_queue *q = pt->ln->q;
-	char subj[128], body[128];
+	char body[128];
 
 	pt->sweep_at = now + q->ack_wait_ms;
 	if (!connected(q))
 		return;
 	pt->sweeping = true;
-	snprintf(subj, sizeof(subj), "$JS.API.STREAM.MSG.GET.%s", q->fwd);
 	snprintf(body, sizeof(body), "{\"last_by_subj\":\"%s.%u\"}", q->fwd, pt->p);
-	if (gw_queue__req_start(pt->ln, subj, body, q->c->queue_ack_timeout_ms,
-				on_sweep_claim, pt) != 0)
+	if (stream_get(pt->ln, q->fwd, body, on_sweep_claim, pt) != 0)
 		pt->sweeping = false;
 }
 

@@ -88,12 +88,15 @@ static void cfg_queue(gw_config *c, const char *stream, unsigned parts)
 	c->queue_dedup_s = 120;
 }
 
-static int qgw_up(qgw *g, const char *stream, unsigned parts)
+/* A gateway on stream; accept_only: --queue-accept-only. */
+static int qgw_up_as(qgw *g, const char *stream, unsigned parts,
+		     bool accept_only)
 {
 	char err[1400] = "";
 
 	memset(g, 0, sizeof(*g));
 	cfg_queue(&g->c, stream, parts);
+	g->c.queue_accept_only = accept_only;
 	g->up = gw_upstream_new(&g->c, err, sizeof(err));
 	if (g->up == NULL)
 		goto fail;
@@ -108,6 +111,11 @@ static int qgw_up(qgw *g, const char *stream, unsigned parts)
 fail:
 	fprintf(stderr, "qgw_up: %s\n", err);
 	return -1;
+}
+
+static int qgw_up(qgw *g, const char *stream, unsigned parts)
+{
+	return qgw_up_as(g, stream, parts, false);
 }
 
 /* Stops in the order of main.c. */
@@ -841,43 +849,45 @@ static int consumer_skips(void *jsv, void *ud)
 	return rc;
 }
 
+/* On a fresh stream, an accept-only gateway a stores sid's updates 1..n
+ * (the stream's messages 1..n); then their partition's consumer is made
+ * to start at start, passing over 1..start-1. 0 or -1. */
+static int stored_and_passed_over(qgw *a, char *stream, size_t cap,
+				  const char *sid, long n, uint64_t start)
+{
+	skip_ctx k;
+	res r;
+	long i;
+
+	new_stream(stream, cap);
+	if (qgw_up_as(a, stream, 4, true) != 0)
+		return -1;
+	for (i = 1; i <= n; i++)
+		if (patch_n(a, sid, i, true, &r) != 202)
+			return -1;
+	k.stream = stream;
+	k.start = start;
+	return tu_nats_exec(cl, consumer_skips, &k);
+}
+
 static void queue_forwards_updates_its_consumer_passed_over(void)
 {
 	char stream[32], out[2048];
 	qgw a, f;
-	res r;
 	expect e;
-	char err[1400] = "";
 	fu_step steps[4] = {
 		{ FU_STATUS, 503, NULL, NULL, 0 },   /* the 1st: retryable */
 		{ FU_OK, 0, NULL, NULL, 0 },         /* the 1st again */
 		{ FU_OK, 0, NULL, NULL, 0 },         /* the 2nd */
 		{ FU_STATUS, 422, NULL, NULL, 0 },   /* the 3rd: final */
 	};
-	skip_ctx k;
 	double skipped0;
-	long n;
 	size_t i;
 
 	fu_clear(fu);
-	new_stream(stream, sizeof(stream));
-	memset(&a, 0, sizeof(a));
-	cfg_queue(&a.c, stream, 4);
-	a.c.queue_accept_only = true;
-	a.up = gw_upstream_new(&a.c, err, sizeof(err));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(a.up);
-	a.q = gw_queue_open(&a.c, err, sizeof(err));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(a.q);
-	a.srv = gw_server_start_store(&a.c, a.up, gw_queue_store(a.q), NULL, err,
-				      sizeof(err));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(a.srv);
+	CU_ASSERT_FATAL(stored_and_passed_over(&a, stream, sizeof(stream), "sk-0",
+					       5, 4) == 0);
 	skipped0 = tu_gw_metric("sessionwire_queue_skipped_total");
-	/* a fresh stream: the updates are its messages 1..5 */
-	for (n = 1; n <= 5; n++)
-		CU_ASSERT_EQUAL(patch_n(&a, "sk-0", n, true, &r), 202);
-	k.stream = stream;
-	k.start = 4;
-	CU_ASSERT_FATAL(tu_nats_exec(cl, consumer_skips, &k) == 0);
 	fu_script_for(fu, "/sk-0", steps, 4);
 	CU_ASSERT_FATAL(qgw_up(&f, stream, 4) == 0);
 	memset(&e, 0, sizeof(e));
@@ -916,32 +926,15 @@ static void queue_nudges_a_partition_whose_consumer_has_nothing(void)
 {
 	char stream[32], out[2048];
 	qgw a, f;
-	res r;
 	expect e;
-	char err[1400] = "";
-	skip_ctx k;
 	double skipped0;
-	long n;
 	size_t i;
 
 	fu_clear(fu);
-	new_stream(stream, sizeof(stream));
-	memset(&a, 0, sizeof(a));
-	cfg_queue(&a.c, stream, 4);
-	a.c.queue_accept_only = true;
-	a.up = gw_upstream_new(&a.c, err, sizeof(err));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(a.up);
-	a.q = gw_queue_open(&a.c, err, sizeof(err));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(a.q);
-	a.srv = gw_server_start_store(&a.c, a.up, gw_queue_store(a.q), NULL, err,
-				      sizeof(err));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(a.srv);
+	/* passed over up to past the last one */
+	CU_ASSERT_FATAL(stored_and_passed_over(&a, stream, sizeof(stream), "sq-0",
+					       3, 4) == 0);
 	skipped0 = tu_gw_metric("sessionwire_queue_skipped_total");
-	for (n = 1; n <= 3; n++)
-		CU_ASSERT_EQUAL(patch_n(&a, "sq-0", n, true, &r), 202);
-	k.stream = stream;
-	k.start = 4; /* past the last one */
-	CU_ASSERT_FATAL(tu_nats_exec(cl, consumer_skips, &k) == 0);
 	/* still waiting, says the admin (from the claims, not the consumer) */
 	CU_ASSERT_EQUAL(admin(out, sizeof(out), stream, "list", "--pending", NULL,
 			      NULL), 0);
