@@ -485,7 +485,20 @@ static void stream_diff(const jsStreamConfig *have, const jsStreamConfig *want,
 	(void)flag_hint;
 }
 
-/* Creates the stream of sc, or checks the one there. 0 or -1 with err. */
+#define PLACE_WAIT_MS 30000
+#define PLACE_RETRY_MS 250
+
+/* An answer a cluster that is still forming gives: its nodes not all
+ * known yet, no meta leader, nobody answering yet. */
+static bool forming(natsStatus s, jsErrCode jerr)
+{
+	return s == NATS_NO_RESPONDERS || s == NATS_TIMEOUT ||
+	       jerr == JSClusterNoPeersErr || jerr == JSClusterNotAvailErr;
+}
+
+/* Creates the stream of sc, or checks the one there; waits up to
+ * PLACE_WAIT_MS for a cluster that is still forming (started with the
+ * gateway). 0 or -1 with err. */
 static int ensure_stream(gw_queue *q, jsStreamConfig *sc, char *err,
 			 size_t errlen)
 {
@@ -493,30 +506,48 @@ static int ensure_stream(gw_queue *q, jsStreamConfig *sc, char *err,
 	jsErrCode jerr = 0;
 	natsStatus s;
 	char why[400];
+	int64_t end = gw_mono_ms() + PLACE_WAIT_MS;
+	bool said = false;
+	const char *op;
 
-	s = js_GetStreamInfo(&si, q->js, sc->Name, NULL, &jerr);
-	if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
+	for (;;) {
 		jerr = 0;
-		s = js_AddStream(&si, q->js, sc, NULL, &jerr);
-		if (s != NATS_OK) {
-			char what[128];
-
-			snprintf(what, sizeof(what), "cannot create stream %s",
-				 sc->Name);
-			gw_queue__js_error(err, errlen, what, s, jerr);
-			return -1;
+		op = "cannot read";
+		s = js_GetStreamInfo(&si, q->js, sc->Name, NULL, &jerr);
+		if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
+			jerr = 0;
+			op = "cannot create";
+			s = js_AddStream(&si, q->js, sc, NULL, &jerr);
+			if (s == NATS_OK) {
+				jsStreamInfo_Destroy(si);
+				snprintf(why, sizeof(why),
+					 "queue: created stream %s (R%" PRId64 ")",
+					 sc->Name, sc->Replicas);
+				gw_log(GW_LOG_INFO, why, NULL);
+				return 0;
+			}
+		}
+		if (s == NATS_OK || !forming(s, jerr) || gw_mono_ms() >= end)
+			break;
+		if (!said) {
+			snprintf(why, sizeof(why),
+				 "queue: the cluster cannot place stream %s yet (%s); waiting up to %d s",
+				 sc->Name, jerr ? "not all its nodes known" : "no answer",
+				 PLACE_WAIT_MS / 1000);
+			gw_log(GW_LOG_INFO, why, NULL);
+			said = true;
 		}
 		jsStreamInfo_Destroy(si);
-		snprintf(why, sizeof(why), "queue: created stream %s (R%" PRId64 ")",
-			 sc->Name, sc->Replicas);
-		gw_log(GW_LOG_INFO, why, NULL);
-		return 0;
+		si = NULL;
+		nats_Sleep(PLACE_RETRY_MS);
 	}
 	if (s != NATS_OK) {
-		char what[128];
+		char what[160];
 
-		snprintf(what, sizeof(what), "cannot read stream %s", sc->Name);
+		snprintf(what, sizeof(what), "%s stream %s%s", op, sc->Name,
+			 said ? " (after waiting for the cluster)" : "");
 		gw_queue__js_error(err, errlen, what, s, jerr);
+		jsStreamInfo_Destroy(si);
 		return -1;
 	}
 	stream_diff(si->Config, sc, NULL, why, sizeof(why));
