@@ -60,6 +60,7 @@ static const char *prefix;
 static atomic_int port[GATEWAYS];      /* 0 while that gateway is down */
 static pid_t pid[GATEWAYS];
 static atomic_bool load_stop;
+static bool load_running; /* devices started, not yet joined */
 static long acked[SESSIONS];
 static atomic_long acks_total, sends_total, refused_total;
 
@@ -78,8 +79,11 @@ static int suite_init(void)
 	return fu && cl ? 0 : -1;
 }
 
+static void load_abandon(void);
+
 static int suite_clean(void)
 {
+	load_abandon();
 	tu_nats_stop(cl);
 	fu_stop(fu);
 	if (keep_root)
@@ -326,11 +330,30 @@ static void check(tally *t)
 static pthread_t th[SESSIONS];
 static double t0;
 
+/* Stops a load a failed assertion left running (CU_ASSERT_FATAL leaves
+ * the test midway): its devices and gateways would otherwise run on into
+ * the next test's tally. */
+static void load_abandon(void)
+{
+	long k;
+	int g;
+
+	if (!load_running)
+		return;
+	atomic_store(&load_stop, true);
+	for (k = 0; k < SESSIONS; k++)
+		pthread_join(th[k], NULL);
+	for (g = 0; g < GATEWAYS; g++)
+		gw_kill(g);
+	load_running = false;
+}
+
 static void load_start(const char *pfx, const char *stream_name)
 {
 	long k;
 	int g;
 
+	load_abandon();
 	fu_clear(fu);
 	prefix = pfx;
 	snprintf(stream, sizeof(stream), "%s", stream_name);
@@ -346,6 +369,7 @@ static void load_start(const char *pfx, const char *stream_name)
 		CU_ASSERT_FATAL(pthread_create(&th[k], NULL, device,
 					       (void *)(intptr_t)k) == 0);
 	}
+	load_running = true;
 }
 
 /* For a failure's log: each partition's consumer (all of them: one whose
@@ -452,6 +476,7 @@ static void load_finish(const char *what, int kills, tally *t)
 	atomic_store(&load_stop, true);
 	for (k = 0; k < SESSIONS; k++)
 		pthread_join(th[k], NULL);
+	load_running = false;
 	/* the backlog drains at its own pace (each partition one update at
 	 * a time, on the same cores as everything else): wait while it
 	 * shrinks; what stays missing without progress for STALL_S is lost */
@@ -527,7 +552,7 @@ static void queue_stream_leader_sigkill_under_load_loses_nothing(void)
 		int leader;
 
 		tu_sleep_ms(1500);
-		leader = tu_nats_leader(cl, stream, 20);
+		leader = tu_nats_leader(cl, stream, 60);
 		CU_ASSERT_FATAL(leader >= 0);
 		before = atomic_load(&acks_total);
 		tu_nats_kill(cl, leader);

@@ -290,7 +290,7 @@ int tu_nats_leader(tu_nats *c, const char *stream, double wait_s)
 
 		if (nc != NULL) {
 			jsOptions_Init(&jo);
-			jo.Wait = 1000;
+			jo.Wait = 3000; /* a loaded cluster answers slowly */
 			if (natsConnection_JetStream(&js, nc, &jo) == NATS_OK &&
 			    js_GetStreamInfo(&si, js, stream, NULL, NULL) == NATS_OK &&
 			    si->Cluster != NULL && si->Cluster->Leader != NULL) {
