@@ -569,6 +569,8 @@ static int ensure_consumer(gw_queue *q, unsigned p, char *err, size_t errlen)
 	jsErrCode jerr = 0;
 	char name[16], filter[64], what[128];
 	natsStatus s;
+	int64_t end = gw_mono_ms() + PLACE_WAIT_MS;
+	const char *op;
 
 	gw_queue__consumer(p, name, sizeof(name));
 	snprintf(filter, sizeof(filter), "%s.%u", q->stream, p);
@@ -583,23 +585,32 @@ static int ensure_consumer(gw_queue *q, unsigned p, char *err, size_t errlen)
 	cc.ReplayPolicy = js_ReplayInstant;
 	cc.MaxAckPending = 1;
 	cc.MaxWaiting = 512;
-	s = js_GetConsumerInfo(&ci, q->js, q->stream, name, NULL, &jerr);
-	if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr) {
+	/* as for the stream: a cluster that is forming or recovering (a
+	 * node restarted) answers "temporarily unavailable" for a while */
+	for (;;) {
 		jerr = 0;
-		s = js_AddConsumer(&ci, q->js, q->stream, &cc, NULL, &jerr);
-		if (s != NATS_OK) {
-			snprintf(what, sizeof(what), "cannot create consumer %s of stream %s",
-				 name, q->stream);
-			gw_queue__js_error(err, errlen, what, s, jerr);
-			return -1;
+		op = "cannot read";
+		s = js_GetConsumerInfo(&ci, q->js, q->stream, name, NULL, &jerr);
+		if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr) {
+			jerr = 0;
+			op = "cannot create";
+			s = js_AddConsumer(&ci, q->js, q->stream, &cc, NULL, &jerr);
+			if (s == NATS_OK) {
+				jsConsumerInfo_Destroy(ci);
+				return 0;
+			}
 		}
+		if (s == NATS_OK || !forming(s, jerr) || gw_mono_ms() >= end)
+			break;
 		jsConsumerInfo_Destroy(ci);
-		return 0;
+		ci = NULL;
+		nats_Sleep(PLACE_RETRY_MS);
 	}
 	if (s != NATS_OK) {
-		snprintf(what, sizeof(what), "cannot read consumer %s of stream %s",
+		snprintf(what, sizeof(what), "%s consumer %s of stream %s", op,
 			 name, q->stream);
 		gw_queue__js_error(err, errlen, what, s, jerr);
+		jsConsumerInfo_Destroy(ci);
 		return -1;
 	}
 	if (ci->Config->FilterSubject == NULL ||
