@@ -84,7 +84,7 @@ typedef enum part_state {
 	P_IDLE,       /* nothing in hand */
 	P_READ,       /* reading the partition's claim */
 	P_GAP,        /* reading the partition's next message after the claim */
-	P_CLAIM,      /* claiming the update in hand (or one passed over) */
+	P_CLAIM,      /* claiming the update in hand */
 	P_UPSTREAM,   /* an update at the upstream */
 	P_DEAD        /* its dead letter being stored */
 } part_state;
@@ -117,12 +117,12 @@ struct gw_queue_part {
 	uint64_t fence_w, fence_l;
 	uint64_t fence_prev;       /* the claim's W: what went before it */
 	uint64_t claim_prev;       /* the claim being made's */
-	/* the sweep: the claim and the partition's last message at the
-	 * last look, and when the next one is due */
+	int fence_tries;
+	/* the sweep: the claim and the partition's last message at this
+	 * look and (0) at the one before, and when the next one is due */
 	bool sweeping;
 	int64_t sweep_at;
 	uint64_t sweep_w, sweep_last, sweep_w0, sweep_last0;
-	int fence_tries;
 };
 
 static void part_take(gw_queue_part *pt, gw_inmsg *im);
