@@ -413,6 +413,27 @@ static void queue_refuses_a_stream_configured_otherwise(void)
 		gw_queue_close(q);
 		CU_ASSERT_PTR_NOT_NULL(strstr(err, "another number of partitions"));
 	}
+	/* more replicas than nodes: "no suitable peers" is also what a
+	 * forming cluster says, so the gateway waits (30 s), then says so */
+	{
+		gw_config c;
+		gw_queue *q;
+		char err[1400] = "", name[32];
+		double t0 = tu_mono();
+
+		new_stream(name, sizeof(name));
+		cfg_queue(&c, name, 4);
+		c.queue_replicas = 5;
+		q = gw_queue_open(&c, err, sizeof(err));
+		CU_ASSERT_PTR_NULL(q);
+		gw_queue_close(q);
+		CU_ASSERT_TRUE(tu_mono() - t0 >= 29);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err, "cannot create stream"));
+		CU_ASSERT_PTR_NOT_NULL(strstr(err, "(after waiting for the cluster)"));
+		CU_ASSERT_PTR_NOT_NULL(strstr(err, "no suitable peers"));
+		if (strstr(err, "no suitable peers") == NULL)
+			fprintf(stderr, "\n  got: %s\n", err);
+	}
 	/* nobody listening: a clear sentence, no hang */
 	{
 		gw_config c;
